@@ -1,0 +1,13 @@
+"""DataHarbour for Jupyter: Spark jobs, clusters and monitoring inside the Jupyter server.
+
+Kept import-light on purpose: the run supervisor (`python -m dataharbour_ext.spark.runner`)
+imports this package too and must start fast.
+"""
+
+__version__ = "0.1.0"
+
+
+def _jupyter_server_extension_points():
+    from .app import DataHarbourApp
+
+    return [{"module": "dataharbour_ext", "app": DataHarbourApp}]

@@ -1,0 +1,39 @@
+"""Domain errors the services raise; the handler layer maps each to its HTTP status."""
+
+
+class DataHarbourError(Exception):
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(DataHarbourError):
+    """The request is malformed; `field` names the offending field."""
+
+    status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class NotFound(DataHarbourError):
+    status = 404
+
+
+class Conflict(DataHarbourError):
+    """The resource is in a state that does not allow the action (kill a finished job)."""
+
+    status = 409
+
+
+class Gone(DataHarbourError):
+    """The thing existed but is no longer available (a finished job's driver UI)."""
+
+    status = 410
+
+
+class PayloadTooLarge(DataHarbourError):
+    status = 413

@@ -1,0 +1,74 @@
+"""REST handlers for /api/v1/jobs."""
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..models import JobQuery, JobSubmit, LogQuery, SparkUi
+from .base import BODY_OVERHEAD_BYTES, DataHarbourHandler
+
+AUTH_RESOURCE = "dataharbour:jobs"
+
+
+class JobsBaseHandler(DataHarbourHandler):
+    auth_resource = AUTH_RESOURCE
+
+
+class JobCollectionHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.write_model(self.jobs.list(self.parse_query(JobQuery, list_fields=("state",))))
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        max_bytes = self.jobs.config.max_code_bytes + BODY_OVERHEAD_BYTES
+        job = await self.jobs.submit(self.parse_body(JobSubmit, max_bytes))
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + job.id)
+        self.write_model(job, status=202)
+
+
+class JobHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        self.write_model(self.jobs.get(job_id))
+
+
+class JobKillHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str):
+        self.write_model(await self.jobs.kill(job_id))
+
+
+class JobRestartHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str):
+        self.write_model(await self.jobs.restart(job_id), status=202)
+
+
+class JobLogsHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        self.write_model(self.jobs.logs(job_id, self.parse_query(LogQuery)))
+
+
+class JobSparkUiHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        ui = self.jobs.live_ui(job_id)
+        proxy_url = f"{self.base_url}api/v1/jobs/{job_id}/spark-ui/proxy/"
+        self.write_model(
+            SparkUi(
+                job_id=ui.job_id,
+                attempt=ui.attempt,
+                state=ui.state,
+                spark_app_id=ui.spark_app_id,
+                url=ui.url,
+                proxy_url=proxy_url,
+            )
+        )

@@ -1,0 +1,96 @@
+"""The route table: each route's path, handler and documented operations.
+
+One source for both Tornado's URL patterns and the OpenAPI document, so they can't drift.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from ..models import ErrorBody, Job, JobList, JobQuery, JobSubmit, LogPage, LogQuery, SparkUi
+from .jobs import (
+    JobCollectionHandler,
+    JobHandler,
+    JobKillHandler,
+    JobLogsHandler,
+    JobRestartHandler,
+    JobSparkUiHandler,
+)
+from .openapi import OpenApiHandler
+from .spark_ui_proxy import SparkUiProxyHandler
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    summary: str
+    status: int = 200
+    response: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # OpenAPI style: /api/v1/jobs/{job_id}
+    handler: type
+    operations: tuple[Operation, ...] = field(default_factory=tuple)
+
+    def pattern(self) -> str:
+        """Tornado pattern: `{name}` is one path segment, a final `{path}` is the rest."""
+        pattern = re.sub(r"\{path\}$", "(?P<path>.*)", self.path)
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+        return pattern if pattern.endswith((".json", "(?P<path>.*)")) else pattern.rstrip("/") + "/?"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "/api/v1/jobs/",
+        JobCollectionHandler,
+        (
+            Operation("get", "List jobs (filter, sort, page)", response=JobList, query=JobQuery, errors=(400,)),
+            Operation("post", "Submit a PySpark job", status=202, response=Job, body=JobSubmit, errors=(400, 413)),
+        ),
+    ),
+    Route("/api/v1/jobs/{job_id}", JobHandler, (Operation("get", "Job details", response=Job, errors=(404,)),)),
+    Route(
+        "/api/v1/jobs/{job_id}/kill",
+        JobKillHandler,
+        (Operation("post", "Kill the job's whole process tree", response=Job, errors=(404, 409)),),
+    ),
+    Route(
+        "/api/v1/jobs/{job_id}/restart",
+        JobRestartHandler,
+        (Operation("post", "Run the job again as a new attempt", status=202, response=Job, errors=(404, 409)),),
+    ),
+    Route(
+        "/api/v1/jobs/{job_id}/logs",
+        JobLogsHandler,
+        (Operation("get", "Read the run log: a page from a byte offset, or the tail", response=LogPage,
+                   query=LogQuery, errors=(400, 404)),),
+    ),
+    Route(
+        "/api/v1/jobs/{job_id}/spark-ui",
+        JobSparkUiHandler,
+        (Operation("get", "Live driver UI address and its proxy path", response=SparkUi, errors=(404, 409, 410)),),
+    ),
+    Route(
+        "/api/v1/jobs/{job_id}/spark-ui/proxy/{path}",
+        SparkUiProxyHandler,
+        (Operation("get", "The live driver UI, proxied", content_type="text/html", errors=(404, 409, 410, 502)),),
+    ),
+    Route(
+        "/api/v1/openapi.json",
+        OpenApiHandler,
+        (Operation("get", "This OpenAPI document"),),
+    ),
+)
+
+ERROR_MODEL = ErrorBody
+
+
+def handler_table() -> list[tuple[str, type]]:
+    return [(route.pattern(), route.handler) for route in ROUTES]

@@ -1,0 +1,66 @@
+"""Proxies a running job's driver UI through the Jupyter server, for remote browsers.
+
+Only the UI of a live run of the named job is reachable: the target address comes from the
+job service, never from the request. Spark builds its links from the X-Forwarded-Context
+header, so pages and redirects stay under the proxy path.
+"""
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import httpclient, web
+
+from .base import DomainErrorMixin
+from .jobs import AUTH_RESOURCE
+
+PASSED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "Content-Disposition", "Last-Modified", "ETag")
+
+
+class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandler):
+    auth_resource = AUTH_RESOURCE
+
+    def proxy_prefix(self, job_id: str) -> str:
+        return f"{self.base_url}api/v1/jobs/{job_id}/spark-ui/proxy"
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str, path: str):
+        ui = self.settings["dataharbour"]["jobs"].live_ui(job_id)
+        prefix = self.proxy_prefix(job_id)
+        target = f"{ui.url}/{path}"
+        if self.request.query:
+            target += "?" + self.request.query
+        request = httpclient.HTTPRequest(
+            target,
+            headers={"X-Forwarded-Context": prefix, "Accept": self.request.headers.get("Accept", "*/*")},
+            follow_redirects=False,
+            request_timeout=30,
+        )
+        response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code == 599:
+            raise web.HTTPError(502, "the driver UI of job %s did not answer", job_id)
+        self.set_status(response.code, response.reason)
+        for header in PASSED_RESPONSE_HEADERS:
+            if header in response.headers:
+                self.set_header(header, response.headers[header])
+        if "Location" in response.headers:
+            self.set_header("Location", self.rewrite_location(response.headers["Location"], ui.url, prefix))
+        self.finish(response.body or b"")
+
+    @staticmethod
+    def rewrite_location(location: str, ui_url: str, prefix: str) -> str:
+        """Keep redirects inside the proxy: the driver may answer with its own address."""
+        if location.startswith(ui_url):
+            location = location[len(ui_url) :] or "/"
+        if location.startswith("/") and not location.startswith(prefix):
+            location = prefix + location
+        return location
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # Plain text: this route serves the driver's pages, not Jupyter's templates.
+        exception = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exception, "log_message", None) or self._reason
+        if getattr(exception, "args", None) and isinstance(exception, web.HTTPError):
+            message = message % exception.args
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code} {self._reason}: {message}\n")

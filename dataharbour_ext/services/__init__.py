@@ -1,0 +1,1 @@
+"""Domain services, free of Tornado: they own state changes and publish events."""

@@ -1,0 +1,36 @@
+"""Turns a job's `file` (a contents-manager path) into the program text to run."""
+
+import nbformat
+from jupyter_core.utils import ensure_async
+
+from ..errors import InvalidInput
+
+
+def notebook_to_script(notebook_json: dict) -> str:
+    """The code cells of a notebook as one script; IPython magics and shell escapes are
+    commented out since spark-submit runs plain Python."""
+    notebook = nbformat.from_dict(notebook_json)
+    parts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = [f"# {line}" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines()]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+async def read_program(contents_manager, path: str) -> str:
+    """Snapshot the program at `path` (.py or .ipynb) through the contents manager."""
+    path = path.strip().lstrip("/")
+    if not path.endswith((".py", ".ipynb")):
+        raise InvalidInput("file", f"{path!r} is not a .py or .ipynb file")
+    if not await ensure_async(contents_manager.file_exists(path)):
+        raise InvalidInput("file", f"no such file {path!r} in the Jupyter root directory")
+    try:
+        if path.endswith(".ipynb"):
+            model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+            return notebook_to_script(model["content"])
+        model = await ensure_async(contents_manager.get(path, content=True, type="file", format="text"))
+    except Exception as error:  # the contents manager's own HTTPError or decoding error
+        raise InvalidInput("file", f"cannot read {path!r}: {getattr(error, 'log_message', None) or error}") from error
+    return model["content"]

@@ -1,0 +1,522 @@
+"""JobService: submit, queue, supervise, kill and restart PySpark jobs.
+
+A job is a record; each execution is a run with its own folder (program, command, log, exit
+status) and its own detached supervisor process group (see `spark/runner.py`). The service
+polls its active runs: the exit-status file says how a run ended, the driver log says when
+Spark is up and where its UI listens. Nothing here depends on the supervisor being our
+child, so after a server restart the same loop re-attaches to runs still going.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge
+from ..events import EventHub
+from ..models import Job, JobList, JobQuery, JobRun, JobState, JobSubmit, LogPage, LogQuery, redact
+from ..spark import driver_log, driver_ui, process_group
+from ..spark.runner import COMMAND_FILE, LOG_FILE, read_exit_status
+from ..spark.submit import SubmitSpec, build_command, build_environment
+from ..store import JobRecord, JobStore, RunRecord
+from ..store.log_files import read_page, read_tail
+from .clusters import ClusterService
+from .job_sources import read_program
+
+log = logging.getLogger(__name__)
+
+PROGRAM_FILE = "job.py"
+SUPERVISOR_LOG = "supervisor.log"
+ERROR_SCAN_BYTES = 64 * 1024
+MAX_SCAN_PER_TICK = 4 * 1024 * 1024
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as stored in the database."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class JobServiceConfig:
+    root_dir: str
+    runs_dir: str
+    max_concurrent_jobs: int = 4
+    max_code_bytes: int = 1024 * 1024
+    max_name_length: int = 200
+    kill_grace_seconds: float = 10.0
+    poll_interval: float = 0.1
+    spark_local_ip: str = "127.0.0.1"
+
+
+@dataclass
+class LiveUi:
+    job_id: str
+    attempt: int
+    state: JobState
+    url: str
+    spark_app_id: str | None
+
+
+@dataclass
+class _ActiveRun:
+    """What the poll loop knows about a run whose process group is alive."""
+
+    job_id: str
+    attempt: int
+    run_dir: str
+    pid: int
+    pid_started: float | None
+    process: subprocess.Popen | None = None  # only when we started it (to reap it)
+    log_offset: int = 0
+    driver: driver_log.DriverEvents = field(default_factory=driver_log.DriverEvents)
+    app_id_lookup: asyncio.Task | None = None
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        clusters: ClusterService,
+        hub: EventHub,
+        contents_manager,
+        config: JobServiceConfig,
+    ):
+        self.store = store
+        self.clusters = clusters
+        self.hub = hub
+        self.contents_manager = contents_manager
+        self.config = config
+        self._active: dict[str, _ActiveRun] = {}
+        self._poller: asyncio.Task | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Settle runs that ended while the server was down, re-attach to live ones, poll."""
+        for run in self.store.runs_in_states([JobState.starting.value, JobState.running.value]):
+            status = read_exit_status(run.run_dir)
+            if status is not None or not (run.pid and process_group.is_alive(run.pid, run.pid_started)):
+                self._finish(run, status)
+            else:
+                active = _ActiveRun(run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started)
+                self._active[run.job_id] = active
+                log.info("re-attached to job %s attempt %s (pid %s)", run.job_id, run.attempt, run.pid)
+        self._start_queued()
+        self._poller = asyncio.create_task(self._poll_forever())
+
+    async def stop(self) -> None:
+        """Stop watching. Runs keep going; the next start re-attaches to them."""
+        if self._poller:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+        for active in self._active.values():
+            if active.app_id_lookup:
+                active.app_id_lookup.cancel()
+
+    async def kill_all(self) -> None:
+        """Kill every queued and active job (used by tests and shutdown hooks that ask for it)."""
+        for run in self.store.runs_in_states(["queued", "starting", "running"]):
+            try:
+                await self.kill(run.job_id)
+            except Conflict:
+                pass
+
+    # ---- queries ---------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        return self._to_model(self._require(job_id), detail=True)
+
+    def list(self, query: JobQuery) -> JobList:
+        records, total = self.store.list_jobs(
+            states=[s.value for s in query.state] if query.state else None,
+            cluster_id=query.cluster_id,
+            name=query.name,
+            sort=query.sort.value,
+            descending=query.order == "desc",
+            limit=query.limit,
+            offset=query.offset,
+        )
+        jobs = [self._to_model(record, detail=False) for record in records]
+        return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
+
+    def logs(self, job_id: str, query: LogQuery) -> LogPage:
+        job = self._require(job_id)
+        attempt = query.attempt or job.attempt
+        run = self.store.get_run(job_id, attempt)
+        if run is None:
+            raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
+        path = os.path.join(run.run_dir, LOG_FILE)
+        final = JobState(run.state).is_terminal
+        if query.tail:
+            part = read_tail(path, query.tail, final=final)
+        else:
+            part = read_page(path, query.offset, query.limit, final=final)
+        return LogPage(
+            job_id=job_id,
+            attempt=attempt,
+            offset=part.offset,
+            next_offset=part.next_offset,
+            size=part.size,
+            lines=part.lines,
+            complete=final and part.next_offset >= part.size,
+        )
+
+    def live_ui(self, job_id: str) -> LiveUi:
+        """The driver UI of the job's current run, or why there is none."""
+        job = self._require(job_id)
+        state = JobState(job.state)
+        if state.is_terminal:
+            raise Gone(f"job {job_id} has {state.value}; its driver UI ended with it")
+        active = self._active.get(job_id)
+        if active is None or active.driver.ui_port is None:
+            raise Conflict(f"job {job_id} is {state.value}; its driver UI is not up yet")
+        if active.driver.ui_stopped:
+            raise Gone(f"job {job_id} has stopped its SparkContext and driver UI")
+        run = self.store.get_run(job_id, job.attempt)
+        return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)
+
+    # ---- commands --------------------------------------------------------------------
+
+    async def submit(self, request: JobSubmit) -> Job:
+        cluster = self.clusters.require(request.cluster_id)
+        if len(request.name) > self.config.max_name_length:
+            raise InvalidInput("name", f"must be at most {self.config.max_name_length} characters")
+        code = await self._program(request)
+        now = utcnow()
+        job_id = uuid.uuid4().hex
+        job = JobRecord(
+            id=job_id,
+            name=request.name,
+            cluster_id=cluster.id,
+            state=JobState.queued.value,
+            code=code,
+            file=request.file,
+            args=request.args,
+            conf=request.conf,
+            env=request.env,
+            attempt=1,
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.add_job(job, self._new_run(job, 1, now))
+        self._publish(job_id)
+        self._start_queued()
+        return self.get(job_id)
+
+    async def restart(self, job_id: str) -> Job:
+        job = self._require(job_id)
+        state = JobState(job.state)
+        if not state.is_terminal:
+            raise Conflict(f"job {job_id} is {state.value}; kill it before restarting")
+        now = utcnow()
+        job.attempt += 1
+        job.state = JobState.queued.value
+        job.updated_at = now
+        self.store.save(job, self._new_run(job, job.attempt, now))
+        self._publish(job_id)
+        self._start_queued()
+        return self.get(job_id)
+
+    async def kill(self, job_id: str) -> Job:
+        """Terminate the run's whole process group, SIGKILL after the grace period.
+
+        Returns once no process of the group is left, with the job in state `killed`.
+        """
+        job = self._require(job_id)
+        state = JobState(job.state)
+        if state.is_terminal:
+            raise Conflict(f"job {job_id} has already {state.value}")
+        run = self.store.get_run(job_id, job.attempt)
+        run.kill_requested = True
+        self.store.save(run)
+        if state is JobState.queued:
+            self._finish(run, None)
+            return self.get(job_id)
+        pgid = run.pid
+        process_group.signal_group(pgid, signal.SIGTERM)
+        if not await self._wait_group_exit(pgid, self.config.kill_grace_seconds):
+            log.warning("job %s did not stop within %.0fs; sending SIGKILL", job_id, self.config.kill_grace_seconds)
+            process_group.signal_group(pgid, signal.SIGKILL)
+            await self._wait_group_exit(pgid, 10.0)
+        active = self._active.get(job_id)
+        if active is not None:
+            self._check(active)
+        else:
+            self._finish(self.store.get_run(job_id, job.attempt), read_exit_status(run.run_dir))
+        return self.get(job_id)
+
+    # ---- internals: submission -------------------------------------------------------
+
+    async def _program(self, request: JobSubmit) -> str:
+        if request.code is not None and request.file is not None:
+            raise InvalidInput("file", "give either code or file, not both")
+        if request.code is None and request.file is None:
+            raise InvalidInput("code", "either code or file is required")
+        code = request.code if request.code is not None else await read_program(self.contents_manager, request.file)
+        field_name = "code" if request.code is not None else "file"
+        if len(code.encode("utf-8", errors="surrogatepass")) > self.config.max_code_bytes:
+            raise PayloadTooLarge(f"{field_name}: the program is larger than {self.config.max_code_bytes} bytes")
+        if not code.strip():
+            raise InvalidInput(field_name, "the program is empty")
+        try:
+            compile(code, request.file or "<job>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as error:
+            where = f" (line {error.lineno})" if getattr(error, "lineno", None) else ""
+            raise InvalidInput(field_name, f"{type(error).__name__}{where}: {getattr(error, 'msg', error)}") from None
+        return code
+
+    def _new_run(self, job: JobRecord, attempt: int, now: datetime) -> RunRecord:
+        run_dir = os.path.join(self.config.runs_dir, job.id, str(attempt))
+        return RunRecord(
+            job_id=job.id,
+            attempt=attempt,
+            cluster_id=job.cluster_id,
+            state=JobState.queued.value,
+            run_dir=run_dir,
+            queued_at=now,
+        )
+
+    def _start_queued(self) -> None:
+        """Start queued runs, oldest first, while their cluster has a free slot."""
+        queued = self.store.runs_in_states([JobState.queued.value])
+        free: dict[str, int] = {}
+        for run in queued:
+            if run.cluster_id not in free:
+                free[run.cluster_id] = self.config.max_concurrent_jobs - self.store.count_active(run.cluster_id)
+            if free[run.cluster_id] > 0:
+                free[run.cluster_id] -= 1
+                self._launch(run)
+
+    def _launch(self, run: RunRecord) -> None:
+        job = self.store.get_job(run.job_id)
+        cluster = self.clusters.get(run.cluster_id)
+        now = utcnow()
+        run.started_at = now
+        if cluster is None:
+            run.error = f"cluster {run.cluster_id!r} no longer exists"
+            self._end(run, JobState.failed, None, now)
+            return
+        run_dir = Path(run.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        program = run_dir / PROGRAM_FILE
+        program.write_text(job.code, encoding="utf-8")
+        spec = SubmitSpec(
+            master=cluster.master_url,
+            app_name=job.name,
+            app_file=str(program),
+            args=list(job.args),
+            conf=dict(job.conf),
+            env=dict(job.env),
+            local_ip=self.config.spark_local_ip,
+        )
+        command = {"argv": build_command(spec), "env": build_environment(spec), "cwd": self.config.root_dir}
+        # The command holds the job's environment, which may carry credentials: owner-only.
+        fd = os.open(run_dir / COMMAND_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(command, f)
+        try:
+            process = process_group.launch_supervisor(str(run_dir), str(run_dir / SUPERVISOR_LOG))
+        except OSError as error:
+            run.error = f"could not start the run supervisor: {error}"
+            self._end(run, JobState.failed, None, now)
+            return
+        run.pid = process.pid
+        run.pid_started = process_group.start_time(process.pid)
+        run.state = JobState.starting.value
+        self._save_with_job(run, now)
+        self._active[run.job_id] = _ActiveRun(
+            run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started, process=process
+        )
+        log.info("job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt, run.pid)
+
+    # ---- internals: watching ---------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            for active in list(self._active.values()):
+                try:
+                    self._check(active)
+                except Exception:
+                    log.exception("checking job %s failed", active.job_id)
+
+    def _check(self, active: _ActiveRun) -> None:
+        if active.process is not None:
+            active.process.poll()  # reap our own child so it does not linger as a zombie
+        status = read_exit_status(active.run_dir)
+        if status is None:
+            if process_group.is_alive(active.pid, active.pid_started):
+                self._follow_log(active)
+                return
+            status = read_exit_status(active.run_dir)  # it may have written it as it exited
+        self._follow_log(active)
+        run = self.store.get_run(active.job_id, active.attempt)
+        if run is not None:
+            self._finish(run, status)
+
+    def _follow_log(self, active: _ActiveRun) -> None:
+        """Read the new whole lines of the driver log for UI address, app id and UI stop."""
+        path = os.path.join(active.run_dir, LOG_FILE)
+        try:
+            with open(path, "rb") as f:
+                f.seek(active.log_offset)
+                chunk = f.read(MAX_SCAN_PER_TICK)
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1
+        if end == 0:
+            return
+        active.log_offset += end
+        had_ui = active.driver.ui_port is not None
+        driver_log.scan(chunk[:end], active.driver)
+        if active.driver.ui_port is not None and not had_ui:
+            self._mark_running(active)
+
+    def _mark_running(self, active: _ActiveRun) -> None:
+        run = self.store.get_run(active.job_id, active.attempt)
+        if run is None or JobState(run.state).is_terminal:
+            return
+        host = active.driver.ui_host or self.config.spark_local_ip
+        run.spark_ui_url = f"http://{host}:{active.driver.ui_port}"
+        run.spark_app_id = run.spark_app_id or active.driver.app_id
+        run.state = JobState.running.value
+        self._save_with_job(run, utcnow())
+        if run.spark_app_id is None:
+            active.app_id_lookup = asyncio.get_running_loop().create_task(self._lookup_app_id(active, run.spark_ui_url))
+
+    async def _lookup_app_id(self, active: _ActiveRun, ui_url: str) -> None:
+        """Local-mode drivers do not log their app id; their UI's REST API knows it."""
+        for _ in range(20):
+            app_id = await asyncio.to_thread(driver_ui.application_id, ui_url)
+            if app_id:
+                run = self.store.get_run(active.job_id, active.attempt)
+                if run is not None and run.spark_app_id is None:
+                    run.spark_app_id = app_id
+                    self._save_with_job(run, utcnow())
+                return
+            if active.job_id not in self._active:
+                return
+            await asyncio.sleep(0.5)
+
+    def _finish(self, run: RunRecord, status: dict | None) -> None:
+        """Record how a run ended: exit status if the supervisor wrote one, else killed/lost."""
+        if JobState(run.state).is_terminal:
+            return
+        exit_code = status.get("returncode") if status else None
+        ended = datetime.fromtimestamp(status["ended_at"], timezone.utc).replace(tzinfo=None) if status else utcnow()
+        if run.kill_requested:
+            state = JobState.killed
+        elif status is None:
+            state = JobState.lost
+            run.error = "the run's supervisor process vanished without recording an exit status"
+        elif exit_code == 0:
+            state = JobState.succeeded
+        else:
+            state = JobState.failed
+            run.error = driver_log.error_summary(self._log_tail(run), exit_code)
+        self._end(run, state, exit_code, ended)
+
+    def _end(self, run: RunRecord, state: JobState, exit_code: int | None, ended: datetime) -> None:
+        run.state = state.value
+        run.exit_code = exit_code
+        run.finished_at = ended
+        active = self._active.pop(run.job_id, None)
+        if active and active.app_id_lookup:
+            active.app_id_lookup.cancel()
+        self._save_with_job(run, utcnow())
+        log.info("job %s attempt %s %s", run.job_id, run.attempt, state.value)
+        self._start_queued()
+
+    def _log_tail(self, run: RunRecord) -> str:
+        path = os.path.join(run.run_dir, LOG_FILE)
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - ERROR_SCAN_BYTES))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    async def _wait_group_exit(self, pgid: int, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for run in self._active.values():
+                if run.pid == pgid and run.process is not None:
+                    run.process.poll()
+            if not process_group.members(pgid):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+
+    # ---- internals: records and events ----------------------------------------------
+
+    def _require(self, job_id: str) -> JobRecord:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job
+
+    def _save_with_job(self, run: RunRecord, now: datetime) -> None:
+        self.store.save_run(run, now=now)
+        self._publish(run.job_id)
+
+    def _publish(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        if job is not None:
+            self.hub.publish("job_update", self._to_model(job, detail=False).model_dump(mode="json"))
+
+    @staticmethod
+    def _duration(start: datetime | None, end: datetime | None) -> float | None:
+        if start is None:
+            return None
+        return round(((end or utcnow()) - start).total_seconds(), 3)
+
+    def _to_model(self, job: JobRecord, *, detail: bool) -> Job:
+        runs = [
+            JobRun(
+                attempt=run.attempt,
+                state=JobState(run.state),
+                queued_at=run.queued_at,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                duration=self._duration(run.started_at, run.finished_at),
+                exit_code=run.exit_code,
+                spark_app_id=run.spark_app_id,
+                spark_ui_url=run.spark_ui_url,
+                error=run.error,
+            )
+            for run in job.runs
+        ]
+        latest = next((run for run in runs if run.attempt == job.attempt), None)
+        return Job(
+            id=job.id,
+            name=job.name,
+            cluster_id=job.cluster_id,
+            state=JobState(job.state),
+            source="file" if job.file else "code",
+            file=job.file,
+            args=list(job.args),
+            conf=redact(job.conf),
+            env=redact(job.env),
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            attempt=job.attempt,
+            started_at=latest.started_at if latest else None,
+            finished_at=latest.finished_at if latest else None,
+            duration=latest.duration if latest else None,
+            exit_code=latest.exit_code if latest else None,
+            spark_app_id=latest.spark_app_id if latest else None,
+            error=latest.error if latest else None,
+            code=job.code if detail else None,
+            runs=runs if detail else None,
+        )
