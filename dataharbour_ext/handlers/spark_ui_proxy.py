@@ -5,6 +5,8 @@ job service, never from the request. Spark builds its links from the X-Forwarded
 header, so pages and redirects stay under the proxy path.
 """
 
+from urllib.parse import urlsplit, urlunsplit
+
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -36,7 +38,10 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
             follow_redirects=False,
             request_timeout=30,
         )
-        response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        try:
+            response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        except OSError as error:
+            raise web.HTTPError(502, "the driver UI of job %s did not answer: %s", job_id, error) from None
         if response.code == 599:
             raise web.HTTPError(502, "the driver UI of job %s did not answer", job_id)
         self.set_status(response.code, response.reason)
@@ -44,17 +49,18 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
             if header in response.headers:
                 self.set_header(header, response.headers[header])
         if "Location" in response.headers:
-            self.set_header("Location", self.rewrite_location(response.headers["Location"], ui.url, prefix))
+            self.set_header("Location", self.rewrite_location(response.headers["Location"], prefix))
         self.finish(response.body or b"")
 
     @staticmethod
-    def rewrite_location(location: str, ui_url: str, prefix: str) -> str:
-        """Keep redirects inside the proxy: the driver may answer with its own address."""
-        if location.startswith(ui_url):
-            location = location[len(ui_url) :] or "/"
-        if location.startswith("/") and not location.startswith(prefix):
-            location = prefix + location
-        return location
+    def rewrite_location(location: str, prefix: str) -> str:
+        """Keep redirects inside the proxy. The driver names itself by whatever host it
+        thinks it has, so only the path is kept, re-rooted under the proxy prefix."""
+        parts = urlsplit(location)
+        path = parts.path or "/"
+        if not path.startswith(prefix):
+            path = prefix + (path if path.startswith("/") else "/" + path)
+        return urlunsplit(("", "", path, parts.query, parts.fragment))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # Plain text: this route serves the driver's pages, not Jupyter's templates.

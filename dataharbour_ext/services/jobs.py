@@ -75,7 +75,7 @@ class _ActiveRun:
     process: subprocess.Popen | None = None  # only when we started it (to reap it)
     log_offset: int = 0
     driver: driver_log.DriverEvents = field(default_factory=driver_log.DriverEvents)
-    app_id_lookup: asyncio.Task | None = None
+    ready_check: asyncio.Task | None = None
 
 
 class JobService:
@@ -99,6 +99,8 @@ class JobService:
 
     async def start(self) -> None:
         """Settle runs that ended while the server was down, re-attach to live ones, poll."""
+        if self._poller is not None:
+            return
         for run in self.store.runs_in_states([JobState.starting.value, JobState.running.value]):
             status = read_exit_status(run.run_dir)
             if status is not None or not (run.pid and process_group.is_alive(run.pid, run.pid_started)):
@@ -119,8 +121,8 @@ class JobService:
             except asyncio.CancelledError:
                 pass
         for active in self._active.values():
-            if active.app_id_lookup:
-                active.app_id_lookup.cancel()
+            if active.ready_check:
+                active.ready_check.cancel()
 
     async def kill_all(self) -> None:
         """Kill every queued and active job (used by tests and shutdown hooks that ask for it)."""
@@ -177,7 +179,7 @@ class JobService:
         if state.is_terminal:
             raise Gone(f"job {job_id} has {state.value}; its driver UI ended with it")
         active = self._active.get(job_id)
-        if active is None or active.driver.ui_port is None:
+        if active is None or state is not JobState.running:
             raise Conflict(f"job {job_id} is {state.value}; its driver UI is not up yet")
         if active.driver.ui_stopped:
             raise Gone(f"job {job_id} has stopped its SparkContext and driver UI")
@@ -379,33 +381,28 @@ class JobService:
         had_ui = active.driver.ui_port is not None
         driver_log.scan(chunk[:end], active.driver)
         if active.driver.ui_port is not None and not had_ui:
-            self._mark_running(active)
+            host = active.driver.ui_host or self.config.spark_local_ip
+            ui_url = f"http://{host}:{active.driver.ui_port}"
+            active.ready_check = asyncio.get_running_loop().create_task(self._await_driver_ready(active, ui_url))
 
-    def _mark_running(self, active: _ActiveRun) -> None:
+    async def _await_driver_ready(self, active: _ActiveRun, ui_url: str) -> None:
+        """The run is `running` once its driver UI reports the application: by then the
+        SparkContext is up and the UI serves pages (local-mode drivers log no app id)."""
+        while active.job_id in self._active:
+            app_id = await asyncio.to_thread(driver_ui.application_id, ui_url)
+            if app_id:
+                self._mark_running(active, ui_url, app_id)
+                return
+            await asyncio.sleep(0.25)
+
+    def _mark_running(self, active: _ActiveRun, ui_url: str, app_id: str) -> None:
         run = self.store.get_run(active.job_id, active.attempt)
         if run is None or JobState(run.state).is_terminal:
             return
-        host = active.driver.ui_host or self.config.spark_local_ip
-        run.spark_ui_url = f"http://{host}:{active.driver.ui_port}"
-        run.spark_app_id = run.spark_app_id or active.driver.app_id
+        run.spark_ui_url = ui_url
+        run.spark_app_id = active.driver.app_id or app_id
         run.state = JobState.running.value
         self._save_with_job(run, utcnow())
-        if run.spark_app_id is None:
-            active.app_id_lookup = asyncio.get_running_loop().create_task(self._lookup_app_id(active, run.spark_ui_url))
-
-    async def _lookup_app_id(self, active: _ActiveRun, ui_url: str) -> None:
-        """Local-mode drivers do not log their app id; their UI's REST API knows it."""
-        for _ in range(20):
-            app_id = await asyncio.to_thread(driver_ui.application_id, ui_url)
-            if app_id:
-                run = self.store.get_run(active.job_id, active.attempt)
-                if run is not None and run.spark_app_id is None:
-                    run.spark_app_id = app_id
-                    self._save_with_job(run, utcnow())
-                return
-            if active.job_id not in self._active:
-                return
-            await asyncio.sleep(0.5)
 
     def _finish(self, run: RunRecord, status: dict | None) -> None:
         """Record how a run ended: exit status if the supervisor wrote one, else killed/lost."""
@@ -430,8 +427,8 @@ class JobService:
         run.exit_code = exit_code
         run.finished_at = ended
         active = self._active.pop(run.job_id, None)
-        if active and active.app_id_lookup:
-            active.app_id_lookup.cancel()
+        if active and active.ready_check:
+            active.ready_check.cancel()
         self._save_with_job(run, utcnow())
         log.info("job %s attempt %s %s", run.job_id, run.attempt, state.value)
         self._start_queued()

@@ -25,11 +25,11 @@ class DriverEvents:
 
 def scan(chunk: bytes, found: DriverEvents) -> DriverEvents:
     """Update `found` with what this chunk of whole log lines reveals."""
-    if found.ui_port is None:
-        if match := _UI_JETTY.search(chunk):
-            found.ui_host, found.ui_port = match.group(1).decode(), int(match.group(2))
-        elif match := _UI_SERVICE.search(chunk):
-            found.ui_port = int(match.group(1))
+    if found.ui_host is None and (match := _UI_JETTY.search(chunk)):
+        found.ui_host = match.group(1).decode()
+    # The port counts only once Spark says the service started: Jetty is bound by then.
+    if found.ui_port is None and (match := _UI_SERVICE.search(chunk)):
+        found.ui_port = int(match.group(1))
     if found.ui_port is not None and not found.ui_stopped and _UI_STOPPED.search(chunk):
         found.ui_stopped = True
     if found.app_id is None and (match := _APP_ID.search(chunk)):

@@ -72,6 +72,8 @@ class JobStore:
             escaped = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(func.lower(JobRecord.name).like(f"%{escaped}%", escape="\\"))
         column = getattr(JobRecord, sort)
+        if sort == "name":
+            column = func.lower(column)  # alphabetical as people read it, not by code point
         order = [column.desc() if descending else column.asc(), JobRecord.id]
         with self._session() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery()))

@@ -1,0 +1,131 @@
+"""Shared fixtures: a Jupyter server with the extension, an API client, process hygiene."""
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from tornado.httpclient import HTTPClientError
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+TERMINAL = {"succeeded", "failed", "killed", "lost"}
+
+
+@pytest.fixture
+def dataharbour_config():
+    """Per-test overrides of DataHarbourApp traits."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(dataharbour_config):
+    return {
+        "ServerApp": {
+            # pytest-jupyter adds the terminals extension unless told; it registers an
+            # undecorated route, which would trip the auth-warning check for no reason of ours.
+            "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+            "allow_unauthenticated_access": False,
+        },
+        "DataHarbourApp": {"kill_grace_seconds": 5.0, **dataharbour_config},
+    }
+
+
+@pytest.fixture
+def extension(jp_serverapp, jp_asyncio_loop):
+    """The running DataHarbourApp (its services, store and config).
+
+    pytest-jupyter never runs the server's post-start hook, so start extensions as
+    `jupyter server` does once its loop runs.
+    """
+    jp_asyncio_loop.run_until_complete(jp_serverapp.extension_manager.start_all_extensions())
+    return jp_serverapp.extension_manager.extension_points["dataharbour_ext"].app
+
+
+class Api:
+    """JSON calls against the test server; never raises on HTTP errors."""
+
+    def __init__(self, fetch):
+        self.fetch = fetch
+
+    async def call(self, method, path, body=None, params=None, raw_body=None, **fetch_options):
+        kwargs = {"method": method, "params": params or {}, "raise_error": False, **fetch_options}
+        if method in ("POST", "PUT"):
+            kwargs["body"] = raw_body if raw_body is not None else json.dumps(body if body is not None else {})
+        response = await self.fetch("api", "v1", path, **kwargs)
+        text = response.body.decode() if response.body else ""
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = text
+        return response.code, data
+
+    async def submit(self, **body):
+        status, job = await self.call("POST", "jobs/", body)
+        assert status == 202, job
+        return job
+
+    async def job(self, job_id):
+        status, job = await self.call("GET", f"jobs/{job_id}")
+        assert status == 200, job
+        return job
+
+    async def wait(self, job_id, states=TERMINAL, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = await self.job(job_id)
+            if job["state"] in states:
+                return job
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"job {job_id} still {job['state']} after {timeout}s")
+
+    async def logs(self, job_id, **params):
+        status, page = await self.call("GET", f"jobs/{job_id}/logs", params=params)
+        assert status == 200, page
+        return page
+
+    async def full_log(self, job_id, attempt=None):
+        params = {"limit": 100000}
+        if attempt:
+            params["attempt"] = attempt
+        return "\n".join((await self.logs(job_id, **params))["lines"])
+
+
+@pytest.fixture
+def api(jp_fetch, extension, jp_asyncio_loop):
+    yield Api(jp_fetch)
+    # Runs are detached by design and outlive the server: stop what this test started.
+    jp_asyncio_loop.run_until_complete(extension.jobs.kill_all())
+
+
+def _run_processes(marker: str) -> list[psutil.Process]:
+    """Processes whose command line mentions `marker` (the test session's temp root)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in process.info["cmdline"] or ()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_processes(tmp_path_factory):
+    """After the session, nothing started under the session's temp dirs may still run.
+
+    Every run's command line contains its run folder (under the session's temp root), so
+    this finds exactly what the tests started and stops it, then fails loudly if any was left.
+    """
+    root = str(tmp_path_factory.getbasetemp())
+    yield
+    leftovers = [p for p in _run_processes(root) if p.pid != os.getpid()]
+    for process in leftovers:
+        try:
+            os.killpg(process.pid, signal.SIGKILL) if os.getpgid(process.pid) == process.pid else process.kill()
+        except (OSError, psutil.Error):
+            pass
+    assert not leftovers, f"tests left processes running: {[p.pid for p in leftovers]}"
