@@ -22,8 +22,10 @@ print("CWD", os.getcwd())
 """
 
 
-async def test_seed_example_and_options_run_on_real_spark(api, jp_root_dir):
+async def test_seed_example_and_options_run_on_real_spark(api, extension, jp_root_dir):
     (jp_root_dir / "data.txt").write_text("hello harbour\nsecond line\n")
+    events = []
+    extension.hub.subscribe(events.append)
     seed = await api.submit(**SEED_BODY)
     assert seed["state"] in ("queued", "starting")
     assert seed["cluster_id"] == "spark-cluster-default" and seed["attempt"] == 1
@@ -43,6 +45,10 @@ async def test_seed_example_and_options_run_on_real_spark(api, jp_root_dir):
     assert done["started_at"] and done["finished_at"] and done["duration"] > 0
     log = await api.full_log(seed["id"])
     assert "|hello harbour|" in log and "  second line|" in log  # df.show() of the user's own file
+    seed_states = [e["data"]["state"] for e in events if e["type"] == "job_update" and e["data"]["id"] == seed["id"]]
+    assert [state for i, state in enumerate(seed_states) if i == 0 or seed_states[i - 1] != state] == [
+        "queued", "starting", "running", "succeeded"
+    ]  # every state change was published, in order
 
     done = await api.wait(options["id"])
     assert done["state"] == "succeeded", done
