@@ -35,6 +35,11 @@ class DataHarbourApp(ExtensionApp):
     max_name_length = Integer(200, help="Longest accepted job name.").tag(config=True)
     kill_grace_seconds = Float(10.0, help="Seconds between SIGTERM and SIGKILL when killing a job.").tag(config=True)
     poll_interval = Float(0.1, help="Seconds between checks of running jobs.").tag(config=True)
+    app_id_lookup_delay = Float(
+        5.0,
+        help="Seconds a local-mode run must have been running before its driver UI is asked for the "
+        "app id (the first call costs the driver a CPU burst that short jobs should not pay).",
+    ).tag(config=True)
 
     # ---- storage ----------------------------------------------------------------------
     state_dir = Unicode(help="Folder for the database and run folders; default <jupyter data dir>/dataharbour.").tag(
@@ -73,6 +78,7 @@ class DataHarbourApp(ExtensionApp):
             max_name_length=self.max_name_length,
             kill_grace_seconds=self.kill_grace_seconds,
             poll_interval=self.poll_interval,
+            app_id_lookup_delay=self.app_id_lookup_delay,
             spark_local_ip=self.spark_local_ip,
         )
         self.jobs = self.job_service_class(

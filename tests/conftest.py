@@ -30,7 +30,8 @@ def jp_server_config(dataharbour_config):
             "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
             "allow_unauthenticated_access": False,
         },
-        "DataHarbourApp": {"kill_grace_seconds": 5.0, **dataharbour_config},
+        # app ids are looked up at once so that short test jobs get theirs too.
+        "DataHarbourApp": {"kill_grace_seconds": 5.0, "app_id_lookup_delay": 0.0, **dataharbour_config},
     }
 
 

@@ -26,7 +26,11 @@ async def test_driver_ui_proxy_and_kill_leave_no_process(api, extension):
     status, ui = await api.call("GET", f"jobs/{job['id']}/spark-ui")
     assert status == 200, ui
     assert ui["url"].startswith("http://127.0.0.1:") and ui["proxy_url"].endswith(f"/jobs/{job['id']}/spark-ui/proxy/")
-    status, page = await api.call("GET", f"jobs/{job['id']}/spark-ui/proxy/jobs/")
+    for _ in range(50):  # `running` can come a moment before the UI leaves its start-up page
+        status, page = await api.call("GET", f"jobs/{job['id']}/spark-ui/proxy/jobs/")
+        if "Spark Jobs" in page:
+            break
+        await asyncio.sleep(0.2)
     assert status == 200 and "Spark Jobs" in page
     redirect = await api.fetch("api", "v1", "jobs", job["id"], "spark-ui", "proxy", "jobs", follow_redirects=False,
                                raise_error=False)

@@ -51,6 +51,7 @@ class JobServiceConfig:
     max_name_length: int = 200
     kill_grace_seconds: float = 10.0
     poll_interval: float = 0.1
+    app_id_lookup_delay: float = 5.0
     spark_local_ip: str = "127.0.0.1"
 
 
@@ -75,7 +76,9 @@ class _ActiveRun:
     process: subprocess.Popen | None = None  # only when we started it (to reap it)
     log_offset: int = 0
     driver: driver_log.DriverEvents = field(default_factory=driver_log.DriverEvents)
-    ready_check: asyncio.Task | None = None
+    marked_running: bool = False
+    app_id_lookup: asyncio.Task | None = None
+    app_id_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class JobService:
@@ -121,8 +124,8 @@ class JobService:
             except asyncio.CancelledError:
                 pass
         for active in self._active.values():
-            if active.ready_check:
-                active.ready_check.cancel()
+            if active.app_id_lookup:
+                active.app_id_lookup.cancel()
 
     async def kill_all(self) -> None:
         """Kill every queued and active job (used by tests and shutdown hooks that ask for it)."""
@@ -184,6 +187,9 @@ class JobService:
         if active.driver.ui_stopped:
             raise Gone(f"job {job_id} has stopped its SparkContext and driver UI")
         run = self.store.get_run(job_id, job.attempt)
+        if run.spark_ui_url is None:
+            raise Gone(f"job {job_id} runs without a driver UI (spark.ui.enabled is false)")
+        active.app_id_wanted.set()  # the UI is in use anyway: ask it for the app id now
         return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)
 
     # ---- commands --------------------------------------------------------------------
@@ -378,31 +384,48 @@ class JobService:
         if end == 0:
             return
         active.log_offset += end
-        had_ui = active.driver.ui_port is not None
         driver_log.scan(chunk[:end], active.driver)
-        if active.driver.ui_port is not None and not had_ui:
-            host = active.driver.ui_host or self.config.spark_local_ip
-            ui_url = f"http://{host}:{active.driver.ui_port}"
-            active.ready_check = asyncio.get_running_loop().create_task(self._await_driver_ready(active, ui_url))
+        if active.driver.context_ready and not active.marked_running:
+            self._mark_running(active)
 
-    async def _await_driver_ready(self, active: _ActiveRun, ui_url: str) -> None:
-        """The run is `running` once its driver UI reports the application: by then the
-        SparkContext is up and the UI serves pages (local-mode drivers log no app id)."""
-        while active.job_id in self._active:
-            app_id = await asyncio.to_thread(driver_ui.application_id, ui_url)
-            if app_id:
-                self._mark_running(active, ui_url, app_id)
-                return
-            await asyncio.sleep(0.25)
+    def _mark_running(self, active: _ActiveRun) -> None:
+        """SparkContext is up: record the driver UI address and the app id if logged.
 
-    def _mark_running(self, active: _ActiveRun, ui_url: str, app_id: str) -> None:
+        Local-mode drivers never log their app id; their UI's REST API knows it, but its
+        first call costs the starting driver a noticeable CPU burst, so it is asked only
+        once the run has been going a while (or someone opens the UI).
+        """
+        active.marked_running = True
         run = self.store.get_run(active.job_id, active.attempt)
         if run is None or JobState(run.state).is_terminal:
             return
-        run.spark_ui_url = ui_url
-        run.spark_app_id = active.driver.app_id or app_id
+        if active.driver.ui_port is not None:
+            host = active.driver.ui_host or self.config.spark_local_ip
+            run.spark_ui_url = f"http://{host}:{active.driver.ui_port}"
+        run.spark_app_id = run.spark_app_id or active.driver.app_id
         run.state = JobState.running.value
         self._save_with_job(run, utcnow())
+        if run.spark_app_id is None and run.spark_ui_url:
+            active.app_id_lookup = asyncio.get_running_loop().create_task(
+                self._ask_driver_for_app_id(active, run.spark_ui_url)
+            )
+
+    async def _ask_driver_for_app_id(self, active: _ActiveRun, ui_url: str) -> None:
+        try:
+            await asyncio.wait_for(active.app_id_wanted.wait(), self.config.app_id_lookup_delay)
+        except asyncio.TimeoutError:
+            pass
+        for _ in range(10):
+            if active.job_id not in self._active:
+                return
+            app_id = await asyncio.to_thread(driver_ui.application_id, ui_url)
+            if app_id:
+                run = self.store.get_run(active.job_id, active.attempt)
+                if run is not None and run.spark_app_id is None:
+                    run.spark_app_id = app_id
+                    self._save_with_job(run, utcnow())
+                return
+            await asyncio.sleep(1.0)
 
     def _finish(self, run: RunRecord, status: dict | None) -> None:
         """Record how a run ended: exit status if the supervisor wrote one, else killed/lost."""
@@ -427,8 +450,8 @@ class JobService:
         run.exit_code = exit_code
         run.finished_at = ended
         active = self._active.pop(run.job_id, None)
-        if active and active.ready_check:
-            active.ready_check.cancel()
+        if active and active.app_id_lookup:
+            active.app_id_lookup.cancel()
         self._save_with_job(run, utcnow())
         log.info("job %s attempt %s %s", run.job_id, run.attempt, state.value)
         self._start_queued()

@@ -8,6 +8,8 @@ _UI_JETTY = re.compile(rb"Start Jetty ([^\s:]+|\[[^\]]+\]):(\d+) for SparkUI")
 # "INFO Utils: Successfully started service 'SparkUI' on port 4041."
 _UI_SERVICE = re.compile(rb"Successfully started service 'SparkUI' on port (\d+)")
 _UI_STOPPED = re.compile(rb"Stopped Spark web UI at ")
+# The driver's block manager is the last part of SparkContext start-up in every deploy mode.
+_CONTEXT_READY = re.compile(rb"Initialized BlockManager: BlockManagerId\(driver")
 # "Connected to Spark cluster with app ID app-20240101010101-0000" (standalone), YARN/k8s similar.
 _APP_ID = re.compile(rb"(?:with app ID|Submitted application|application identifier:?)\s+((?:app|application|local|spark)[-_][\w\-]+)")
 _LOG_LINE = re.compile(r"^\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [A-Z]+ ")
@@ -20,6 +22,7 @@ class DriverEvents:
     ui_host: str | None = None
     ui_port: int | None = None
     ui_stopped: bool = False
+    context_ready: bool = False
     app_id: str | None = None
 
 
@@ -30,6 +33,8 @@ def scan(chunk: bytes, found: DriverEvents) -> DriverEvents:
     # The port counts only once Spark says the service started: Jetty is bound by then.
     if found.ui_port is None and (match := _UI_SERVICE.search(chunk)):
         found.ui_port = int(match.group(1))
+    if not found.context_ready and _CONTEXT_READY.search(chunk):
+        found.context_ready = True
     if found.ui_port is not None and not found.ui_stopped and _UI_STOPPED.search(chunk):
         found.ui_stopped = True
     if found.app_id is None and (match := _APP_ID.search(chunk)):
