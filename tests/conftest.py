@@ -17,7 +17,7 @@ TERMINAL = {"succeeded", "failed", "killed", "lost"}
 
 @pytest.fixture
 def dataharbour_config():
-    """Per-test overrides of DataHarbourApp traits."""
+    """Per-test overrides of DataHarbourApp traits: `@pytest.mark.parametrize("dataharbour_config", [{...}])`."""
     return {}
 
 

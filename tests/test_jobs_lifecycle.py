@@ -90,12 +90,7 @@ async def test_kill_queued_job_and_restart_killed_job(api, extension):
     assert done["state"] == "succeeded" and "finally ran" in await api.full_log(queued["id"])
 
 
-@pytest.fixture
-def dataharbour_config(request):
-    return getattr(request, "param", {})
-
-
-@pytest.mark.parametrize("dataharbour_config", [{"max_concurrent_jobs": 2}], indirect=True)
+@pytest.mark.parametrize("dataharbour_config", [{"max_concurrent_jobs": 2}])
 async def test_queue_never_exceeds_the_cluster_limit(api, extension):
     active_counts = []
     extension.hub.subscribe(lambda event: active_counts.append(extension.store.count_active("spark-cluster-default")))

@@ -1,0 +1,31 @@
+"""Embedded defaults and the seed's environment variables as config defaults."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture
+def spark_env(monkeypatch):
+    monkeypatch.setenv("SPARK_MASTER_URL", "spark://127.0.0.1:7077")
+    monkeypatch.setenv("SPARK_UI_URL", "http://127.0.0.1:8080")
+
+
+def test_embedded_defaults(extension, jp_data_dir, monkeypatch):
+    assert extension.spark_master_url == "local[*]"
+    assert extension.state_dir == os.path.join(str(jp_data_dir), "dataharbour")
+    assert extension.db_url.startswith("sqlite:///") and os.path.exists(extension.db_url.removeprefix("sqlite:///"))
+    default = extension.clusters.get("spark-cluster-default")
+    assert default.master_url == "local[*]" and default.ui_url is None
+
+
+def test_seed_environment_variables_are_defaults(spark_env, extension):
+    default = extension.clusters.get("spark-cluster-default")
+    assert default.master_url == "spark://127.0.0.1:7077"
+    assert default.ui_url == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("dataharbour_config", [{"spark_master_url": "local[2]", "max_concurrent_jobs": 7}])
+def test_traitlets_override_the_environment(spark_env, extension):
+    assert extension.clusters.get("spark-cluster-default").master_url == "local[2]"
+    assert extension.jobs.config.max_concurrent_jobs == 7
