@@ -4,10 +4,9 @@
 class DataHarbourError(Exception):
     status = 500
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.field = field
 
 
 class InvalidInput(DataHarbourError):
@@ -16,7 +15,7 @@ class InvalidInput(DataHarbourError):
     status = 400
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}", field=field)
+        super().__init__(f"{field}: {message}")
 
 
 class NotFound(DataHarbourError):

@@ -10,8 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 DEFAULT_CLUSTER_ID = "spark-cluster-default"
 
 # Spark conf keys: dotted identifiers under `spark.`; values: one line of text.
-CONF_KEY_PATTERN = re.compile(r"^spark\.[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Matched with fullmatch: `$` would let a trailing newline through.
+CONF_KEY_PATTERN = re.compile(r"spark\.[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_INDEX = 2**62  # bounds for offsets and counts: beyond it SQLite integers overflow
 MAX_CONF_VALUE_LENGTH = 4096
 MAX_ARG_LENGTH = 65536
 MAX_ARGS = 1000
@@ -60,10 +62,6 @@ class JobState(str, Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATES
 
-    @property
-    def is_active(self) -> bool:
-        return self in (JobState.starting, JobState.running)
-
 
 TERMINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.killed, JobState.lost})
 
@@ -109,7 +107,7 @@ class JobSubmit(BaseModel):
     def _conf_is_spark_conf(cls, values: dict[str, Scalar]) -> dict[str, str]:
         out = {}
         for key, value in values.items():
-            if not CONF_KEY_PATTERN.match(key):
+            if not CONF_KEY_PATTERN.fullmatch(key):
                 raise ValueError(f"invalid Spark conf key {key!r}: expected a dotted key starting with 'spark.'")
             if key in RESERVED_CONF_KEYS:
                 raise ValueError(f"{key!r} is set by DataHarbour from the cluster and job; choose cluster_id or name")
@@ -124,7 +122,7 @@ class JobSubmit(BaseModel):
     def _env_is_environment(cls, values: dict[str, Scalar]) -> dict[str, str]:
         out = {}
         for key, value in values.items():
-            if not ENV_NAME_PATTERN.match(key):
+            if not ENV_NAME_PATTERN.fullmatch(key):
                 raise ValueError(f"invalid environment variable name {key!r}")
             if key in RESERVED_ENV_NAMES:
                 raise ValueError(f"{key!r} is managed by DataHarbour")
@@ -191,7 +189,7 @@ class JobQuery(BaseModel):
     sort: JobSort = JobSort.created_at
     order: Literal["asc", "desc"] = "desc"
     limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_INDEX)
 
 
 class JobList(BaseModel):
@@ -204,8 +202,10 @@ class JobList(BaseModel):
 class LogQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int | None = Field(None, ge=1, description="Run to read; the latest by default.")
-    offset: int = Field(0, ge=0, description="Byte offset to read from (use next_offset of the previous page).")
+    attempt: int | None = Field(None, ge=1, le=MAX_INDEX, description="Run to read; the latest by default.")
+    offset: int = Field(
+        0, ge=0, le=MAX_INDEX, description="Byte offset to read from (use next_offset of the previous page)."
+    )
     limit: int = Field(1000, ge=1, le=100_000, description="Maximum number of lines.")
     tail: int | None = Field(None, ge=1, le=100_000, description="Return the last N lines instead of a page.")
 

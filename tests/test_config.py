@@ -11,7 +11,13 @@ def spark_env(monkeypatch):
     monkeypatch.setenv("SPARK_UI_URL", "http://127.0.0.1:8080")
 
 
-def test_embedded_defaults(extension, jp_data_dir, monkeypatch):
+@pytest.fixture
+def no_spark_env(monkeypatch):
+    monkeypatch.delenv("SPARK_MASTER_URL", raising=False)
+    monkeypatch.delenv("SPARK_UI_URL", raising=False)
+
+
+def test_embedded_defaults(no_spark_env, extension, jp_data_dir):
     assert extension.spark_master_url == "local[*]"
     assert extension.state_dir == os.path.join(str(jp_data_dir), "dataharbour")
     assert extension.db_url.startswith("sqlite:///") and os.path.exists(extension.db_url.removeprefix("sqlite:///"))

@@ -33,11 +33,13 @@ def test_error_summary_falls_back_to_error_lines_then_exit_code():
     assert error_summary("", -9) == "terminated by signal 9"
 
 
-def test_scan_finds_ui_port_host_app_id_and_stop():
+def test_scan_finds_ui_port_readiness_app_id_and_stop():
     found = scan(b"26/11/25 INFO JettyUtils: Start Jetty 127.0.0.1:4041 for SparkUI\n", DriverEvents())
-    assert found.ui_host == "127.0.0.1" and found.ui_port is None  # not bound yet
+    assert found.ui_port is None  # not bound yet
     scan(b"26/11/25 INFO Utils: Successfully started service 'SparkUI' on port 4041.\n", found)
-    assert found.ui_port == 4041
+    assert found.ui_port == 4041 and not found.context_ready
+    scan(b"INFO BlockManager: Initialized BlockManager: BlockManagerId(driver, localhost, 3, None)\n", found)
+    assert found.context_ready
     scan(b"INFO StandaloneSchedulerBackend: Connected to Spark cluster with app ID app-20261125-0001\n", found)
     assert found.app_id == "app-20261125-0001"
     scan(b"INFO SparkUI: Stopped Spark web UI at http://localhost:4041\n", found)

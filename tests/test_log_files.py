@@ -1,5 +1,6 @@
 """Log pages and tails by byte offset, including partial lines and large files."""
 
+from dataharbour_ext.store import log_files
 from dataharbour_ext.store.log_files import read_page, read_tail
 
 
@@ -59,3 +60,42 @@ def test_undecodable_bytes_are_replaced_not_fatal(tmp_path):
     path = tmp_path / "log"
     path.write_bytes(b"ok\n\xff\xfe bad\n")
     assert read_tail(str(path), 2, final=True).lines == ["ok", "\ufffd\ufffd bad"]
+
+
+def test_page_limit_holds_at_the_end_of_a_final_log(tmp_path):
+    path = _write(tmp_path / "log", "a\nb")
+    assert read_page(path, 0, 1, final=True).lines == ["a"]
+    assert read_page(path, 2, 1, final=True).lines == ["b"]
+
+
+def test_only_newline_ends_a_line(tmp_path):
+    path = _write(tmp_path / "log", "x\r50%\r100%\r\nnext\u2028same line\n")
+    assert read_tail(path, 1, final=True).lines == ["next\u2028same line"]
+    assert read_page(path, 0, 1, final=True).lines == ["x\r50%\r100%"]
+
+
+def test_partial_line_longer_than_a_block_is_left_while_running(tmp_path):
+    path = _write(tmp_path / "log", "done\n" + "p" * 200_000)
+    assert read_tail(path, 3, final=False).lines == ["done"]
+    assert read_tail(path, 1, final=True).lines == ["p" * 200_000]
+
+
+def test_tail_of_one_enormous_line_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(log_files, "MAX_TAIL_BYTES", 256 * 1024)
+    path = _write(tmp_path / "log", "first\n" + "z" * 1_000_000 + "\nlast\n")
+    part = read_tail(path, 2, final=True)
+    assert part.lines[-1] == "last" and len(part.lines) == 1  # the cut line is not half-shown
+
+
+def test_enormous_line_pages_split_on_character_boundaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(log_files, "MAX_PAGE_BYTES", 64 * 1024)
+    text = "é" * 100_000  # two bytes each, no newline
+    path = _write(tmp_path / "log", text + "\n")
+    pieces, offset = [], 0
+    for _ in range(10):
+        page = read_page(path, offset, 10, final=True)
+        if page.next_offset == offset:
+            break
+        pieces += page.lines
+        offset = page.next_offset
+    assert "".join(pieces) == text

@@ -12,8 +12,16 @@ from ..errors import DataHarbourError, InvalidInput, PayloadTooLarge
 
 Model = TypeVar("Model", bound=BaseModel)
 
-# Room for the JSON around a maximal program (name, args, conf, env, escaping).
+# JSON escaping can make a program up to 6x larger on the wire (\uXXXX for every
+# non-ASCII character); the exact limit is checked on the decoded program.
+BODY_EXPANSION = 6
 BODY_OVERHEAD_BYTES = 256 * 1024
+# Query arguments that authenticate the request rather than describe it.
+AUTH_QUERY_ARGUMENTS = frozenset({"token", "_xsrf"})
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _validation_to_input_error(error: ValidationError) -> InvalidInput:
@@ -25,17 +33,30 @@ def _validation_to_input_error(error: ValidationError) -> InvalidInput:
     return InvalidInput(field, message)
 
 
+def domain_error(kwargs: dict) -> DataHarbourError | None:
+    """The domain error behind a `write_error`/`log_exception` call, if that is what it is."""
+    exception = kwargs.get("exc_info", (None, None, None))[1]
+    return exception if isinstance(exception, DataHarbourError) else None
+
+
 class DomainErrorMixin:
     """The one place domain errors become HTTP errors: services stay free of Tornado and
-    handlers free of try/except."""
+    handlers free of try/except. Tornado hands uncaught exceptions to `log_exception` and
+    `write_error`; a domain error gets its own status and `{"message", "reason"}` there."""
 
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, DataHarbourError):
-            try:
-                raise web.HTTPError(e.status, e.message.replace("%", "%%"), reason=type(e).__name__) from e
-            except web.HTTPError as http_error:
-                return super()._handle_request_exception(http_error)
-        return super()._handle_request_exception(e)
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, DataHarbourError):
+            self.log.warning("%d %s %s: %s", value.status, self.request.method, self.request.path, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = domain_error(kwargs)
+        if error is None:
+            return super().write_error(status_code, **kwargs)
+        self.set_status(error.status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": error.message, "reason": type(error).__name__}))
 
 
 class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
@@ -53,8 +74,8 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
         if len(self.request.body) > max_bytes:
             raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
         try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError as error:
+            data = json.loads(self.request.body or b"{}", parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as error:
             raise InvalidInput("body", f"not valid JSON ({error})") from None
         if not isinstance(data, dict):
             raise InvalidInput("body", "expected a JSON object")
@@ -64,6 +85,8 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
         """Query arguments as `model`; fields in `list_fields` accept repeats and commas."""
         data: dict = {}
         for key, raw_values in self.request.query_arguments.items():
+            if key in AUTH_QUERY_ARGUMENTS:
+                continue
             values = [v.decode("utf-8", errors="replace") for v in raw_values]
             if key in list_fields:
                 data[key] = [item for value in values for item in value.split(",") if item]

@@ -4,9 +4,14 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..models import JobQuery, JobSubmit, LogQuery, SparkUi
-from .base import BODY_OVERHEAD_BYTES, DataHarbourHandler
+from .base import BODY_EXPANSION, BODY_OVERHEAD_BYTES, DataHarbourHandler
 
 AUTH_RESOURCE = "dataharbour:jobs"
+
+
+def spark_ui_proxy_path(base_url: str, job_id: str) -> str:
+    """Where a job's driver UI is proxied on this server (no trailing slash)."""
+    return f"{base_url}api/v1/jobs/{job_id}/spark-ui/proxy"
 
 
 class JobsBaseHandler(DataHarbourHandler):
@@ -22,7 +27,7 @@ class JobCollectionHandler(JobsBaseHandler):
     @web.authenticated
     @authorized
     async def post(self):
-        max_bytes = self.jobs.config.max_code_bytes + BODY_OVERHEAD_BYTES
+        max_bytes = self.jobs.config.max_code_bytes * BODY_EXPANSION + BODY_OVERHEAD_BYTES
         job = await self.jobs.submit(self.parse_body(JobSubmit, max_bytes))
         self.set_header("Location", self.request.path.rstrip("/") + "/" + job.id)
         self.write_model(job, status=202)
@@ -61,7 +66,7 @@ class JobSparkUiHandler(JobsBaseHandler):
     @authorized
     async def get(self, job_id: str):
         ui = self.jobs.live_ui(job_id)
-        proxy_url = f"{self.base_url}api/v1/jobs/{job_id}/spark-ui/proxy/"
+        proxy_url = spark_ui_proxy_path(self.base_url, job_id) + "/"
         self.write_model(
             SparkUi(
                 job_id=ui.job_id,

@@ -5,15 +5,15 @@ job service, never from the request. Spark builds its links from the X-Forwarded
 header, so pages and redirects stay under the proxy path.
 """
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httpclient, web
 
-from .base import DomainErrorMixin
-from .jobs import AUTH_RESOURCE
+from .base import AUTH_QUERY_ARGUMENTS, DomainErrorMixin, domain_error
+from .jobs import AUTH_RESOURCE, spark_ui_proxy_path
 
 PASSED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "Content-Disposition", "Last-Modified", "ETag")
 
@@ -21,17 +21,17 @@ PASSED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "Content-Disposition
 class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
-    def proxy_prefix(self, job_id: str) -> str:
-        return f"{self.base_url}api/v1/jobs/{job_id}/spark-ui/proxy"
-
     @web.authenticated
     @authorized
     async def get(self, job_id: str, path: str):
         ui = self.settings["dataharbour"]["jobs"].live_ui(job_id)
-        prefix = self.proxy_prefix(job_id)
-        target = f"{ui.url}/{path}"
-        if self.request.query:
-            target += "?" + self.request.query
+        prefix = spark_ui_proxy_path(self.base_url, job_id)
+        # Tornado has decoded the path: encode it again. Jupyter's own credentials stay here.
+        target = f"{ui.url}/{quote(path, safe='/')}"
+        query = [(k, v.decode(errors="replace")) for k, vs in self.request.query_arguments.items() if k not in AUTH_QUERY_ARGUMENTS
+                 for v in vs]
+        if query:
+            target += "?" + urlencode(query)
         request = httpclient.HTTPRequest(
             target,
             headers={"X-Forwarded-Context": prefix, "Accept": self.request.headers.get("Accept", "*/*")},
@@ -65,8 +65,12 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
     def write_error(self, status_code: int, **kwargs) -> None:
         # Plain text: this route serves the driver's pages, not Jupyter's templates.
         exception = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exception, "log_message", None) or self._reason
-        if getattr(exception, "args", None) and isinstance(exception, web.HTTPError):
-            message = message % exception.args
+        if error := domain_error(kwargs):
+            self.set_status(error.status)
+            message = error.message
+        elif isinstance(exception, web.HTTPError) and exception.log_message:
+            message = exception.log_message % exception.args if exception.args else exception.log_message
+        else:
+            message = self._reason
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(f"{status_code} {self._reason}: {message}\n")

@@ -34,6 +34,3 @@ class ClusterService:
             known = ", ".join(sorted(self._clusters))
             raise InvalidInput("cluster_id", f"unknown cluster {cluster_id!r} (known: {known})")
         return cluster
-
-    def ids(self) -> list[str]:
-        return list(self._clusters)

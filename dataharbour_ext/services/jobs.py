@@ -8,7 +8,6 @@ child, so after a server restart the same loop re-attaches to runs still going.
 """
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -22,7 +21,15 @@ from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge
 from ..events import EventHub
 from ..models import Job, JobList, JobQuery, JobRun, JobState, JobSubmit, LogPage, LogQuery, redact
 from ..spark import driver_log, driver_ui, process_group
-from ..spark.runner import COMMAND_FILE, LOG_FILE, read_exit_status
+from ..spark.run_dir import (
+    COMMAND_FILE,
+    LOG_FILE,
+    PROGRAM_FILE,
+    SUPERVISOR_LOG,
+    read_exit_status,
+    read_supervisor,
+    write_json_atomically,
+)
 from ..spark.submit import SubmitSpec, build_command, build_environment
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
@@ -31,8 +38,6 @@ from .job_sources import read_program
 
 log = logging.getLogger(__name__)
 
-PROGRAM_FILE = "job.py"
-SUPERVISOR_LOG = "supervisor.log"
 ERROR_SCAN_BYTES = 64 * 1024
 MAX_SCAN_PER_TICK = 4 * 1024 * 1024
 
@@ -77,6 +82,7 @@ class _ActiveRun:
     log_offset: int = 0
     driver: driver_log.DriverEvents = field(default_factory=driver_log.DriverEvents)
     marked_running: bool = False
+    ui_verified: bool = False
     app_id_lookup: asyncio.Task | None = None
     app_id_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -96,6 +102,9 @@ class JobService:
         self.contents_manager = contents_manager
         self.config = config
         self._active: dict[str, _ActiveRun] = {}
+        self._killing: set[str] = set()  # jobs whose kill waits for the process group to empty
+        self._starting_queued = False
+        self._queue_changed = False
         self._poller: asyncio.Task | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -105,6 +114,10 @@ class JobService:
         if self._poller is not None:
             return
         for run in self.store.runs_in_states([JobState.starting.value, JobState.running.value]):
+            if run.pid is None and (supervisor := read_supervisor(run.run_dir)):
+                # The server died between starting the supervisor and saving its pid.
+                run.pid, run.pid_started = supervisor["pid"], supervisor["started"]
+                self.store.save(run)
             status = read_exit_status(run.run_dir)
             if status is not None or not (run.pid and process_group.is_alive(run.pid, run.pid_started)):
                 self._finish(run, status)
@@ -123,6 +136,7 @@ class JobService:
                 await self._poller
             except asyncio.CancelledError:
                 pass
+            self._poller = None
         for active in self._active.values():
             if active.app_id_lookup:
                 active.app_id_lookup.cancel()
@@ -189,6 +203,12 @@ class JobService:
         run = self.store.get_run(job_id, job.attempt)
         if run.spark_ui_url is None:
             raise Gone(f"job {job_id} runs without a driver UI (spark.ui.enabled is false)")
+        if not active.ui_verified:
+            # The port comes from a log the program writes to as well: proxy to it only
+            # if the run's own processes really listen there.
+            if active.driver.ui_port not in process_group.listening_ports(active.pid):
+                raise Conflict(f"job {job_id}: no process of the run listens on the driver UI port")
+            active.ui_verified = True
         active.app_id_wanted.set()  # the UI is in use anyway: ask it for the app id now
         return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)
 
@@ -249,18 +269,22 @@ class JobService:
         if state is JobState.queued:
             self._finish(run, None)
             return self.get(job_id)
-        pgid = run.pid
+        if job_id in self._killing:
+            raise Conflict(f"job {job_id} is already being killed")
+        self._killing.add(job_id)
+        try:
+            await self._stop_group(job_id, run.pid)
+        finally:
+            self._killing.discard(job_id)
+        self._finish(self.store.get_run(job_id, job.attempt), read_exit_status(run.run_dir))
+        return self.get(job_id)
+
+    async def _stop_group(self, job_id: str, pgid: int) -> None:
         process_group.signal_group(pgid, signal.SIGTERM)
         if not await self._wait_group_exit(pgid, self.config.kill_grace_seconds):
             log.warning("job %s did not stop within %.0fs; sending SIGKILL", job_id, self.config.kill_grace_seconds)
             process_group.signal_group(pgid, signal.SIGKILL)
             await self._wait_group_exit(pgid, 10.0)
-        active = self._active.get(job_id)
-        if active is not None:
-            self._check(active)
-        else:
-            self._finish(self.store.get_run(job_id, job.attempt), read_exit_status(run.run_dir))
-        return self.get(job_id)
 
     # ---- internals: submission -------------------------------------------------------
 
@@ -294,15 +318,28 @@ class JobService:
         )
 
     def _start_queued(self) -> None:
-        """Start queued runs, oldest first, while their cluster has a free slot."""
-        queued = self.store.runs_in_states([JobState.queued.value])
-        free: dict[str, int] = {}
-        for run in queued:
-            if run.cluster_id not in free:
-                free[run.cluster_id] = self.config.max_concurrent_jobs - self.store.count_active(run.cluster_id)
-            if free[run.cluster_id] > 0:
-                free[run.cluster_id] -= 1
-                self._launch(run)
+        """Start queued runs, oldest first, while their cluster has a free slot.
+
+        Not re-entrant: a run that ends while this loop launches others (a failed launch)
+        asks for one more pass instead of starting a second loop over a stale list.
+        """
+        if self._starting_queued:
+            self._queue_changed = True
+            return
+        self._starting_queued = True
+        try:
+            self._queue_changed = True
+            while self._queue_changed:
+                self._queue_changed = False
+                free: dict[str, int] = {}
+                for run in self.store.runs_in_states([JobState.queued.value]):
+                    if run.cluster_id not in free:
+                        free[run.cluster_id] = self.config.max_concurrent_jobs - self.store.count_active(run.cluster_id)
+                    if free[run.cluster_id] > 0:
+                        free[run.cluster_id] -= 1
+                        self._launch(run)
+        finally:
+            self._starting_queued = False
 
     def _launch(self, run: RunRecord) -> None:
         job = self.store.get_job(run.job_id)
@@ -328,9 +365,12 @@ class JobService:
         )
         command = {"argv": build_command(spec), "env": build_environment(spec), "cwd": self.config.root_dir}
         # The command holds the job's environment, which may carry credentials: owner-only.
-        fd = os.open(run_dir / COMMAND_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(command, f)
+        write_json_atomically(run_dir / COMMAND_FILE, command, mode=0o600)
+        # `starting` is saved before the supervisor exists: should the server die in
+        # between, the next start finds the supervisor through its supervisor.json
+        # instead of launching the run a second time.
+        run.state = JobState.starting.value
+        self.store.save_run(run, now=now)
         try:
             process = process_group.launch_supervisor(str(run_dir), str(run_dir / SUPERVISOR_LOG))
         except OSError as error:
@@ -339,7 +379,6 @@ class JobService:
             return
         run.pid = process.pid
         run.pid_started = process_group.start_time(process.pid)
-        run.state = JobState.starting.value
         self._save_with_job(run, now)
         self._active[run.job_id] = _ActiveRun(
             run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started, process=process
@@ -367,6 +406,8 @@ class JobService:
                 return
             status = read_exit_status(active.run_dir)  # it may have written it as it exited
         self._follow_log(active)
+        if active.job_id in self._killing:
+            return  # kill() records the end once no process of the group is left
         run = self.store.get_run(active.job_id, active.attempt)
         if run is not None:
             self._finish(run, status)
@@ -382,7 +423,9 @@ class JobService:
             return
         end = chunk.rfind(b"\n") + 1
         if end == 0:
-            return
+            if len(chunk) < MAX_SCAN_PER_TICK:
+                return  # wait for the rest of the line
+            end = len(chunk)  # one enormous line (progress bars with \r): skip past it
         active.log_offset += end
         driver_log.scan(chunk[:end], active.driver)
         if active.driver.context_ready and not active.marked_running:
@@ -400,8 +443,8 @@ class JobService:
         if run is None or JobState(run.state).is_terminal:
             return
         if active.driver.ui_port is not None:
-            host = active.driver.ui_host or self.config.spark_local_ip
-            run.spark_ui_url = f"http://{host}:{active.driver.ui_port}"
+            # The driver binds SPARK_LOCAL_IP, which we set; the host a log line names is not trusted.
+            run.spark_ui_url = f"http://{self.config.spark_local_ip}:{active.driver.ui_port}"
         run.spark_app_id = run.spark_app_id or active.driver.app_id
         run.state = JobState.running.value
         self._save_with_job(run, utcnow())
@@ -438,6 +481,8 @@ class JobService:
         elif status is None:
             state = JobState.lost
             run.error = "the run's supervisor process vanished without recording an exit status"
+            if run.pid and process_group.members(run.pid):
+                process_group.signal_group(run.pid, signal.SIGKILL)  # no one is left to watch them
         elif exit_code == 0:
             state = JobState.succeeded
         else:

@@ -3,8 +3,6 @@
 import re
 from dataclasses import dataclass
 
-# "INFO JettyUtils: Start Jetty 127.0.0.1:4041 for SparkUI" (Spark 3.x/4.x)
-_UI_JETTY = re.compile(rb"Start Jetty ([^\s:]+|\[[^\]]+\]):(\d+) for SparkUI")
 # "INFO Utils: Successfully started service 'SparkUI' on port 4041."
 _UI_SERVICE = re.compile(rb"Successfully started service 'SparkUI' on port (\d+)")
 _UI_STOPPED = re.compile(rb"Stopped Spark web UI at ")
@@ -19,7 +17,6 @@ MAX_ERROR_LENGTH = 1000
 
 @dataclass
 class DriverEvents:
-    ui_host: str | None = None
     ui_port: int | None = None
     ui_stopped: bool = False
     context_ready: bool = False
@@ -28,9 +25,7 @@ class DriverEvents:
 
 def scan(chunk: bytes, found: DriverEvents) -> DriverEvents:
     """Update `found` with what this chunk of whole log lines reveals."""
-    if found.ui_host is None and (match := _UI_JETTY.search(chunk)):
-        found.ui_host = match.group(1).decode()
-    # The port counts only once Spark says the service started: Jetty is bound by then.
+    # The port counts once Spark says the service started: Jetty is bound by then.
     if found.ui_port is None and (match := _UI_SERVICE.search(chunk)):
         found.ui_port = int(match.group(1))
     if not found.context_ready and _CONTEXT_READY.search(chunk):

@@ -61,3 +61,15 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def listening_ports(pgid: int) -> set[int]:
+    """TCP ports some live process of the group listens on."""
+    ports: set[int] = set()
+    for pid in members(pgid):
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
+    return ports

@@ -2,8 +2,9 @@
 
 Started by the job service as a detached session leader. It runs the command in
 RUN_DIR/command.json with all output appended to RUN_DIR/output.log, and when the command
-ends writes RUN_DIR/exit.json. Because it does not depend on the Jupyter server, a run
-finishes (and records how) even if the server is stopped or killed meanwhile.
+ends, stops whatever the run left behind in its process group and writes RUN_DIR/exit.json.
+Because it does not depend on the Jupyter server, a run finishes (and records how) even if
+the server is stopped or killed meanwhile.
 """
 
 import json
@@ -14,23 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-COMMAND_FILE = "command.json"
-LOG_FILE = "output.log"
-EXIT_FILE = "exit.json"
+from . import process_group
+from .run_dir import COMMAND_FILE, LOG_FILE, SUPERVISOR_FILE, write_exit_status, write_json_atomically
 
-
-def write_exit_status(run_dir: Path, returncode: int) -> None:
-    status = {"returncode": returncode, "ended_at": time.time()}
-    partial = run_dir / (EXIT_FILE + ".partial")
-    partial.write_text(json.dumps(status))
-    os.replace(partial, run_dir / EXIT_FILE)  # atomic: readers never see half a file
-
-
-def read_exit_status(run_dir: str | Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / EXIT_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+LEFTOVER_GRACE_SECONDS = 5.0
 
 
 def _default_signals() -> None:
@@ -38,7 +26,29 @@ def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def stop_leftovers(grace: float = LEFTOVER_GRACE_SECONDS) -> None:
+    """Background processes the program started (or Python workers the JVM left) die with
+    the run: SIGTERM, then SIGKILL after `grace`. The supervisor itself ignores SIGTERM."""
+    me = os.getpid()
+    others = [pid for pid in process_group.members(os.getpgid(0)) if pid != me]
+    if not others:
+        return
+    process_group.signal_group(os.getpgid(0), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while others and time.monotonic() < deadline:
+        time.sleep(0.1)
+        others = [pid for pid in process_group.members(os.getpgid(0)) if pid != me]
+    for pid in others:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def main(run_dir: Path) -> int:
+    write_json_atomically(
+        run_dir / SUPERVISOR_FILE, {"pid": os.getpid(), "started": process_group.start_time(os.getpid())}
+    )
     command = json.loads((run_dir / COMMAND_FILE).read_text())
     # A kill signals the whole group; the supervisor outlives its child to record the end.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -60,6 +70,7 @@ def main(run_dir: Path) -> int:
             write_exit_status(run_dir, 127)
             return 127
         returncode = child.wait()
+        stop_leftovers()
     write_exit_status(run_dir, returncode)
     return 0
 

@@ -80,11 +80,9 @@ class JobStore:
             rows = session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
             return list(rows), int(total or 0)
 
-    def runs_in_states(self, states: Iterable[str], cluster_id: str | None = None) -> list[RunRecord]:
+    def runs_in_states(self, states: Iterable[str]) -> list[RunRecord]:
         """Runs in the given states, oldest queued first (the queue order)."""
         query = select(RunRecord).where(RunRecord.state.in_(list(states)))
-        if cluster_id is not None:
-            query = query.where(RunRecord.cluster_id == cluster_id)
         with self._session() as session:
             return list(session.scalars(query.order_by(RunRecord.queued_at, RunRecord.job_id)).all())
 

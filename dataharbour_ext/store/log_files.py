@@ -1,10 +1,16 @@
-"""Reading run logs by byte offset: a page costs O(page), a tail costs O(tail), never O(file)."""
+"""Reading run logs by byte offset: a page costs O(page), a tail costs O(tail), never O(file).
+
+Lines end with "\\n" (a "\\r" before it is dropped); "\\r" alone, as progress bars print it,
+does not end a line. While a run still writes (`final=False`), a trailing partial line is
+left for later, so a client following `next_offset` never sees a line split in two.
+"""
 
 import os
 from dataclasses import dataclass
 
 BLOCK = 64 * 1024
 MAX_PAGE_BYTES = 4 * 1024 * 1024
+MAX_TAIL_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -16,7 +22,10 @@ class LogSlice:
 
 
 def _decode(chunk: bytes) -> list[str]:
-    return chunk.decode("utf-8", errors="replace").splitlines()
+    lines = chunk.decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _size(path: str) -> int:
@@ -26,12 +35,21 @@ def _size(path: str) -> int:
         return 0
 
 
-def read_page(path: str, offset: int, limit: int, *, final: bool) -> LogSlice:
-    """Up to `limit` whole lines from byte `offset`.
+def _utf8_boundary(data: bytearray, end: int) -> int:
+    """Back `end` up so that it does not cut a UTF-8 character in two."""
+    start = end
+    while start > 0 and end - start < 3 and data[start - 1] & 0xC0 == 0x80:
+        start -= 1  # continuation bytes of the last character
+    if start > 0 and data[start - 1] >= 0xC0:  # its lead byte says how long it is
+        lead = data[start - 1]
+        length = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        if end - (start - 1) < length:
+            return start - 1
+    return end
 
-    While the run is still writing (`final=False`) a trailing partial line is left for the
-    next call, so a client following `next_offset` never sees a line split in two.
-    """
+
+def read_page(path: str, offset: int, limit: int, *, final: bool) -> LogSlice:
+    """Up to `limit` whole lines from byte `offset` (a `next_offset` of an earlier slice)."""
     size = _size(path)
     if offset >= size:
         return LogSlice([], offset, offset, size)
@@ -45,46 +63,50 @@ def read_page(path: str, offset: int, limit: int, *, final: bool) -> LogSlice:
                 break
             newlines += chunk.count(b"\n")
             data += chunk
-    end = 0
-    for _ in range(limit):
+    end = taken = 0
+    while taken < limit:
         nl = data.find(b"\n", end)
         if nl < 0:
             break
-        end = nl + 1
-    at_eof = offset + len(data) >= size
-    if end < len(data) and (final and at_eof and data.count(b"\n", end) == 0):
-        end = len(data)  # the run is over: its last line will never get a newline
-    elif end == 0 and len(data) >= MAX_PAGE_BYTES:
-        end = len(data)  # one enormous line: hand it out in pieces rather than never
+        end, taken = nl + 1, taken + 1
+    if end < len(data) and taken < limit:
+        if final and offset + len(data) >= size:
+            end = len(data)  # the run is over: its last line will never get a newline
+        elif end == 0 and len(data) >= MAX_PAGE_BYTES:
+            end = _utf8_boundary(data, len(data))  # one enormous line: hand it out in pieces
     return LogSlice(_decode(bytes(data[:end])), offset, offset + end, size)
 
 
 def read_tail(path: str, count: int, *, final: bool) -> LogSlice:
-    """The last `count` whole lines, reading backwards block by block from the end."""
+    """The last `count` whole lines, reading backwards block by block from the end.
+
+    Reads at most MAX_TAIL_BYTES: a tail of enormous lines is cut to what fits.
+    """
     size = _size(path)
     if size == 0:
         return LogSlice([], 0, 0, 0)
+    blocks: list[bytes] = []  # newest first
+    newlines = 0
+    end = size if final else None  # None: the end of the last whole line is still unknown
+    pos = size
     with open(path, "rb") as f:
-        end = size
-        if not final:
-            # Drop a partial last line that is still being written.
-            f.seek(max(0, size - BLOCK))
-            tail_block = f.read(size - max(0, size - BLOCK))
-            last_nl = tail_block.rfind(b"\n")
-            if last_nl >= 0:
-                end = size - len(tail_block) + last_nl + 1
-            elif size <= BLOCK:
-                end = 0
-        data = b""
-        pos = end
-        # count+1 newlines before the wanted lines bound the slice (the file's last byte is
-        # usually a newline itself).
-        while pos > 0 and data.count(b"\n") <= count:
+        while pos > 0 and size - pos < MAX_TAIL_BYTES and newlines <= count:
             step = min(BLOCK, pos)
             pos -= step
             f.seek(pos)
-            data = f.read(step) + data
-    start = 0
+            block = f.read(step)
+            if end is None:
+                last_nl = block.rfind(b"\n")
+                if last_nl < 0:
+                    continue  # all of this block belongs to the unfinished last line
+                end = pos + last_nl + 1
+                block = block[: last_nl + 1]
+            blocks.append(block)
+            newlines += block.count(b"\n")
+    if end is None or not blocks:
+        return LogSlice([], 0, 0, size)
+    data = b"".join(reversed(blocks))
+    # `count` lines need the newline that ends the line before them (unless the file starts).
     body = data[:-1] if data.endswith(b"\n") else data
     cut = len(body)
     for _ in range(count):
@@ -93,4 +115,9 @@ def read_tail(path: str, count: int, *, final: bool) -> LogSlice:
             break
     if cut >= 0:
         start = cut + 1
+    elif pos == 0:
+        start = 0
+    else:  # the byte cap cut the oldest line: drop its partial start
+        first_nl = data.find(b"\n")
+        start = first_nl + 1 if 0 <= first_nl < len(data) - 1 else 0
     return LogSlice(_decode(data[start:]), pos + start, end, size)
