@@ -66,7 +66,9 @@ class DataHarbourApp(ExtensionApp):
         return "sqlite:///" + os.path.join(self.state_dir, "dataharbour.db")
 
     def initialize_settings(self) -> None:
-        os.makedirs(self.state_dir, exist_ok=True)
+        # Job records and run folders can hold credentials (env, conf): owner-only.
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
         self.hub = EventHub()
         self.store = JobStore(self.db_url)
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None)

@@ -86,3 +86,39 @@ async def test_unknown_job_is_404(api):
     ]:
         status, body = await api.call(method, path)
         assert status == 404, (method, path, body)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("jobs/", {"offset": "99999999999999999999"}, "offset"),
+        ("jobs/", {"limit": "abc"}, "limit"),
+        ("jobs/", {"order": "sideways"}, "order"),
+    ],
+)
+async def test_bad_query_values_get_400(api, path, params, field):
+    status, error = await api.call("GET", path, params=params)
+    assert status == 400 and error["message"].startswith(field), error
+
+
+async def test_huge_log_attempt_and_odd_json_get_400(api):
+    job = await api.submit(name="tiny", code="print(1)\n")
+    status, error = await api.call("GET", f"jobs/{job['id']}/logs", params={"attempt": str(2**63)})
+    assert status == 400 and error["message"].startswith("attempt")
+    status, error = await api.call("GET", f"jobs/{job['id']}/logs", params={"offset": "-1"})
+    assert status == 400 and error["message"].startswith("offset")
+    for raw in ["[" * 100_000, '{"name": "x", "code": "print(1)", "args": [NaN]}']:
+        status, error = await api.call("POST", "jobs/", raw_body=raw)
+        assert status == 400 and error["message"].startswith("body"), error
+    await api.wait(job["id"])
+
+
+async def test_messages_keep_percent_signs(api):
+    status, error = await api.call("POST", "jobs/", {**GOOD, "cluster_id": "100%"})
+    assert status == 400 and "'100%'" in error["message"] and "%%" not in error["message"]
+
+
+async def test_file_outside_the_root_is_400(api):
+    for path in ["../../etc/passwd.py", "a\u0000.py"]:
+        status, error = await api.call("POST", "jobs/", {"name": "escape", "file": path})
+        assert status == 400 and error["message"].startswith("file"), error

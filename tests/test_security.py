@@ -66,3 +66,12 @@ async def test_openapi_document_lists_every_route(api):
     assert "state" in schemas["Job"]["properties"]
     params = {p["name"] for p in doc["paths"]["/api/v1/jobs/{job_id}/logs"]["get"]["parameters"]}
     assert {"job_id", "offset", "limit", "tail", "attempt"} <= params
+
+
+async def test_token_in_the_query_string_works_on_query_routes(jp_serverapp, extension, http_server_client,
+                                                               jp_base_url):
+    token = jp_serverapp.identity_provider.token
+    response = await http_server_client.fetch(
+        f"{jp_base_url}api/v1/jobs/?token={token}&limit=5", raise_error=False
+    )
+    assert response.code == 200, response.body

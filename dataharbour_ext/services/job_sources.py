@@ -3,7 +3,7 @@
 import nbformat
 from jupyter_core.utils import ensure_async
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, PayloadTooLarge
 
 
 def notebook_to_script(notebook_json: dict) -> str:
@@ -19,18 +19,23 @@ def notebook_to_script(notebook_json: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-async def read_program(contents_manager, path: str) -> str:
+async def read_program(contents_manager, path: str, max_bytes: int) -> str:
     """Snapshot the program at `path` (.py or .ipynb) through the contents manager."""
     path = path.strip().lstrip("/")
     if not path.endswith((".py", ".ipynb")):
         raise InvalidInput("file", f"{path!r} is not a .py or .ipynb file")
-    if not await ensure_async(contents_manager.file_exists(path)):
-        raise InvalidInput("file", f"no such file {path!r} in the Jupyter root directory")
     try:
+        if not await ensure_async(contents_manager.file_exists(path)):
+            raise InvalidInput("file", f"no such file {path!r} in the Jupyter root directory")
+        size = (await ensure_async(contents_manager.get(path, content=False))).get("size")
+        if size is not None and path.endswith(".py") and size > max_bytes:
+            raise PayloadTooLarge(f"file: {path!r} is larger than {max_bytes} bytes")
         if path.endswith(".ipynb"):
             model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
             return notebook_to_script(model["content"])
         model = await ensure_async(contents_manager.get(path, content=True, type="file", format="text"))
-    except Exception as error:  # the contents manager's own HTTPError or decoding error
+    except (InvalidInput, PayloadTooLarge):
+        raise
+    except Exception as error:  # the contents manager's HTTPError (outside root, bad name) or decoding error
         raise InvalidInput("file", f"cannot read {path!r}: {getattr(error, 'log_message', None) or error}") from error
     return model["content"]

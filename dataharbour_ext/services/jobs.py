@@ -293,7 +293,9 @@ class JobService:
             raise InvalidInput("file", "give either code or file, not both")
         if request.code is None and request.file is None:
             raise InvalidInput("code", "either code or file is required")
-        code = request.code if request.code is not None else await read_program(self.contents_manager, request.file)
+        code = request.code if request.code is not None else await read_program(
+            self.contents_manager, request.file, self.config.max_code_bytes
+        )
         field_name = "code" if request.code is not None else "file"
         if len(code.encode("utf-8", errors="surrogatepass")) > self.config.max_code_bytes:
             raise PayloadTooLarge(f"{field_name}: the program is larger than {self.config.max_code_bytes} bytes")

@@ -4,11 +4,17 @@ import json
 import urllib.request
 
 
+# The driver is on loopback: never route to it through an http_proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def application_id(ui_url: str, timeout: float = 2.0) -> str | None:
     """The application id the driver UI reports, e.g. `local-1700000000000`."""
     try:
-        with urllib.request.urlopen(f"{ui_url.rstrip('/')}/api/v1/applications", timeout=timeout) as response:
+        with _opener.open(f"{ui_url.rstrip('/')}/api/v1/applications", timeout=timeout) as response:
             apps = json.loads(response.read())
     except (OSError, ValueError):
         return None
-    return apps[0].get("id") if apps else None
+    if isinstance(apps, list) and apps and isinstance(apps[0], dict) and isinstance(apps[0].get("id"), str):
+        return apps[0]["id"]
+    return None

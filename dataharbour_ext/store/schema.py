@@ -28,7 +28,7 @@ class JobRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
     runs: Mapped[list["RunRecord"]] = relationship(
-        back_populates="job", order_by="RunRecord.attempt", lazy="selectin", viewonly=True
+        back_populates="job", order_by="RunRecord.attempt", lazy="selectin", viewonly=True, cascade=""
     )
 
 
