@@ -40,8 +40,8 @@ def build_document(routes, error_model) -> dict:
                     "description": HTTPStatus(code).phrase,
                     "content": {"application/json": {"schema": {"$ref": REF.format(model=error_model.__name__)}}},
                 }
-            operation = {"summary": op.summary, "parameters": params + (_query_parameters(op.query) if op.query else []),
-                         "responses": responses}
+            query = _query_parameters(op.query) if op.query else []
+            operation = {"summary": op.summary, "parameters": params + query, "responses": responses}
             if op.body:
                 operation["requestBody"] = {
                     "required": True,

@@ -8,7 +8,6 @@ import time
 
 import psutil
 import pytest
-from tornado.httpclient import HTTPClientError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -6,7 +6,6 @@ from typing import TypeVar
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import BaseModel, ValidationError
-from tornado import web
 
 from ..errors import DataHarbourError, InvalidInput, PayloadTooLarge
 

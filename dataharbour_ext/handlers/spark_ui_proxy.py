@@ -28,8 +28,12 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
         prefix = spark_ui_proxy_path(self.base_url, job_id)
         # Tornado has decoded the path: encode it again. Jupyter's own credentials stay here.
         target = f"{ui.url}/{quote(path, safe='/')}"
-        query = [(k, v.decode(errors="replace")) for k, vs in self.request.query_arguments.items() if k not in AUTH_QUERY_ARGUMENTS
-                 for v in vs]
+        query = [
+            (key, value.decode(errors="replace"))
+            for key, values in self.request.query_arguments.items()
+            if key not in AUTH_QUERY_ARGUMENTS
+            for value in values
+        ]
         if query:
             target += "?" + urlencode(query)
         request = httpclient.HTTPRequest(

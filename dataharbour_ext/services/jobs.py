@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge
 from ..events import EventHub
-from ..models import Job, JobList, JobQuery, JobRun, JobState, JobSubmit, LogPage, LogQuery, redact
+from ..models import Job, JobList, JobQuery, JobState, JobSubmit, LogPage, LogQuery
 from ..spark import driver_log, driver_ui, process_group
 from ..spark.run_dir import (
     COMMAND_FILE,
@@ -33,18 +33,14 @@ from ..spark.run_dir import (
 from ..spark.submit import SubmitSpec, build_command, build_environment
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
+from .clock import utcnow
 from .clusters import ClusterService
 from .job_sources import read_program
+from .job_views import job_view
 
 log = logging.getLogger(__name__)
 
-ERROR_SCAN_BYTES = 64 * 1024
-MAX_SCAN_PER_TICK = 4 * 1024 * 1024
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as stored in the database."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
 
 
 @dataclass
@@ -79,12 +75,18 @@ class _ActiveRun:
     pid: int
     pid_started: float | None
     process: subprocess.Popen | None = None  # only when we started it (to reap it)
-    log_offset: int = 0
-    driver: driver_log.DriverEvents = field(default_factory=driver_log.DriverEvents)
+    log_follower: driver_log.DriverLogFollower = field(init=False)
     marked_running: bool = False
     ui_verified: bool = False
     app_id_lookup: asyncio.Task | None = None
     app_id_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.log_follower = driver_log.DriverLogFollower(os.path.join(self.run_dir, LOG_FILE))
+
+    @property
+    def driver(self) -> driver_log.DriverEvents:
+        return self.log_follower.events
 
 
 class JobService:
@@ -152,7 +154,7 @@ class JobService:
     # ---- queries ---------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
-        return self._to_model(self._require(job_id), detail=True)
+        return job_view(self._require(job_id), detail=True)
 
     def list(self, query: JobQuery) -> JobList:
         records, total = self.store.list_jobs(
@@ -164,7 +166,7 @@ class JobService:
             limit=query.limit,
             offset=query.offset,
         )
-        jobs = [self._to_model(record, detail=False) for record in records]
+        jobs = [job_view(record, detail=False) for record in records]
         return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
 
     def logs(self, job_id: str, query: LogQuery) -> LogPage:
@@ -263,14 +265,14 @@ class JobService:
         state = JobState(job.state)
         if state.is_terminal:
             raise Conflict(f"job {job_id} has already {state.value}")
+        if job_id in self._killing:
+            raise Conflict(f"job {job_id} is already being killed")
         run = self.store.get_run(job_id, job.attempt)
         run.kill_requested = True
         self.store.save(run)
         if state is JobState.queued:
             self._finish(run, None)
             return self.get(job_id)
-        if job_id in self._killing:
-            raise Conflict(f"job {job_id} is already being killed")
         self._killing.add(job_id)
         try:
             await self._stop_group(job_id, run.pid)
@@ -415,22 +417,8 @@ class JobService:
             self._finish(run, status)
 
     def _follow_log(self, active: _ActiveRun) -> None:
-        """Read the new whole lines of the driver log for UI address, app id and UI stop."""
-        path = os.path.join(active.run_dir, LOG_FILE)
-        try:
-            with open(path, "rb") as f:
-                f.seek(active.log_offset)
-                chunk = f.read(MAX_SCAN_PER_TICK)
-        except FileNotFoundError:
-            return
-        end = chunk.rfind(b"\n") + 1
-        if end == 0:
-            if len(chunk) < MAX_SCAN_PER_TICK:
-                return  # wait for the rest of the line
-            end = len(chunk)  # one enormous line (progress bars with \r): skip past it
-        active.log_offset += end
-        driver_log.scan(chunk[:end], active.driver)
-        if active.driver.context_ready and not active.marked_running:
+        """Watch the driver log for the SparkContext being up."""
+        if active.log_follower.poll().context_ready and not active.marked_running:
             self._mark_running(active)
 
     def _mark_running(self, active: _ActiveRun) -> None:
@@ -504,13 +492,7 @@ class JobService:
         self._start_queued()
 
     def _log_tail(self, run: RunRecord) -> str:
-        path = os.path.join(run.run_dir, LOG_FILE)
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, os.path.getsize(path) - ERROR_SCAN_BYTES))
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        return "\n".join(read_tail(os.path.join(run.run_dir, LOG_FILE), ERROR_SCAN_LINES, final=True).lines)
 
     async def _wait_group_exit(self, pgid: int, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -540,50 +522,4 @@ class JobService:
     def _publish(self, job_id: str) -> None:
         job = self.store.get_job(job_id)
         if job is not None:
-            self.hub.publish("job_update", self._to_model(job, detail=False).model_dump(mode="json"))
-
-    @staticmethod
-    def _duration(start: datetime | None, end: datetime | None) -> float | None:
-        if start is None:
-            return None
-        return round(((end or utcnow()) - start).total_seconds(), 3)
-
-    def _to_model(self, job: JobRecord, *, detail: bool) -> Job:
-        runs = [
-            JobRun(
-                attempt=run.attempt,
-                state=JobState(run.state),
-                queued_at=run.queued_at,
-                started_at=run.started_at,
-                finished_at=run.finished_at,
-                duration=self._duration(run.started_at, run.finished_at),
-                exit_code=run.exit_code,
-                spark_app_id=run.spark_app_id,
-                spark_ui_url=run.spark_ui_url,
-                error=run.error,
-            )
-            for run in job.runs
-        ]
-        latest = next((run for run in runs if run.attempt == job.attempt), None)
-        return Job(
-            id=job.id,
-            name=job.name,
-            cluster_id=job.cluster_id,
-            state=JobState(job.state),
-            source="file" if job.file else "code",
-            file=job.file,
-            args=list(job.args),
-            conf=redact(job.conf),
-            env=redact(job.env),
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            attempt=job.attempt,
-            started_at=latest.started_at if latest else None,
-            finished_at=latest.finished_at if latest else None,
-            duration=latest.duration if latest else None,
-            exit_code=latest.exit_code if latest else None,
-            spark_app_id=latest.spark_app_id if latest else None,
-            error=latest.error if latest else None,
-            code=job.code if detail else None,
-            runs=runs if detail else None,
-        )
+            self.hub.publish("job_update", job_view(job, detail=False).model_dump(mode="json"))

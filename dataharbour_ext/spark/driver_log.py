@@ -9,7 +9,9 @@ _UI_STOPPED = re.compile(rb"Stopped Spark web UI at ")
 # The driver's block manager is the last part of SparkContext start-up in every deploy mode.
 _CONTEXT_READY = re.compile(rb"Initialized BlockManager: BlockManagerId\(driver")
 # "Connected to Spark cluster with app ID app-20240101010101-0000" (standalone), YARN/k8s similar.
-_APP_ID = re.compile(rb"(?:with app ID|Submitted application|application identifier:?)\s+((?:app|application|local|spark)[-_][\w\-]+)")
+_APP_ID = re.compile(
+    rb"(?:with app ID|Submitted application|application identifier:?)\s+((?:app|application|local|spark)[-_][\w\-]+)"
+)
 _LOG_LINE = re.compile(r"^\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [A-Z]+ ")
 _TRACEBACK = "Traceback (most recent call last):"
 MAX_ERROR_LENGTH = 1000
@@ -35,6 +37,32 @@ def scan(chunk: bytes, found: DriverEvents) -> DriverEvents:
     if found.app_id is None and (match := _APP_ID.search(chunk)):
         found.app_id = match.group(1).decode()
     return found
+
+
+class DriverLogFollower:
+    """Reads a growing driver log a whole line at a time and keeps what it revealed."""
+
+    MAX_READ = 4 * 1024 * 1024
+
+    def __init__(self, path: str):
+        self.path = path
+        self.offset = 0
+        self.events = DriverEvents()
+
+    def poll(self) -> DriverEvents:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(self.MAX_READ)
+        except FileNotFoundError:
+            return self.events
+        end = chunk.rfind(b"\n") + 1
+        if end == 0:
+            if len(chunk) < self.MAX_READ:
+                return self.events  # wait for the rest of the line
+            end = len(chunk)  # one enormous line (progress bars with \r): skip past it
+        self.offset += end
+        return scan(chunk[:end], self.events)
 
 
 def error_summary(log_tail: str, exit_code: int | None) -> str:

@@ -3,7 +3,6 @@
 import json
 import urllib.request
 
-
 # The driver is on loopback: never route to it through an http_proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -1,12 +1,11 @@
 """SQL access for jobs and runs. Records come back detached and are saved explicitly."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
-from datetime import datetime
-
 from sqlalchemy import create_engine, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from .schema import Base, JobRecord, RunRecord
 
