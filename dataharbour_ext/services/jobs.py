@@ -80,6 +80,7 @@ class _ActiveRun:
     ui_verified: bool = False
     app_id_lookup: asyncio.Task | None = None
     app_id_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    exit_handle: int | None = None  # pidfd of the supervisor
 
     def __post_init__(self) -> None:
         self.log_follower = driver_log.DriverLogFollower(os.path.join(self.run_dir, LOG_FILE))
@@ -124,8 +125,7 @@ class JobService:
             if status is not None or not (run.pid and process_group.is_alive(run.pid, run.pid_started)):
                 self._finish(run, status)
             else:
-                active = _ActiveRun(run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started)
-                self._active[run.job_id] = active
+                self._watch(_ActiveRun(run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started))
                 log.info("re-attached to job %s attempt %s (pid %s)", run.job_id, run.attempt, run.pid)
         self._start_queued()
         self._poller = asyncio.create_task(self._poll_forever())
@@ -140,8 +140,8 @@ class JobService:
                 pass
             self._poller = None
         for active in self._active.values():
-            if active.app_id_lookup:
-                active.app_id_lookup.cancel()
+            self._unwatch(active)
+        self._active.clear()
 
     async def kill_all(self) -> None:
         """Kill every queued and active job (used by tests and shutdown hooks that ask for it)."""
@@ -384,12 +384,33 @@ class JobService:
         run.pid = process.pid
         run.pid_started = process_group.start_time(process.pid)
         self._save_with_job(run, now)
-        self._active[run.job_id] = _ActiveRun(
-            run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started, process=process
-        )
+        self._watch(_ActiveRun(run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started, process=process))
         log.info("job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt, run.pid)
 
     # ---- internals: watching ---------------------------------------------------------
+
+    def _watch(self, active: _ActiveRun) -> None:
+        """Track the run; learn of the supervisor's exit at once through a pidfd where the
+        platform has one (the poll loop catches it otherwise)."""
+        self._active[active.job_id] = active
+        active.exit_handle = process_group.open_exit_handle(active.pid)
+        if active.exit_handle is not None:
+            asyncio.get_running_loop().add_reader(active.exit_handle, self._on_supervisor_exit, active)
+
+    def _on_supervisor_exit(self, active: _ActiveRun) -> None:
+        self._close_exit_handle(active)  # readable for good now: one notice is enough
+        self._check(active)
+
+    def _close_exit_handle(self, active: _ActiveRun) -> None:
+        if active.exit_handle is not None:
+            asyncio.get_running_loop().remove_reader(active.exit_handle)
+            os.close(active.exit_handle)
+            active.exit_handle = None
+
+    def _unwatch(self, active: _ActiveRun) -> None:
+        self._close_exit_handle(active)
+        if active.app_id_lookup:
+            active.app_id_lookup.cancel()
 
     async def _poll_forever(self) -> None:
         while True:
@@ -485,8 +506,8 @@ class JobService:
         run.exit_code = exit_code
         run.finished_at = ended
         active = self._active.pop(run.job_id, None)
-        if active and active.app_id_lookup:
-            active.app_id_lookup.cancel()
+        if active:
+            self._unwatch(active)
         self._save_with_job(run, utcnow())
         log.info("job %s attempt %s %s", run.job_id, run.attempt, state.value)
         self._start_queued()

@@ -73,3 +73,12 @@ def listening_ports(pgid: int) -> set[int]:
             continue
         ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
     return ports
+
+
+def open_exit_handle(pid: int) -> int | None:
+    """A pidfd that becomes readable when `pid` exits (Linux 5.3+), or None where the
+    platform has none; callers then rely on polling."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
