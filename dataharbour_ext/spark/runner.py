@@ -26,13 +26,14 @@ def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def stop_leftovers(grace: float = LEFTOVER_GRACE_SECONDS) -> None:
+def stop_leftovers(grace: float = LEFTOVER_GRACE_SECONDS) -> int:
     """Background processes the program started (or Python workers the JVM left) die with
     the run: SIGTERM, then SIGKILL after `grace`. The supervisor itself ignores SIGTERM."""
     me = os.getpid()
     others = [pid for pid in process_group.members(os.getpgid(0)) if pid != me]
     if not others:
-        return
+        return 0
+    found = len(others)
     process_group.signal_group(os.getpgid(0), signal.SIGTERM)
     deadline = time.monotonic() + grace
     while others and time.monotonic() < deadline:
@@ -43,6 +44,7 @@ def stop_leftovers(grace: float = LEFTOVER_GRACE_SECONDS) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    return found
 
 
 def main(run_dir: Path) -> int:
@@ -69,8 +71,13 @@ def main(run_dir: Path) -> int:
             log.write(f"DataHarbour: could not start {command['argv'][0]}: {error}\n".encode())
             write_exit_status(run_dir, 127)
             return 127
+        started = time.monotonic()
         returncode = child.wait()
-        stop_leftovers()
+        ran = time.monotonic() - started
+        leftovers = stop_leftovers()
+        # The supervisor's own output goes to supervisor.log: a record of how the run ended.
+        print(f"command exited with {returncode} after {ran:.2f}s; stopped {leftovers} leftover processes "
+              f"in {time.monotonic() - started - ran:.2f}s", flush=True)
     write_exit_status(run_dir, returncode)
     return 0
 
