@@ -18,6 +18,8 @@ print("ARGS", sys.argv[1:])
 print("CONF", spark.conf.get("spark.sql.shuffle.partitions"))
 print("ENV", os.environ["GREETING"])
 print("APPNAME", spark.sparkContext.appName)
+print("SECRET LENGTH", len(spark.conf.get("spark.hadoop.fs.s3a.secret.key")))
+print("PATH CONF", spark.conf.get("spark.myapp.path"))
 print("CWD", os.getcwd())
 """
 
@@ -33,7 +35,11 @@ async def test_seed_example_and_options_run_on_real_spark(api, extension, jp_roo
         name="options",
         code=OPTIONS_PROGRAM,
         args=["--input", "a b", 7],
-        conf={"spark.sql.shuffle.partitions": 3},
+        conf={
+            "spark.sql.shuffle.partitions": 3,
+            "spark.hadoop.fs.s3a.secret.key": "s3cr3t-value",
+            "spark.myapp.path": "C:\\data\\x=1 #not a comment",
+        },
         env={"GREETING": "ahoy", "AWS_SECRET_ACCESS_KEY": "hunter2"},
     )
     assert options["env"]["AWS_SECRET_ACCESS_KEY"] == "********", "secrets never come back"
@@ -55,8 +61,13 @@ async def test_seed_example_and_options_run_on_real_spark(api, extension, jp_roo
     log = await api.full_log(options["id"])
     assert "ARGS ['--input', 'a b', '7']" in log
     assert "CONF 3" in log and "ENV ahoy" in log and "APPNAME options" in log
+    assert "SECRET LENGTH 12" in log and "PATH CONF C:\\data\\x=1 #not a comment" in log
+    with open(f"{extension.state_dir}/runs/{options['id']}/1/command.json") as f:
+        command = json.load(f)
+    assert not any("s3cr3t" in part for part in command["argv"])  # conf is not on the command line
     assert f"CWD {jp_root_dir}" in log
     assert "hunter2" not in json.dumps(await api.job(options["id"]))
+    assert "s3cr3t" not in json.dumps(await api.job(options["id"]))
 
 
 async def test_failing_job_reports_the_exception_line(api):

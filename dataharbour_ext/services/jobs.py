@@ -25,12 +25,13 @@ from ..spark.run_dir import (
     COMMAND_FILE,
     LOG_FILE,
     PROGRAM_FILE,
+    PROPERTIES_FILE,
     SUPERVISOR_LOG,
     read_exit_status,
     read_supervisor,
     write_json_atomically,
 )
-from ..spark.submit import SubmitSpec, build_command, build_environment
+from ..spark.submit import SubmitSpec, build_command, build_environment, write_properties
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
 from .clock import utcnow
@@ -367,6 +368,9 @@ class JobService:
             env=dict(job.env),
             local_ip=self.config.spark_local_ip,
         )
+        if job.conf:
+            spec.properties_file = str(run_dir / PROPERTIES_FILE)
+            write_properties(spec.properties_file, spec.conf)
         command = {"argv": build_command(spec), "env": build_environment(spec), "cwd": self.config.root_dir}
         # The command holds the job's environment, which may carry credentials: owner-only.
         write_json_atomically(run_dir / COMMAND_FILE, command, mode=0o600)

@@ -1,6 +1,7 @@
 """The layout of a run's folder, shared by the supervisor and the job service.
 
     job.py           the program (snapshot of the job's code)
+    spark.properties the job's Spark conf (0600: conf may hold credentials)
     command.json     argv, env and cwd of spark-submit (0600: the env may hold credentials)
     supervisor.json  the supervisor's pid and start time, written as it starts
     supervisor.log   the supervisor's own output
@@ -15,6 +16,7 @@ from pathlib import Path
 
 PROGRAM_FILE = "job.py"
 COMMAND_FILE = "command.json"
+PROPERTIES_FILE = "spark.properties"
 SUPERVISOR_FILE = "supervisor.json"
 SUPERVISOR_LOG = "supervisor.log"
 LOG_FILE = "output.log"

@@ -16,13 +16,33 @@ class SubmitSpec:
     conf: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     local_ip: str = "127.0.0.1"
+    # Where the job's conf is written (see write_properties); None when it has none.
+    properties_file: str | None = None
+
+
+def write_properties(path: str, conf: dict[str, str]) -> None:
+    """The job's Spark conf as a properties file, owner-only.
+
+    On the command line (`--conf k=v`) any local user could read secret values in
+    /proc/*/cmdline. Keys are validated dotted names; in values only a backslash and a
+    leading space mean something to the properties format.
+    """
+    lines = []
+    for key, value in conf.items():
+        value = value.replace("\\", "\\\\")
+        if value.startswith(" "):
+            value = "\\" + value
+        lines.append(f"{key}={value}\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(lines)
 
 
 def build_command(spec: SubmitSpec) -> list[str]:
     argv = [spark_submit(), "--master", spec.master, "--name", spec.app_name]
-    for key, value in spec.conf.items():
-        # One argv element per setting: a value can't smuggle in another flag.
-        argv += ["--conf", f"{key}={value}"]
+    if spec.properties_file:
+        # spark-defaults.conf still applies; the job's own settings take precedence.
+        argv += ["--properties-file", spec.properties_file, "--load-spark-defaults"]
     # Everything after the application file is the program's own arguments, so user args
     # can never be read as spark-submit options.
     argv.append(spec.app_file)
