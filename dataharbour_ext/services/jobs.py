@@ -283,11 +283,12 @@ class JobService:
         return self.get(job_id)
 
     async def _stop_group(self, job_id: str, pgid: int) -> None:
+        active = self._active.get(job_id)
         process_group.signal_group(pgid, signal.SIGTERM)
-        if not await self._wait_group_exit(pgid, self.config.kill_grace_seconds):
+        if not await self._wait_group_exit(pgid, self.config.kill_grace_seconds, active):
             log.warning("job %s did not stop within %.0fs; sending SIGKILL", job_id, self.config.kill_grace_seconds)
             process_group.signal_group(pgid, signal.SIGKILL)
-            await self._wait_group_exit(pgid, 10.0)
+            await self._wait_group_exit(pgid, 10.0, active)
 
     # ---- internals: submission -------------------------------------------------------
 
@@ -429,12 +430,12 @@ class JobService:
         if active.process is not None:
             active.process.poll()  # reap our own child so it does not linger as a zombie
         status = read_exit_status(active.run_dir)
-        if status is None:
-            if process_group.is_alive(active.pid, active.pid_started):
-                self._follow_log(active)
-                return
-            status = read_exit_status(active.run_dir)  # it may have written it as it exited
+        running = status is None and process_group.is_alive(active.pid, active.pid_started)
         self._follow_log(active)
+        if running:
+            return
+        if status is None:
+            status = read_exit_status(active.run_dir)  # it may have written it as it exited
         if active.job_id in self._killing:
             return  # kill() records the end once no process of the group is left
         run = self.store.get_run(active.job_id, active.attempt)
@@ -519,13 +520,13 @@ class JobService:
     def _log_tail(self, run: RunRecord) -> str:
         return "\n".join(read_tail(os.path.join(run.run_dir, LOG_FILE), ERROR_SCAN_LINES, final=True).lines)
 
-    async def _wait_group_exit(self, pgid: int, timeout: float) -> bool:
+    @staticmethod
+    async def _wait_group_exit(pgid: int, timeout: float, active: _ActiveRun | None) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            for run in self._active.values():
-                if run.pid == pgid and run.process is not None:
-                    run.process.poll()
+            if active is not None and active.process is not None:
+                active.process.poll()  # our own supervisor would otherwise stay a zombie member
             if not process_group.members(pgid):
                 return True
             if loop.time() >= deadline:
