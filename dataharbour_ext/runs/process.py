@@ -1,0 +1,173 @@
+"""The launcher's side of a run: start its supervisor, re-attach to it, learn of its end,
+stop it.
+
+Every signal goes through a pidfd verified against the process identity, so a pid the
+kernel has since given to another process is never signalled.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import folder
+from .identity import ProcessIdentity, boot_id, is_running, read_stat
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+FORCE_STOP_SECONDS = 2.0
+RELEASE = b"go\n"
+
+
+def descendants(pid: int) -> list[ProcessIdentity]:
+    """Identities of the running (non-zombie) processes below `pid`, from one scan of /proc.
+
+    Each identity comes from the same read of /proc/<pid>/stat that names its parent, so
+    every process listed was provably in the tree when it was read. The caller verifies
+    `pid` itself.
+    """
+    children: dict[int, list[int]] = {}
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = read_stat(int(entry))
+        if stat is not None:
+            stats[int(entry)] = stat
+            children.setdefault(stat.ppid, []).append(int(entry))
+    boot = boot_id()
+    found = []
+    pending = list(children.get(pid, ()))
+    while pending:
+        child = pending.pop()
+        pending.extend(children.get(child, ()))
+        if is_running(stats[child]):
+            found.append(ProcessIdentity(pid=child, start_ticks=stats[child].start_ticks, boot_id=boot))
+    return found
+
+
+def launch(run_dir: str | Path, *, held: bool = False) -> "Supervised":
+    """Start `python -m dataharbour_ext.runs.supervisor RUN_DIR`, detached in its own session
+    so it outlives the server. command.json must already be in the folder.
+
+    `held`: the supervisor waits for `Supervised.release()` before it starts the command,
+    so the launcher can first record who the supervisor is. Should the launcher die before
+    releasing it, the supervisor sees its stdin close, runs nothing and records
+    `"released": false`: no run ever goes on unrecorded."""
+    log_fd = folder.open_for_append(Path(run_dir) / folder.SUPERVISOR_LOG)
+    # A blocked signal stays blocked across fork and exec: a stop sent before the supervisor
+    # has installed its handlers waits for them instead of killing it before it could
+    # record anything. The supervisor unblocks them as its first act.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "dataharbour_ext.runs.supervisor", str(run_dir)],
+            stdin=subprocess.PIPE,
+            stdout=log_fd,
+            stderr=log_fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        os.close(log_fd)
+    # The process exists at least as a zombie until `popen` reaps it, so it has an identity.
+    identity = ProcessIdentity.of(popen.pid)
+    assert identity is not None
+    supervised = Supervised(identity, popen)
+    if not held:
+        supervised.release()
+    return supervised
+
+
+class Supervised:
+    """A run's supervisor, started here (`popen` set) or re-attached after a restart."""
+
+    def __init__(self, identity: ProcessIdentity, popen: subprocess.Popen | None = None):
+        self.identity = identity
+        self.popen = popen
+        self._pidfd: int | None = None
+
+    @classmethod
+    def attach(cls, identity: ProcessIdentity) -> "Supervised | None":
+        """The supervisor `identity` names, if it still runs."""
+        return cls(identity) if identity.matches() else None
+
+    def exit_fd(self) -> int | None:
+        """A pidfd that becomes readable when the supervisor exits (for loop.add_reader), or
+        None if it has already ended. Opened once, owned by this handle."""
+        if self._pidfd is None:
+            self._pidfd = self.identity.open_pidfd()
+        return self._pidfd
+
+    def release(self) -> None:
+        """Let a held supervisor start its command (see `launch`)."""
+        self._close_stdin(RELEASE)
+
+    def abandon(self) -> None:
+        """Never release a held supervisor: it ends without running anything."""
+        self._close_stdin(b"")
+
+    def _close_stdin(self, message: bytes) -> None:
+        stdin = self.popen.stdin if self.popen is not None else None
+        if stdin is None or stdin.closed:
+            return
+        try:
+            stdin.write(message)
+            stdin.close()
+        except OSError:
+            pass  # it already ended (a stop before the release): nothing to start
+
+    def reap(self) -> int | None:
+        """Collect our own child's exit status, so it leaves no zombie; its returncode or None."""
+        return self.popen.poll() if self.popen is not None else None
+
+    def alive(self) -> bool:
+        if self.popen is not None and self.popen.poll() is not None:
+            return False
+        return self.identity.matches()
+
+    def request_stop(self) -> bool:
+        """Ask the supervisor to stop the run (SIGTERM); it stops the whole tree and records
+        the end. False if it no longer runs."""
+        fd = self.exit_fd()
+        if fd is None or not self.alive():
+            return False
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+        except OSError:
+            return False
+        return True
+
+    def force_stop(self) -> int:
+        """Last resort when the supervisor does not answer: SIGKILL everything below it, then
+        the supervisor itself. Returns how many processes it killed. Scans /proc: call it
+        off the event loop. exit.json is not written; the caller records the end."""
+        if not self.alive():
+            return 0
+        killed: set[ProcessIdentity] = set()
+        # Kill below first (the supervisor keeps the tree together while it lives), and again
+        # for anything forked meanwhile.
+        deadline = time.monotonic() + FORCE_STOP_SECONDS
+        while time.monotonic() < deadline:
+            running = descendants(self.identity.pid)
+            if not running:
+                break
+            for process in running:
+                if process.send_signal(signal.SIGKILL):
+                    killed.add(process)
+            time.sleep(0.05)
+        if self.identity.send_signal(signal.SIGKILL):
+            killed.add(self.identity)
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout=FORCE_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+        return len(killed)
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
