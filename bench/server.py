@@ -60,8 +60,21 @@ def run_bench(main) -> None:
 
 
 class BenchServer:
-    def __init__(self, startup_timeout: float = 60.0, stop_timeout: float = 20.0):
+    def __init__(
+        self,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 20.0,
+        extra_args: list[str] | tuple[str, ...] = (),
+        extensions: dict[str, bool] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ):
+        """`extra_args` are appended to the `jupyter server` command line (e.g.
+        `--DataHarbourApp.db_url=...`), `extensions` are enabled next to dataharbour_ext
+        (e.g. `{"loop_probe": True}` with bench/ on PYTHONPATH via `extra_env`)."""
         self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)
+        self.extensions = {"dataharbour_ext": True, **(extensions or {})}
+        self.extra_env = dict(extra_env or {})
         self.stop_timeout = stop_timeout
         self.tmp = tempfile.mkdtemp(prefix="dataharbour-bench-")
         self.root_dir = os.path.join(self.tmp, "root")
@@ -94,6 +107,7 @@ class BenchServer:
                 "SPARK_LOCAL_IP": HOST,
             }
         )
+        env.update(self.extra_env)
         return env
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -121,7 +135,9 @@ class BenchServer:
             "--allow-root",
             # A Python literal: traitlets evaluates dict values with ast.literal_eval, so the
             # JSON spelling `{"dataharbour_ext":true}` is rejected ("expected a dict, not the list").
-            '--ServerApp.jpserver_extensions={"dataharbour_ext":True}',
+            "--ServerApp.jpserver_extensions={"
+            + ",".join(f"{name!r}:{enabled!r}" for name, enabled in self.extensions.items()) + "}",
+            *self.extra_args,
         ]  # fmt: skip
         with open(self.server_log, "ab") as log:
             self.process = subprocess.Popen(

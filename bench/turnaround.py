@@ -2,9 +2,18 @@
 
 API: from POST /api/v1/jobs/ until GET /api/v1/jobs/{id} shows a terminal state (polled
 every 0.05 s). Bare: `spark-submit --master local[*] script.py`, the whole run. One untimed
-warm-up of each, then N alternating rounds. Goal: median(api) / median(bare) <= 1.05.
+warm-up of each, then N alternating rounds.
 
-    python3 bench/turnaround.py [--rounds N]
+First (same run, untimed) it builds the JVM class-data archive of Spark's classes into the
+server's state dir (`<jupyter data dir>/dataharbour/class-data/`), where the server finds
+it ready, so API jobs start with it. Goal with the archive: median(api) / median(bare)
+<= 0.6; without it (--no-class-data): <= 1.05.
+
+--direct measures the archive without a server: the exact command and environment a job
+gets from dataharbour_ext.spark.submit (bootstrap, quiet log config, class-data archive)
+against bare spark-submit, both run directly.
+
+    python3 bench/turnaround.py [--rounds N] [--direct] [--no-class-data]
 """
 
 import argparse
@@ -14,6 +23,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 
@@ -22,6 +32,10 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from server import HOST, BenchError, BenchServer, run_bench  # noqa: E402
 
+from dataharbour_ext.spark.class_data import ClassDataArchive  # noqa: E402
+from dataharbour_ext.spark.log_config import SparkLogConfig  # noqa: E402
+from dataharbour_ext.spark.submit import SubmitSpec, build_command, build_environment_overlay  # noqa: E402
+
 PROGRAM = (
     "from pyspark.sql import SparkSession\n"
     "spark = SparkSession.builder.getOrCreate()\n"
@@ -29,7 +43,9 @@ PROGRAM = (
     "spark.stop()\n"
 )
 GOAL = 1.05
+GOAL_WITH_CLASS_DATA = 0.6
 JOB_TIMEOUT = 180.0
+BUILD_TIMEOUT = 400.0
 POLL_INTERVAL = 0.05
 
 
@@ -57,10 +73,14 @@ def run_bare(server: BenchServer, script: str, log_path: str) -> float:
     env = dict(os.environ)
     env.update({"SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable})
     argv = [spark_submit(), "--master", "local[*]", script]
+    return run_spark_submit(argv, env, server.root_dir, log_path, "bare spark-submit")
+
+
+def run_spark_submit(argv: list[str], env: dict[str, str], cwd: str, log_path: str, what: str) -> float:
     with open(log_path, "wb") as log:
         start = time.perf_counter()
         process = subprocess.Popen(
-            argv, cwd=server.root_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group, so a timeout can kill the JVM and Python driver too
         )  # fmt: skip
         try:
@@ -68,7 +88,7 @@ def run_bare(server: BenchServer, script: str, log_path: str) -> float:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            raise BenchError(f"bare spark-submit did not finish within {JOB_TIMEOUT:.0f}s") from None
+            raise BenchError(f"{what} did not finish within {JOB_TIMEOUT:.0f}s") from None
         elapsed = time.perf_counter() - start
     # Zombies don't count: this container's pid 1 does not reap orphans, so the Python
     # driver's exited workers can stay <defunct> in the group.
@@ -78,13 +98,13 @@ def run_bare(server: BenchServer, script: str, log_path: str) -> float:
     ]  # fmt: skip
     if leftovers:
         os.killpg(process.pid, signal.SIGKILL)
-        print(f"warning: bare spark-submit left processes {leftovers}; killed them", file=sys.stderr)
+        print(f"warning: {what} left processes {leftovers}; killed them", file=sys.stderr)
     with open(log_path, "rb") as f:
         output = f.read().decode("utf-8", errors="replace")
     if returncode != 0:
-        raise BenchError(f"bare spark-submit exited with {returncode}:\n{output[-3000:]}")
+        raise BenchError(f"{what} exited with {returncode}:\n{output[-3000:]}")
     if "1000" not in output.splitlines():
-        raise BenchError("bare spark-submit succeeded but printed no line '1000'")
+        raise BenchError(f"{what} succeeded but printed no line '1000'")
     return elapsed
 
 
@@ -107,14 +127,102 @@ def server_side(job: dict) -> str:
     return ", ".join(parts)
 
 
+def build_class_data(state_dir: str) -> ClassDataArchive:
+    """The archive the server will find ready (same key: same Java, same Spark jars)."""
+    archive = ClassDataArchive(state_dir, extra_java_options=SparkLogConfig(state_dir).java_options())
+    start = time.perf_counter()
+    archive.build_in_background()
+    state = archive.wait(BUILD_TIMEOUT)
+    if state != "ready":
+        archive.stop()
+        raise BenchError(f"class-data archive: {state}")
+    print(f"class-data archive built in {time.perf_counter() - start:.1f}s: {archive.path} "
+          f"({archive.path.stat().st_size / 1e6:.0f} MB)")  # fmt: skip
+    return archive
+
+
+def uses_class_data(server: BenchServer, job: dict) -> bool:
+    try:
+        with open(os.path.join(server.run_dir(job["id"], job.get("attempt") or 1), "command.json")) as f:
+            return "-XX:SharedArchiveFile=" in f.read()
+    except OSError:
+        return False
+
+
+def report(first: str, second: str, first_times: list[float], second_times: list[float], goal: float) -> None:
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (other CPU load skews both sides)")
+    first_median = statistics.median(first_times)
+    second_median = statistics.median(second_times)
+    ratio = first_median / second_median
+    print(f"median {first:6s} = {first_median:.3f} s  (min {min(first_times):.3f}, max {max(first_times):.3f})")
+    print(f"median {second:6s} = {second_median:.3f} s  (min {min(second_times):.3f}, max {max(second_times):.3f})")
+    print(f"difference    = {first_median - second_median:+.3f} s")
+    print(f"ratio {first}/{second} = {ratio:.2f} (goal <= {goal:.2f}): {'PASS' if ratio <= goal else 'FAIL'}")
+
+
+def main_direct(rounds: int, class_data: bool) -> None:
+    """Job command (dataharbour_ext.spark.submit) vs bare spark-submit, no server."""
+    with tempfile.TemporaryDirectory(prefix="dataharbour-bench-direct-") as tmp:
+        state_dir = os.path.join(tmp, "state")
+        script = os.path.join(tmp, "turnaround_job.py")
+        with open(script, "w") as f:
+            f.write(PROGRAM)
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+        archive = build_class_data(state_dir) if class_data else None
+        java_options = SparkLogConfig(state_dir).java_options() + (archive.java_options() if archive else [])
+        bare_env = dict(os.environ)
+        bare_env.update({"SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable})
+        bare_argv = [spark_submit(), "--master", "local[*]", script]
+
+        def run_job(i: int) -> float:
+            run_dir = os.path.join(tmp, f"run-{i}")
+            os.makedirs(run_dir)
+            spec = SubmitSpec(
+                master="local[*]", app_name=f"bench-direct-{i}", app_file=script, local_ip=HOST,
+                signals_file=os.path.join(run_dir, "spark.json"), java_options=java_options,
+            )  # fmt: skip
+            env = dict(os.environ)
+            env.update(build_environment_overlay(spec))
+            return run_spark_submit(build_command(spec), env, tmp, os.path.join(run_dir, "output.log"), "job command")
+
+        bare_log = os.path.join(tmp, "bare.log")
+        print(f"program: spark.range(1000).count() on local[*]; {rounds} rounds, job command then bare")
+        print(f"job command JVM options: {' '.join(java_options)}")
+        job_warm = run_job(0)
+        bare_warm = run_spark_submit(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
+        print(f"warm-up      job {job_warm:7.3f}s   bare {bare_warm:7.3f}s")
+        job_times, bare_times = [], []
+        for i in range(1, rounds + 1):
+            job = run_job(i)
+            bare = run_spark_submit(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
+            job_times.append(job)
+            bare_times.append(bare)
+            print(f"round {i:2d}     job {job:7.3f}s   bare {bare:7.3f}s   job-bare {job - bare:+.3f}s")
+        with open(os.path.join(tmp, f"run-{rounds}", "output.log"), errors="replace") as f:
+            print(f"last job's output.log: {len(f.read().splitlines())} lines")
+    report("job", "bare", job_times, bare_times, GOAL_WITH_CLASS_DATA if class_data else GOAL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each (default 5)")
+    parser.add_argument("--direct", action="store_true", help="job command vs bare spark-submit, no server")
+    parser.add_argument("--no-class-data", action="store_true", help="do not build the class-data archive first")
     options = parser.parse_args()
     if not 1 <= options.rounds <= 100:
         parser.error("--rounds must be between 1 and 100")
+    if options.direct:
+        main_direct(options.rounds, not options.no_class_data)
+        return
 
-    with BenchServer() as server:
+    server = BenchServer()
+    if not options.no_class_data:
+        try:
+            build_class_data(os.path.join(server.data_dir, "dataharbour"))
+        except BaseException:
+            server.stop()
+            raise
+    with server:
         script = os.path.join(server.root_dir, "turnaround_job.py")
         with open(script, "w") as f:
             f.write(PROGRAM)
@@ -126,6 +234,7 @@ def main() -> None:
         api_warm, job = run_api(server, "bench-turnaround-warmup")
         bare_warm = run_bare(server, script, bare_log)
         print(f"warm-up      api {api_warm:7.3f}s ({server_side(job)})   bare {bare_warm:7.3f}s")
+        print(f"api jobs start with the class-data archive: {'yes' if uses_class_data(server, job) else 'no'}")
 
         api_times, bare_times = [], []
         for i in range(1, options.rounds + 1):
@@ -138,14 +247,7 @@ def main() -> None:
                 f"   api-bare {api - bare:+.3f}s"
             )
 
-    print(f"load average {os.getloadavg()[0]:.2f} at the end (other CPU load skews both sides)")
-    api_median = statistics.median(api_times)
-    bare_median = statistics.median(bare_times)
-    ratio = api_median / bare_median
-    print(f"median api  = {api_median:.3f} s  (min {min(api_times):.3f}, max {max(api_times):.3f})")
-    print(f"median bare = {bare_median:.3f} s  (min {min(bare_times):.3f}, max {max(bare_times):.3f})")
-    print(f"overhead    = {api_median - bare_median:+.3f} s")
-    print(f"ratio api/bare = {ratio:.2f} (goal <= {GOAL:.2f}): {'PASS' if ratio <= GOAL else 'FAIL'}")
+    report("api", "bare", api_times, bare_times, GOAL if options.no_class_data else GOAL_WITH_CLASS_DATA)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""What a run's driver said about itself, read from the file bootstrap.py writes.
+
+The engine learns the application id, the UI address and when the SparkContext came up and
+stopped from this file, not from the driver's REST API (whose first call costs the job
+seconds of CPU).
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SIGNALS_FILE = "spark.json"
+MAX_SIGNALS_BYTES = 64 * 1024
+
+
+@dataclass
+class DriverSignals:
+    app_id: str | None
+    ui_url: str | None
+    ui_port: int | None
+    ready: bool
+    stopped: bool
+    ready_at: float | None = None
+    stopped_at: float | None = None
+
+
+def _port(url: str | None) -> int | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).port
+    except ValueError:
+        return None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def read_signals(run_dir: str | os.PathLike) -> DriverSignals | None:
+    """None when the file is missing, partial or not what bootstrap.py writes."""
+    try:
+        with open(Path(run_dir) / SIGNALS_FILE, "rb") as f:
+            raw = f.read(MAX_SIGNALS_BYTES + 1)
+    except OSError:
+        return None
+    if len(raw) > MAX_SIGNALS_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    app_id = data.get("app_id") if isinstance(data.get("app_id"), str) else None
+    ui_url = data.get("ui_url") if isinstance(data.get("ui_url"), str) else None
+    ready_at = _number(data.get("ready_at"))
+    stopped_at = _number(data.get("stopped_at"))
+    return DriverSignals(
+        app_id=app_id,
+        ui_url=ui_url,
+        ui_port=_port(ui_url),
+        ready=ready_at is not None,
+        stopped=stopped_at is not None,
+        ready_at=ready_at,
+        stopped_at=stopped_at,
+    )
