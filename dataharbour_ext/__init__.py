@@ -1,6 +1,6 @@
 """DataHarbour for Jupyter: Spark jobs, clusters and monitoring inside the Jupyter server.
 
-Kept import-light on purpose: the run supervisor (`python -m dataharbour_ext.spark.runner`)
+Kept import-light on purpose: the run supervisor (`python -m dataharbour_ext.runs.supervisor`)
 imports this package too and must start fast.
 """
 

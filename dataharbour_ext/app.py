@@ -1,17 +1,35 @@
 """DataHarbourApp: the Jupyter Server extension. Config, services and the handler table."""
 
+import logging
 import os
+from urllib.parse import quote
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Integer, Type, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, Type, Unicode, default
 
 from . import __version__
 from .events import EventHub
 from .handlers.routes import handler_table
 from .services.clusters import ClusterService
 from .services.jobs import JobService, JobServiceConfig
+from .spark.class_data import ClassDataArchive
+from .spark.log_config import SparkLogConfig
+from .spark.submit_backend import SparkSubmitBackend
 from .store import JobStore
+
+
+def postgres_url_from_environment() -> str | None:
+    """The seed's POSTGRES_* variables as a SQLAlchemy URL (psycopg 3), if POSTGRES_HOST is set."""
+    host = os.environ.get("POSTGRES_HOST")
+    if not host:
+        return None
+    user = quote(os.environ.get("POSTGRES_USER", "postgres"), safe="")
+    password = os.environ.get("POSTGRES_PASSWORD")
+    credentials = f"{user}:{quote(password, safe='')}" if password else user
+    port = os.environ.get("POSTGRES_PORT", "5432")
+    database = quote(os.environ.get("POSTGRES_DB", "dataharbour"), safe="")
+    return f"postgresql+psycopg://{credentials}@{host}:{port}/{database}"
 
 
 class DataHarbourApp(ExtensionApp):
@@ -28,24 +46,37 @@ class DataHarbourApp(ExtensionApp):
         "", help="UI of the default cluster's master, if it has one; env SPARK_UI_URL."
     ).tag(config=True)
     spark_local_ip = Unicode("127.0.0.1", help="Address Spark processes bind to (SPARK_LOCAL_IP).").tag(config=True)
+    cluster_conf = Dict(
+        value_trait=Unicode(),
+        help="Spark conf every run on the default cluster gets, e.g. spark.driver.host for remote executors, "
+        "or spark.ui.killEnabled=true to allow the driver UI's kill links.",
+    ).tag(config=True)
+    log_level = Unicode(
+        "WARN", help="Spark log level of runs unless a job asks for another (INFO brings back Spark's start-up lines)."
+    ).tag(config=True)
+    class_data_sharing = Bool(
+        True, help="Build a JVM class-data archive of Spark's classes after start-up and give it to every Spark "
+        "JVM the extension launches (about twice as fast cold starts; a missing archive only costs speed).",
+    ).tag(config=True)
 
     # ---- jobs -------------------------------------------------------------------------
     max_concurrent_jobs = Integer(4, help="Runs per cluster at once; further submissions queue.").tag(config=True)
     max_code_bytes = Integer(1024 * 1024, help="Largest accepted program, in bytes (413 above).").tag(config=True)
     max_name_length = Integer(200, help="Longest accepted job name.").tag(config=True)
     kill_grace_seconds = Float(10.0, help="Seconds between SIGTERM and SIGKILL when killing a job.").tag(config=True)
-    poll_interval = Float(0.1, help="Seconds between checks of running jobs.").tag(config=True)
-    app_id_lookup_delay = Float(
-        5.0,
-        help="Seconds a local-mode run must have been running before its driver UI is asked for the "
-        "app id (the first call costs the driver a CPU burst that short jobs should not pay).",
+    poll_interval = Float(0.1, help="Seconds between checks of starting jobs.").tag(config=True)
+    job_retention_days = Float(
+        0.0, help="Delete finished jobs, their runs and run folders this many days after they ended (0: never)."
     ).tag(config=True)
 
     # ---- storage ----------------------------------------------------------------------
     state_dir = Unicode(help="Folder for the database and run folders; default <jupyter data dir>/dataharbour.").tag(
         config=True
     )
-    db_url = Unicode(help="SQLAlchemy URL of the store; default SQLite in state_dir.").tag(config=True)
+    db_url = Unicode(
+        help="SQLAlchemy URL of the store; default PostgreSQL from POSTGRES_HOST/PORT/USER/PASSWORD/DB when "
+        "POSTGRES_HOST is set, else SQLite in state_dir."
+    ).tag(config=True)
 
     job_service_class = Type(JobService, help="The job service implementation.").tag(config=True)
 
@@ -63,28 +94,57 @@ class DataHarbourApp(ExtensionApp):
 
     @default("db_url")
     def _default_db_url(self) -> str:
-        return "sqlite:///" + os.path.join(self.state_dir, "dataharbour.db")
+        return postgres_url_from_environment() or "sqlite:///" + os.path.join(self.state_dir, "dataharbour.db")
+
+    def _route_service_logs(self) -> None:
+        """The services log through `logging.getLogger("dataharbour_ext...")`; send those
+        lines where the server's own go (Jupyter's handlers are on its app logger, not root)."""
+        server_log = self.serverapp.log
+        service_log = logging.getLogger("dataharbour_ext")
+        service_log.setLevel(logging.INFO)
+        for handler in server_log.handlers:
+            if handler not in service_log.handlers:
+                service_log.addHandler(handler)
+        service_log.propagate = not server_log.handlers
 
     def initialize_settings(self) -> None:
+        self._route_service_logs()
         # Job records and run folders can hold credentials (env, conf): owner-only.
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         self.hub = EventHub()
         self.store = JobStore(self.db_url)
-        self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None)
+        self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
+                                       default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
+        root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
+        # The archive is built with the options real runs get, so it holds what they load.
+        self.class_data = ClassDataArchive(
+            self.state_dir, enabled=self.class_data_sharing, log=self.log, local_ip=self.spark_local_ip,
+            extra_java_options=SparkLogConfig(self.state_dir).java_options(),
+        )
+        backends = {
+            SparkSubmitBackend.name: SparkSubmitBackend(
+                root_dir=root_dir,
+                state_dir=self.state_dir,
+                local_ip=self.spark_local_ip,
+                stop_grace_seconds=self.kill_grace_seconds,
+                class_data=self.class_data,
+                default_log_level=self.log_level,
+            )
+        }
         config = JobServiceConfig(
-            root_dir=os.path.abspath(os.path.expanduser(self.serverapp.root_dir)),
+            root_dir=root_dir,
             runs_dir=os.path.join(self.state_dir, "runs"),
             max_concurrent_jobs=self.max_concurrent_jobs,
             max_code_bytes=self.max_code_bytes,
             max_name_length=self.max_name_length,
             kill_grace_seconds=self.kill_grace_seconds,
             poll_interval=self.poll_interval,
-            app_id_lookup_delay=self.app_id_lookup_delay,
             spark_local_ip=self.spark_local_ip,
+            job_retention_days=self.job_retention_days,
         )
         self.jobs = self.job_service_class(
-            self.store, self.clusters, self.hub, self.serverapp.contents_manager, config
+            self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends
         )
         self.settings.update(
             {"dataharbour": {"jobs": self.jobs, "clusters": self.clusters, "events": self.hub, "app": self}}
@@ -95,11 +155,14 @@ class DataHarbourApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.jobs.start()
-        self.log.info(
-            "DataHarbour: default cluster on %s, state in %s", self.spark_master_url, self.state_dir
+        self.class_data.build_in_background()
+        logging.getLogger("dataharbour_ext").info(
+            "DataHarbour: default cluster on %s, store %s, state in %s",
+            self.spark_master_url, self.store.engine.url.render_as_string(hide_password=True), self.state_dir,
         )
 
     async def stop_extension(self) -> None:
         # Runs are detached and keep going; the next server start re-attaches to them.
         await self.jobs.stop()
+        self.class_data.stop()
         self.store.close()

@@ -10,12 +10,19 @@ class DataHarbourError(Exception):
 
 
 class InvalidInput(DataHarbourError):
-    """The request is malformed; `field` names the offending field."""
+    """The request is malformed; `field` names the offending field (None: the whole request)."""
 
     status = 400
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str | None, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class Forbidden(DataHarbourError):
+    """The action is never allowed here, whoever asks (a Spark UI kill link through the proxy)."""
+
+    status = 403
 
 
 class NotFound(DataHarbourError):
@@ -36,3 +43,9 @@ class Gone(DataHarbourError):
 
 class PayloadTooLarge(DataHarbourError):
     status = 413
+
+
+class ServiceUnavailable(DataHarbourError):
+    """The service cannot answer yet (it is still starting)."""
+
+    status = 503

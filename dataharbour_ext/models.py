@@ -5,7 +5,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
+
+from .secrets import redact_mapping
 
 DEFAULT_CLUSTER_ID = "spark-cluster-default"
 
@@ -19,16 +21,15 @@ MAX_ARG_LENGTH = 65536
 MAX_ARGS = 1000
 # Keys that describe where and how the run is placed: the cluster and DataHarbour own them.
 RESERVED_CONF_KEYS = frozenset({"spark.master", "spark.submit.deployMode", "spark.app.name"})
+# Keys that decide where the driver binds and how it is reached: they come from the cluster's config.
+CLUSTER_CONF_KEYS = frozenset({"spark.driver.bindAddress", "spark.driver.host"})
 # Env names the run depends on to find Spark and the right Python.
 RESERVED_ENV_NAMES = frozenset({"SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP"})
-
-_SECRET_NAME = re.compile(r"(secret|password|passwd|token|credential|private|access\.?key|api\.?key)", re.I)
-REDACTED = "********"
-
+DEFAULT_MAX_NAME_LENGTH = 200  # DataHarbourApp.max_name_length, checked by the job service
 
 def redact(values: dict[str, str]) -> dict[str, str]:
-    """Mask the values of keys that name a secret, for API responses and logs."""
-    return {key: (REDACTED if _SECRET_NAME.search(key) else value) for key, value in values.items()}
+    """Mask secrets in conf or env, for API responses and logs (see `secrets.py`)."""
+    return redact_mapping(values)
 
 
 def _as_utc(value: datetime | None) -> str | None:
@@ -66,20 +67,128 @@ class JobState(str, Enum):
 TERMINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.killed, JobState.lost})
 
 
+def _conf_key(key: str) -> str:
+    if not CONF_KEY_PATTERN.fullmatch(key):
+        raise ValueError("not a Spark conf key: expected a dotted key starting with 'spark.'")
+    if key.casefold() in _casefolded(RESERVED_CONF_KEYS):
+        raise ValueError("is set by DataHarbour from the cluster and job; choose cluster_id or name")
+    if key.casefold() in _casefolded(CLUSTER_CONF_KEYS):
+        raise ValueError("comes from the cluster's configuration, not from a job")
+    return key
+
+
+def _conf_value(value: Scalar) -> str:
+    text = _scalar_text(value)
+    if len(text) > MAX_CONF_VALUE_LENGTH or any(ch in text for ch in "\r\n\x00"):
+        raise ValueError(f"must be one line under {MAX_CONF_VALUE_LENGTH} characters")
+    return text
+
+
+def _env_name(name: str) -> str:
+    if not ENV_NAME_PATTERN.fullmatch(name):
+        raise ValueError("not a valid environment variable name (letters, digits and _, not starting with a digit)")
+    if name in RESERVED_ENV_NAMES:
+        raise ValueError("is managed by DataHarbour")
+    return name
+
+
+def _env_value(value: Scalar) -> str:
+    text = _scalar_text(value)
+    if "\x00" in text:
+        raise ValueError("contains a NUL byte")
+    return text
+
+
+def _arg(value: Scalar) -> str:
+    text = _scalar_text(value)
+    if "\x00" in text or len(text) > MAX_ARG_LENGTH:
+        raise ValueError(f"must be under {MAX_ARG_LENGTH} characters without NUL bytes")
+    return text
+
+
+def _casefolded(keys: frozenset[str]) -> frozenset[str]:
+    return frozenset(key.casefold() for key in keys)
+
+
+_SCALAR_SCHEMA = {"type": ["string", "number", "boolean"]}
+
+
+def _text_map_schema(name_pattern: re.Pattern, description: str) -> WithJsonSchema:
+    """JSON schema of a conf/env object: names matching the pattern, scalar values."""
+    return WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": f"^{name_pattern.pattern}$"},
+            "additionalProperties": _SCALAR_SCHEMA,
+            "description": description,
+        }
+    )
+
+
+# Items are checked one by one so that an error names the item: conf['spark.x'], args[2].
+ConfKey = Annotated[str, AfterValidator(_conf_key)]
+ConfValue = Annotated[Scalar, AfterValidator(_conf_value)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvValue = Annotated[Scalar, AfterValidator(_env_value)]
+Arg = Annotated[Scalar, AfterValidator(_arg)]
+
+
+LogLevel = Literal["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
+
+
 class JobSubmit(BaseModel):
-    """Body of `POST /jobs/`: inline `code` or a contents-manager `file`, never both."""
+    """Body of `POST /jobs/`. Exactly one of `code` (inline program) or `file` (a path in the
+    Jupyter contents manager) is required."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["code"], "properties": {"code": {"type": "string"}, "file": {"type": "null"}}},
+                {"required": ["file"], "properties": {"file": {"type": "string"}, "code": {"type": "null"}}},
+            ]
+        },
+    )
 
-    name: str = Field(min_length=1, description="Display name; also the Spark application name.")
-    code: str | None = Field(None, description="PySpark program text.")
+    name: str = Field(
+        min_length=1,
+        description=f"Display name; also the Spark application name. One line, at most "
+        f"{DEFAULT_MAX_NAME_LENGTH} characters (DataHarbourApp.max_name_length).",
+        json_schema_extra={"maxLength": DEFAULT_MAX_NAME_LENGTH},
+    )
+    code: str | None = Field(None, description="PySpark program text. Exactly one of code or file.")
     file: str | None = Field(
-        None, description="Path of a .py or .ipynb file in the Jupyter contents manager (instead of code)."
+        None,
+        description="Path of a .py or .ipynb file in the Jupyter contents manager. Exactly one of code or file.",
     )
     cluster_id: str = Field(DEFAULT_CLUSTER_ID, min_length=1)
-    args: list[Scalar] = Field(default_factory=list, description="Arguments passed to the program (sys.argv[1:]).")
-    conf: dict[str, Scalar] = Field(default_factory=dict, description="Spark configuration (`spark.*` keys).")
-    env: dict[str, Scalar] = Field(default_factory=dict, description="Extra environment variables for the driver.")
+    args: list[Arg] = Field(
+        default_factory=list,
+        max_length=MAX_ARGS,
+        description=f"Arguments passed to the program (sys.argv[1:]), each under {MAX_ARG_LENGTH} characters.",
+    )
+    conf: Annotated[
+        dict[ConfKey, ConfValue],
+        _text_map_schema(
+            CONF_KEY_PATTERN,
+            "Spark configuration: `spark.*` keys, one-line values. spark.master, spark.submit.deployMode, "
+            "spark.app.name, spark.driver.bindAddress and spark.driver.host come from the cluster and job.",
+        ),
+    ] = Field(default_factory=dict)
+    env: Annotated[
+        dict[EnvName, EnvValue],
+        _text_map_schema(ENV_NAME_PATTERN, "Extra environment variables for the driver."),
+    ] = Field(default_factory=dict)
+    log_level: LogLevel | None = Field(
+        None,
+        description="Spark's log level for this run (default: the cluster's, WARN unless configured). "
+        "INFO brings back Spark's start-up lines.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value):
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod
@@ -90,47 +199,6 @@ class JobSubmit(BaseModel):
         if any(ch in value for ch in "\r\n\x00"):
             raise ValueError("must be a single line")
         return value
-
-    @field_validator("args")
-    @classmethod
-    def _args_are_text(cls, values: list[Scalar]) -> list[str]:
-        if len(values) > MAX_ARGS:
-            raise ValueError(f"at most {MAX_ARGS} arguments")
-        texts = [_scalar_text(v) for v in values]
-        for text in texts:
-            if "\x00" in text or len(text) > MAX_ARG_LENGTH:
-                raise ValueError(f"each argument must be under {MAX_ARG_LENGTH} characters without NUL bytes")
-        return texts
-
-    @field_validator("conf")
-    @classmethod
-    def _conf_is_spark_conf(cls, values: dict[str, Scalar]) -> dict[str, str]:
-        out = {}
-        for key, value in values.items():
-            if not CONF_KEY_PATTERN.fullmatch(key):
-                raise ValueError(f"invalid Spark conf key {key!r}: expected a dotted key starting with 'spark.'")
-            if key in RESERVED_CONF_KEYS:
-                raise ValueError(f"{key!r} is set by DataHarbour from the cluster and job; choose cluster_id or name")
-            text = _scalar_text(value)
-            if len(text) > MAX_CONF_VALUE_LENGTH or any(ch in text for ch in "\r\n\x00"):
-                raise ValueError(f"value of {key!r} must be one line under {MAX_CONF_VALUE_LENGTH} characters")
-            out[key] = text
-        return out
-
-    @field_validator("env")
-    @classmethod
-    def _env_is_environment(cls, values: dict[str, Scalar]) -> dict[str, str]:
-        out = {}
-        for key, value in values.items():
-            if not ENV_NAME_PATTERN.fullmatch(key):
-                raise ValueError(f"invalid environment variable name {key!r}")
-            if key in RESERVED_ENV_NAMES:
-                raise ValueError(f"{key!r} is managed by DataHarbour")
-            text = _scalar_text(value)
-            if "\x00" in text:
-                raise ValueError(f"value of {key!r} contains a NUL byte")
-            out[key] = text
-        return out
 
 
 class JobRun(BaseModel):
@@ -148,7 +216,9 @@ class JobRun(BaseModel):
     error: str | None = Field(None, description="Why the run failed: the program's exception line when there is one.")
 
 
-class Job(BaseModel):
+class JobSummary(BaseModel):
+    """A job as listed by `GET /jobs/`: everything but the program text and the runs."""
+
     id: str
     name: str
     cluster_id: str
@@ -167,8 +237,14 @@ class Job(BaseModel):
     exit_code: int | None = None
     spark_app_id: str | None = None
     error: str | None = None
-    code: str | None = Field(None, description="Program text (job details only).")
-    runs: list[JobRun] | None = Field(None, description="All attempts, oldest first (job details only).")
+
+
+class Job(JobSummary):
+    """A job with its program text and every run (`GET /jobs/{id}`, submit, kill, restart)."""
+
+    # TODO(lead): `str` and `list[JobRun]` once job_views builds JobSummary for lists.
+    code: str = Field(description="Program text (for a file job, the snapshot that runs).")
+    runs: list[JobRun] = Field(description="All attempts, oldest first.")
 
 
 class JobSort(str, Enum):
@@ -193,7 +269,8 @@ class JobQuery(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[Job]
+    # Items are serialized as JobSummary even when they are Job instances (no code, no runs).
+    jobs: list[JobSummary]
     total: int = Field(description="Number of jobs matching the filters, ignoring limit/offset.")
     limit: int
     offset: int
@@ -208,11 +285,17 @@ class LogQuery(BaseModel):
     )
     limit: int = Field(1000, ge=1, le=100_000, description="Maximum number of lines.")
     tail: int | None = Field(None, ge=1, le=100_000, description="Return the last N lines instead of a page.")
+    stream: Literal["all", "stdout"] = Field(
+        "all",
+        description="`all`: everything the run printed (the program, Spark's warnings and errors); `stdout`: the "
+        "program's own output alone. Each has its own byte offsets.",
+    )
 
 
 class LogPage(BaseModel):
     job_id: str
     attempt: int
+    stream: Literal["all", "stdout"] = "all"
     offset: int = Field(description="Byte offset of the first returned line.")
     next_offset: int = Field(description="Byte offset to continue from.")
     size: int = Field(description="Current size of the log in bytes.")
@@ -227,6 +310,14 @@ class SparkUi(BaseModel):
     spark_app_id: str | None = None
     url: str = Field(description="The driver's own UI address, as the driver reported it.")
     proxy_url: str = Field(description="Path on this Jupyter server that proxies the driver UI.")
+
+
+class DeleteQuery(BaseModel):
+    """Query string of `DELETE /jobs/{id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(False, description="Kill the job first if it is still queued or running.")
 
 
 class ErrorBody(BaseModel):

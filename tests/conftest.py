@@ -29,8 +29,9 @@ def jp_server_config(dataharbour_config):
             "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
             "allow_unauthenticated_access": False,
         },
-        # app ids are looked up at once so that short test jobs get theirs too.
-        "DataHarbourApp": {"kill_grace_seconds": 5.0, "app_id_lookup_delay": 0.0, **dataharbour_config},
+        # The class-data archive has tests of its own; a build per test server would only
+        # compete with the tests for the two cores.
+        "DataHarbourApp": {"kill_grace_seconds": 5.0, "class_data_sharing": False, **dataharbour_config},
     }
 
 
@@ -99,13 +100,16 @@ def api(jp_fetch, extension, jp_asyncio_loop):
     yield Api(jp_fetch)
     # Runs are detached by design and outlive the server: stop what this test started.
     jp_asyncio_loop.run_until_complete(extension.jobs.kill_all())
+    extension.class_data.stop()
 
 
 def _run_processes(marker: str) -> list[psutil.Process]:
     """Processes whose command line mentions `marker` (the test session's temp root)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "status"]):
         try:
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue  # dead already; an orphan waits for pid 1 to collect it
             if any(marker in part for part in process.info["cmdline"] or ()):
                 found.append(process)
         except psutil.Error:
@@ -129,3 +133,42 @@ def no_leftover_processes(tmp_path_factory):
         except (OSError, psutil.Error):
             pass
     assert not leftovers, f"tests left processes running: {[p.pid for p in leftovers]}"
+
+
+# ---- stores: SQLite (embedded default) and PostgreSQL (the machine's server) ------------
+
+POSTGRES_ADMIN_URL = os.environ.get("DATAHARBOUR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A fresh PostgreSQL database for this test session, dropped at its end."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"dataharbour_test_{os.getpid()}_{int(time.time())}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_postgres(url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS runs, jobs, admission, alembic_version CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of an empty store, once on each database the product supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return _empty_postgres(request.getfixturevalue("postgres_database"))

@@ -1,6 +1,6 @@
 """What the service reads out of driver logs."""
 
-from dataharbour_ext.spark.driver_log import DriverEvents, error_summary, scan
+from dataharbour_ext.spark.driver_log import error_summary
 
 SPARK_FAILURE = """\
 26/11/25 19:44:41 INFO DAGScheduler: Job 1 finished
@@ -31,16 +31,3 @@ def test_error_summary_falls_back_to_error_lines_then_exit_code():
     assert error_summary(log, 1) == "SparkContext: Error initializing SparkContext."
     assert error_summary("nothing useful\n", 3) == "exited with code 3"
     assert error_summary("", -9) == "terminated by signal 9"
-
-
-def test_scan_finds_ui_port_readiness_app_id_and_stop():
-    found = scan(b"26/11/25 INFO JettyUtils: Start Jetty 127.0.0.1:4041 for SparkUI\n", DriverEvents())
-    assert found.ui_port is None  # not bound yet
-    scan(b"26/11/25 INFO Utils: Successfully started service 'SparkUI' on port 4041.\n", found)
-    assert found.ui_port == 4041 and not found.context_ready
-    scan(b"INFO BlockManager: Initialized BlockManager: BlockManagerId(driver, localhost, 3, None)\n", found)
-    assert found.context_ready
-    scan(b"INFO StandaloneSchedulerBackend: Connected to Spark cluster with app ID app-20261125-0001\n", found)
-    assert found.app_id == "app-20261125-0001"
-    scan(b"INFO SparkUI: Stopped Spark web UI at http://localhost:4041\n", found)
-    assert found.ui_stopped

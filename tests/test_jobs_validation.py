@@ -1,6 +1,7 @@
 """Bad input: a clear 4xx naming the field, and nothing is run or stored."""
 
 import json
+import logging
 
 import pytest
 
@@ -42,10 +43,15 @@ async def test_bad_submissions_get_400_naming_the_field(api, body, field):
     assert listing["total"] == 0  # nothing stored, nothing run
 
 
-@pytest.mark.parametrize("raw", ["not json", "[1, 2]", '"text"', ""])
+@pytest.mark.parametrize("raw", ["not json", "[1, 2]", '"text"', "", "  \n"])
 async def test_malformed_bodies_get_400(api, raw):
     status, error = await api.call("POST", "jobs/", raw_body=raw)
-    assert status == 400 and error["message"].startswith(("body", "name")), error
+    assert status == 400 and error["message"].startswith(("body", "name", "request body")), error
+
+
+async def test_empty_body_says_so(api):
+    status, error = await api.call("POST", "jobs/", raw_body="")
+    assert (status, error["message"]) == (400, "request body is empty")
 
 
 async def test_oversized_program_gets_413(api):
@@ -122,3 +128,156 @@ async def test_file_outside_the_root_is_400(api):
     for path in ["../../etc/passwd.py", "a\u0000.py"]:
         status, error = await api.call("POST", "jobs/", {"name": "escape", "file": path})
         assert status == 400 and error["message"].startswith("file"), error
+
+
+# ---- text that cannot be encoded as UTF-8 (JSON's "\ud800" escapes) -------------------------
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**GOOD, "name": f"x{LONE}"}, "name"),
+        ({**GOOD, "code": f"print('{LONE}')\n"}, "code"),
+        ({"name": "f", "file": f"job{LONE}.py"}, "file"),
+        ({**GOOD, "cluster_id": LONE}, "cluster_id"),
+        ({**GOOD, "args": ["ok", LONE]}, "args[1]"),
+        ({**GOOD, "conf": {"spark.a": LONE}}, "conf['spark.a']"),
+        ({**GOOD, "conf": {f"spark.{LONE}": "1"}}, "conf"),
+        ({**GOOD, "env": {"GREETING": LONE}}, "env['GREETING']"),
+        ({**GOOD, "env": {f"X{LONE}": "1"}}, "env"),
+        ({**GOOD, LONE: 1}, "body"),
+    ],
+)
+async def test_unencodable_text_gets_400_naming_the_field(api, body, field):
+    status, error = await api.call("POST", "jobs/", raw_body=json.dumps(body))  # ensure_ascii: \ud800
+    assert status == 400, error
+    assert error["message"].startswith(f"{field}: "), error
+    assert "UTF-8" in error["message"]
+    _, listing = await api.call("GET", "jobs/")
+    assert listing["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("jobs/", {"name": b"\xed\xa0\x80"}, "name"),  # a UTF-8 encoded surrogate
+        ("jobs/", {"cluster_id": b"\xff"}, "cluster_id"),
+        ("jobs/", {"state": b"queued,\xed\xa0\x80"}, "state"),
+        ("jobs/", {b"\xff": "1"}, "%FF"),
+        ("jobs/nope/logs", {"tail": b"1\xff"}, "tail"),
+    ],
+)
+async def test_query_text_that_is_not_utf8_gets_400(api, path, params, field):
+    status, error = await api.call("GET", path, params=params)
+    assert status == 400, error
+    assert error["message"].startswith(f"{field}: ") and "UTF-8" in error["message"], error
+
+
+# ---- messages in plain English, with the user's own field path --------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({**GOOD, "conf": {"spark.a": {"nested": 1}}}, "conf['spark.a']: must be a string, a number or a boolean"),
+        ({**GOOD, "conf": {"spark.a": None}}, "conf['spark.a']: must be a string, a number or a boolean"),
+        ({**GOOD, "args": ["ok", 2, ["nested"]]}, "args[2]: must be a string, a number or a boolean"),
+        ({**GOOD, "args": "--verbose"}, "args: must be a list"),
+        ({**GOOD, "conf": ["spark.x=1"]}, "conf: must be an object"),
+        ({**GOOD, "env": {"X": {"y": 1}}}, "env['X']: must be a string, a number or a boolean"),
+        ({**GOOD, "name": "   "}, "name: must not be blank"),
+        ({**GOOD, "name": ""}, "name: must not be blank"),
+        ({"code": "print(1)"}, "name: is required"),
+        ({**GOOD, "code": 42}, "code: must be a string"),
+        ({**GOOD, "colour": "red"}, "colour: unknown field"),
+        ({**GOOD, "args": ["x"] * 1001}, "args: must have at most 1000 items"),
+    ],
+)
+async def test_messages_are_plain_english(api, body, message):
+    status, error = await api.call("POST", "jobs/", body)
+    assert (status, error["message"]) == (400, message)
+
+
+@pytest.mark.parametrize(
+    ("body", "prefix"),
+    [
+        ({**GOOD, "conf": {"not.spark": "1"}}, "conf['not.spark']: not a Spark conf key"),
+        ({**GOOD, "conf": {"spark.master": "yarn"}}, "conf['spark.master']: is set by DataHarbour"),
+        ({**GOOD, "conf": {"spark.x": "1\n--conf a=b"}}, "conf['spark.x']: must be one line"),
+        ({**GOOD, "env": {"BAD-NAME": "x"}}, "env['BAD-NAME']: not a valid environment variable name"),
+        ({**GOOD, "env": {"SPARK_HOME": "/x"}}, "env['SPARK_HOME']: is managed by DataHarbour"),
+        ({**GOOD, "args": ["ok", "a\x00b"]}, "args[1]: must be under"),
+    ],
+)
+async def test_item_errors_name_the_item(api, body, prefix):
+    status, error = await api.call("POST", "jobs/", body)
+    assert status == 400 and error["message"].startswith(prefix), error
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"limit": "abc"}, "limit: must be an integer"),
+        ({"limit": "0"}, "limit: must be at least 1"),
+        ({"order": "sideways"}, "order: must be 'asc' or 'desc'"),
+        ({"sort": "colour"}, "sort: must be 'created_at', 'updated_at', 'name' or 'state'"),
+    ],
+)
+async def test_query_messages_are_plain_english(api, params, message):
+    status, error = await api.call("GET", "jobs/", params=params)
+    assert (status, error["message"]) == (400, message)
+
+
+@pytest.mark.parametrize("key", ["spark.driver.bindAddress", "spark.driver.host"])
+async def test_driver_address_comes_from_the_cluster_not_the_job(api, key):
+    status, error = await api.call("POST", "jobs/", {**GOOD, "conf": {key: "0.0.0.0"}})
+    assert status == 400 and error["message"].startswith(f"conf['{key}']: "), error
+    assert "cluster" in error["message"]
+
+
+# ---- every 4xx is logged once -----------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def server_log(jp_serverapp, extension):
+    """Every record the server logs: the extension's and ServerApp's loggers do not propagate."""
+    handler = _Records()
+    loggers = {extension.log, jp_serverapp.log, logging.getLogger()}
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler.records
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("POST", "jobs/", {**GOOD, "name": "   "}, 400, "name: must not be blank"),
+        ("GET", "jobs/", {"limit": "0"}, 400, "limit: must be at least 1"),
+        ("GET", "jobs/nope", None, 404, "nope"),
+        ("GET", "jobs/nope/spark-ui/proxy/", None, 404, "nope"),
+        ("GET", "jobs/nope/spark-ui/proxy/jobs/job/kill/", None, 403, "kill"),
+    ],
+)
+async def test_each_4xx_is_logged_once(api, server_log, method, path, body, status, message):
+    if method == "GET":
+        got, _ = await api.call(method, path, params=body)
+    else:
+        got, _ = await api.call(method, path, body)
+    assert got == status
+    warnings = [r.getMessage() for r in server_log if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{status} {method} ") and f"/api/v1/{path}" in warnings[0], warnings
+    assert message in warnings[0]

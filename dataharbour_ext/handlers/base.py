@@ -1,13 +1,17 @@
 """Base handler: auth wiring, JSON in/out through pydantic, domain error -> HTTP status."""
 
 import json
+from http import HTTPStatus
 from typing import TypeVar
+from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import BaseModel, ValidationError
+from tornado import web
 
 from ..errors import DataHarbourError, InvalidInput, PayloadTooLarge
+from .input_errors import find_unencodable_text, validation_message
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -23,43 +27,72 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _validation_to_input_error(error: ValidationError) -> InvalidInput:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "body"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    return InvalidInput(field, message)
-
-
 def domain_error(kwargs: dict) -> DataHarbourError | None:
     """The domain error behind a `write_error`/`log_exception` call, if that is what it is."""
     exception = kwargs.get("exc_info", (None, None, None))[1]
     return exception if isinstance(exception, DataHarbourError) else None
 
 
+def error_message(status_code: int, kwargs: dict) -> str:
+    """What went wrong, in words, for the exception behind a `write_error` call."""
+    exception = kwargs.get("exc_info", (None, None, None))[1]
+    if isinstance(exception, DataHarbourError):
+        return exception.message
+    if isinstance(exception, web.HTTPError) and exception.log_message:
+        return exception.log_message % exception.args if exception.args else exception.log_message
+    return _phrase(status_code)
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Unknown status"
+
+
 class DomainErrorMixin:
     """The one place domain errors become HTTP errors: services stay free of Tornado and
     handlers free of try/except. Tornado hands uncaught exceptions to `log_exception` and
-    `write_error`; a domain error gets its own status and `{"message", "reason"}` there."""
+    `write_error`; a domain error gets its own status there.
+
+    Every 4xx is logged once, as one line with method, path, status and message, when the
+    request is logged; Tornado and Jupyter would otherwise log it two or three times."""
+
+    _client_error_message: str | None = None
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, DataHarbourError):
-            self.log.warning("%d %s %s: %s", value.status, self.request.method, self.request.path, value.message)
+        if isinstance(value, DataHarbourError) and value.status < 500:
+            return
+        if isinstance(value, web.HTTPError) and 400 <= value.status_code < 500:
             return
         super().log_exception(typ, value, tb)
 
-    def write_error(self, status_code: int, **kwargs) -> None:
+    def send_error(self, status_code: int = 500, **kwargs) -> None:
         error = domain_error(kwargs)
-        if error is None:
-            return super().write_error(status_code, **kwargs)
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": error.message, "reason": type(error).__name__}))
+        status = error.status if error else status_code
+        if 400 <= status < 500:
+            self._client_error_message = error_message(status, kwargs)
+        super().send_error(status, **kwargs)
+
+    def _log(self) -> None:
+        status = self.get_status()
+        if not 400 <= status < 500:
+            return super()._log()
+        message = self._client_error_message or self._reason
+        self.log.warning("%d %s %s: %s", status, self.request.method, self.request.path, message)
+        if getattr(self.settings.get("serverapp"), "record_http_request_metrics", False):
+            from jupyter_server.prometheus.log_functions import prometheus_log_method
+
+            prometheus_log_method(self)
 
 
 class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
     """Every DataHarbour REST handler derives from this; subclasses set `auth_resource`."""
+
+    def compute_etag(self):
+        # API answers change with every poll; hashing a large body (a log page) on the
+        # event loop buys nothing.
+        return None
 
     @property
     def services(self) -> dict:
@@ -69,24 +102,39 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
     def jobs(self):
         return self.services["jobs"]
 
+    def write_error(self, status_code: int, **kwargs) -> None:
+        if status_code >= 500 and domain_error(kwargs) is None:
+            return super().write_error(status_code, **kwargs)
+        error = domain_error(kwargs)
+        exception = kwargs.get("exc_info", (None, None, None))[1]
+        reason = type(error).__name__ if error else getattr(exception, "reason", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": error_message(status_code, kwargs), "reason": reason}))
+
     def parse_body(self, model: type[Model], max_bytes: int) -> Model:
         if len(self.request.body) > max_bytes:
             raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+        if not self.request.body.strip():
+            raise InvalidInput(None, "request body is empty")
         try:
-            data = json.loads(self.request.body or b"{}", parse_constant=_reject_constant)
+            data = json.loads(self.request.body, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as error:
             raise InvalidInput("body", f"not valid JSON ({error})") from None
         if not isinstance(data, dict):
             raise InvalidInput("body", "expected a JSON object")
+        # Lone surrogates ("\ud800") decode fine but cannot be stored, logged or passed on.
+        if problem := find_unencodable_text(data):
+            raise InvalidInput(*problem)
         return self.validate(model, data)
 
     def parse_query(self, model: type[Model], list_fields: tuple[str, ...] = ()) -> Model:
         """Query arguments as `model`; fields in `list_fields` accept repeats and commas."""
         data: dict = {}
-        for key, raw_values in self.request.query_arguments.items():
+        for raw_key, raw_values in self.request.query_arguments.items():
+            key = _query_name(raw_key)
             if key in AUTH_QUERY_ARGUMENTS:
                 continue
-            values = [v.decode("utf-8", errors="replace") for v in raw_values]
+            values = [_query_value(key, value) for value in raw_values]
             if key in list_fields:
                 data[key] = [item for value in values for item in value.split(",") if item]
             else:
@@ -98,9 +146,24 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
         try:
             return model.model_validate(data)
         except ValidationError as error:
-            raise _validation_to_input_error(error) from None
+            raise InvalidInput(*validation_message(error, data)) from None
 
     def write_model(self, model: BaseModel, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(model.model_dump_json())
+
+
+def _query_name(raw_key: str) -> str:
+    # Tornado decodes query names as latin-1 and values not at all: decode both as UTF-8.
+    try:
+        return raw_key.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise InvalidInput(quote(raw_key.encode("latin-1")), "query parameter name is not valid UTF-8") from None
+
+
+def _query_value(key: str, value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(key, "not valid UTF-8 text") from None

@@ -3,10 +3,13 @@
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..models import JobQuery, JobSubmit, LogQuery, SparkUi
+from ..models import DeleteQuery, JobQuery, JobSubmit, LogQuery, SparkUi
 from .base import BODY_EXPANSION, BODY_OVERHEAD_BYTES, DataHarbourHandler
 
 AUTH_RESOURCE = "dataharbour:jobs"
+# Submit, restart and kill run or stop code: jupyter_server authorizes those as "execute",
+# as it does for kernels. Reads stay "read".
+RUN_CODE = "execute"
 
 
 def spark_ui_proxy_path(base_url: str, job_id: str) -> str:
@@ -22,10 +25,10 @@ class JobCollectionHandler(JobsBaseHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.write_model(self.jobs.list(self.parse_query(JobQuery, list_fields=("state",))))
+        self.write_model(await self.jobs.list(self.parse_query(JobQuery, list_fields=("state",))))
 
     @web.authenticated
-    @authorized
+    @authorized(RUN_CODE)
     async def post(self):
         max_bytes = self.jobs.config.max_code_bytes * BODY_EXPANSION + BODY_OVERHEAD_BYTES
         job = await self.jobs.submit(self.parse_body(JobSubmit, max_bytes))
@@ -37,19 +40,26 @@ class JobHandler(JobsBaseHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str):
-        self.write_model(self.jobs.get(job_id))
+        self.write_model(await self.jobs.get(job_id))
+
+    @web.authenticated
+    @authorized(RUN_CODE)  # it may kill the job first
+    async def delete(self, job_id: str):
+        await self.jobs.delete(job_id, force=self.parse_query(DeleteQuery).force)
+        self.set_status(204)
+        self.finish()
 
 
 class JobKillHandler(JobsBaseHandler):
     @web.authenticated
-    @authorized
+    @authorized(RUN_CODE)
     async def post(self, job_id: str):
         self.write_model(await self.jobs.kill(job_id))
 
 
 class JobRestartHandler(JobsBaseHandler):
     @web.authenticated
-    @authorized
+    @authorized(RUN_CODE)
     async def post(self, job_id: str):
         self.write_model(await self.jobs.restart(job_id), status=202)
 
@@ -58,14 +68,14 @@ class JobLogsHandler(JobsBaseHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str):
-        self.write_model(self.jobs.logs(job_id, self.parse_query(LogQuery)))
+        self.write_model(await self.jobs.logs(job_id, self.parse_query(LogQuery)))
 
 
 class JobSparkUiHandler(JobsBaseHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str):
-        ui = self.jobs.live_ui(job_id)
+        ui = await self.jobs.live_ui(job_id)
         proxy_url = spark_ui_proxy_path(self.base_url, job_id) + "/"
         self.write_model(
             SparkUi(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from ..models import ErrorBody, Job, JobList, JobQuery, JobSubmit, LogPage, LogQuery, SparkUi
+from ..models import DeleteQuery, ErrorBody, Job, JobList, JobQuery, JobSubmit, LogPage, LogQuery, SparkUi
 from .jobs import (
     JobCollectionHandler,
     JobHandler,
@@ -31,6 +31,9 @@ class Operation:
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
+    error_content_type: str = "application/json"
+    action: str = "read"  # what the handler asks the authorizer for ("execute": runs or stops code)
+    error_notes: tuple[tuple[int, str], ...] = ()  # (status, when else it is sent), for the document
 
 
 @dataclass(frozen=True)
@@ -52,19 +55,29 @@ ROUTES: tuple[Route, ...] = (
         JobCollectionHandler,
         (
             Operation("get", "List jobs (filter, sort, page)", response=JobList, query=JobQuery, errors=(400,)),
-            Operation("post", "Submit a PySpark job", status=202, response=Job, body=JobSubmit, errors=(400, 413)),
+            Operation("post", "Submit a PySpark job", status=202, response=Job, body=JobSubmit, errors=(400, 413),
+                      action="execute"),
         ),
     ),
-    Route("/api/v1/jobs/{job_id}", JobHandler, (Operation("get", "Job details", response=Job, errors=(404,)),)),
+    Route(
+        "/api/v1/jobs/{job_id}",
+        JobHandler,
+        (
+            Operation("get", "Job details", response=Job, errors=(404,)),
+            Operation("delete", "Delete a finished job, its runs and run folders (?force=true kills it first)",
+                      status=204, query=DeleteQuery, errors=(400, 404, 409), action="execute"),
+        ),
+    ),
     Route(
         "/api/v1/jobs/{job_id}/kill",
         JobKillHandler,
-        (Operation("post", "Kill the job's whole process tree", response=Job, errors=(404, 409)),),
+        (Operation("post", "Kill the job's whole process tree", response=Job, errors=(404, 409), action="execute"),),
     ),
     Route(
         "/api/v1/jobs/{job_id}/restart",
         JobRestartHandler,
-        (Operation("post", "Run the job again as a new attempt", status=202, response=Job, errors=(404, 409)),),
+        (Operation("post", "Run the job again as a new attempt", status=202, response=Job, errors=(404, 409),
+                   action="execute"),),
     ),
     Route(
         "/api/v1/jobs/{job_id}/logs",
@@ -80,7 +93,20 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "/api/v1/jobs/{job_id}/spark-ui/proxy/{path}",
         SparkUiProxyHandler,
-        (Operation("get", "The live driver UI, proxied", content_type="text/html", errors=(404, 409, 410, 502)),),
+        (
+            Operation(
+                "get",
+                "The live driver UI, proxied (GET only; Spark UI's kill links answer 403)",
+                content_type="text/html",
+                errors=(403, 404, 409, 410, 502, 504),
+                error_content_type="text/plain",
+                error_notes=(
+                    (403, "the path is a Spark UI kill link: kill the job with POST /api/v1/jobs/{job_id}/kill"),
+                    (502, "the driver UI could not be reached"),
+                    (504, "the driver UI did not answer in time"),
+                ),
+            ),
+        ),
     ),
     Route(
         "/api/v1/openapi.json",

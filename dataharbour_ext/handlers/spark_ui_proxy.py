@@ -5,17 +5,47 @@ job service, never from the request. Spark builds its links from the X-Forwarded
 header, so pages and redirects stay under the proxy path.
 """
 
+import posixpath
+from http import HTTPStatus
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from tornado import httpclient, web
+from tornado import httpclient, simple_httpclient, web
 
-from .base import AUTH_QUERY_ARGUMENTS, DomainErrorMixin, domain_error
+from ..errors import Forbidden
+from .base import AUTH_QUERY_ARGUMENTS, DomainErrorMixin, error_message
 from .jobs import AUTH_RESOURCE, spark_ui_proxy_path
 
 PASSED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "Content-Disposition", "Last-Modified", "ETag")
+UPSTREAM_TIMEOUT_SECONDS = 30
+
+
+def is_forbidden_ui_path(path: str) -> bool:
+    """Whether `path` (relative to the driver UI root) reaches one of Spark UI's mutating
+    endpoints: `jobs/job/kill/`, `stages/stage/kill/`. Any `kill` segment is refused, after
+    the normalisation the driver's Jetty applies (`;params`, `.` and `..`, repeated `/`)."""
+    segments = [segment.split(";", 1)[0] for segment in path.split("/")]
+    normalized = posixpath.normpath("/" + "/".join(segments))
+    return any(segment.lower() == "kill" for segment in normalized.split("/"))
+
+
+def upstream_failure_status(error: Exception) -> int:
+    """504 when the driver UI took too long to answer, 502 when it could not be reached."""
+    if isinstance(error, (simple_httpclient.HTTPTimeoutError, TimeoutError)):
+        return 504
+    return 502
+
+
+def plain_error_body(status: int, reason: str | None, message: str) -> str:
+    """The proxy's plain-text error: the status line text matches the status sent."""
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+    return f"{status} {reason}: {message}\n"
 
 
 class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandler):
@@ -24,7 +54,13 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
     @web.authenticated
     @authorized
     async def get(self, job_id: str, path: str):
-        ui = self.settings["dataharbour"]["jobs"].live_ui(job_id)
+        if is_forbidden_ui_path(path):
+            # Spark UI's kill links would stop stages or jobs behind the job service's back.
+            raise Forbidden(
+                f"the driver UI's kill links are not forwarded; to stop the job use "
+                f"POST {self.base_url}api/v1/jobs/{job_id}/kill"
+            )
+        ui = await self.settings["dataharbour"]["jobs"].live_ui(job_id)
         prefix = spark_ui_proxy_path(self.base_url, job_id)
         # Tornado has decoded the path: encode it again. Jupyter's own credentials stay here.
         target = f"{ui.url}/{quote(path, safe='/')}"
@@ -40,14 +76,17 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
             target,
             headers={"X-Forwarded-Context": prefix, "Accept": self.request.headers.get("Accept", "*/*")},
             follow_redirects=False,
-            request_timeout=30,
+            request_timeout=UPSTREAM_TIMEOUT_SECONDS,
         )
         try:
+            # raise_error=False still raises for timeouts and connection failures.
             response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
-        except OSError as error:
-            raise web.HTTPError(502, "the driver UI of job %s did not answer: %s", job_id, error) from None
+        except (OSError, httpclient.HTTPClientError) as error:
+            status = upstream_failure_status(error)
+            raise web.HTTPError(status, "the driver UI of job %s did not answer: %s", job_id, error) from None
         if response.code == 599:
-            raise web.HTTPError(502, "the driver UI of job %s did not answer", job_id)
+            status = upstream_failure_status(response.error) if response.error else 502
+            raise web.HTTPError(status, "the driver UI of job %s did not answer", job_id)
         self.set_status(response.code, response.reason)
         for header in PASSED_RESPONSE_HEADERS:
             if header in response.headers:
@@ -68,13 +107,5 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # Plain text: this route serves the driver's pages, not Jupyter's templates.
-        exception = kwargs.get("exc_info", (None, None, None))[1]
-        if error := domain_error(kwargs):
-            self.set_status(error.status)
-            message = error.message
-        elif isinstance(exception, web.HTTPError) and exception.log_message:
-            message = exception.log_message % exception.args if exception.args else exception.log_message
-        else:
-            message = self._reason
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(f"{status_code} {self._reason}: {message}\n")
+        self.finish(plain_error_body(self.get_status(), self._reason, error_message(status_code, kwargs)))

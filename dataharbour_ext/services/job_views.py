@@ -2,9 +2,25 @@
 
 from datetime import datetime
 
-from ..models import Job, JobRun, JobState, redact
-from ..store import JobRecord
+from ..models import Job, JobRun, JobState, JobSummary, redact
+from ..store import JobRecord, RunRecord
 from .clock import utcnow
+
+
+def _safe(value):
+    """Text a response can always carry: a record written before today's input checks (or
+    by hand) may hold lone surrogates that JSON's UTF-8 cannot encode; they show as '?'."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_safe(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe(v) for v in value]
+    return value
 
 
 def _duration(start: datetime | None, end: datetime | None) -> float | None:
@@ -13,34 +29,32 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
     return round(((end or utcnow()) - start).total_seconds(), 3)
 
 
-def job_view(job: JobRecord, *, detail: bool) -> Job:
-    """`detail` adds the program text and every run (GET /jobs/{id}); lists leave them out."""
-    runs = [
-        JobRun(
-            attempt=run.attempt,
-            state=JobState(run.state),
-            queued_at=run.queued_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            duration=_duration(run.started_at, run.finished_at),
-            exit_code=run.exit_code,
-            spark_app_id=run.spark_app_id,
-            spark_ui_url=run.spark_ui_url,
-            error=run.error,
-        )
-        for run in job.runs
-    ]
-    latest = next((run for run in runs if run.attempt == job.attempt), None)
-    return Job(
+def run_view(run: RunRecord) -> JobRun:
+    return JobRun(
+        attempt=run.attempt,
+        state=JobState(run.state),
+        queued_at=run.queued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        duration=_duration(run.started_at, run.finished_at),
+        exit_code=run.exit_code,
+        spark_app_id=run.spark_app_id,
+        spark_ui_url=run.spark_ui_url,
+        error=_safe(run.error),
+    )
+
+
+def _summary_fields(job: JobRecord, latest: JobRun | None) -> dict:
+    return dict(
         id=job.id,
-        name=job.name,
-        cluster_id=job.cluster_id,
+        name=_safe(job.name),
+        cluster_id=_safe(job.cluster_id),
         state=JobState(job.state),
         source="file" if job.file else "code",
-        file=job.file,
-        args=list(job.args),
-        conf=redact(job.conf),
-        env=redact(job.env),
+        file=_safe(job.file),
+        args=_safe(list(job.args)),
+        conf=redact(_safe(job.conf)),
+        env=redact(_safe(job.env)),
         created_at=job.created_at,
         updated_at=job.updated_at,
         attempt=job.attempt,
@@ -50,6 +64,18 @@ def job_view(job: JobRecord, *, detail: bool) -> Job:
         exit_code=latest.exit_code if latest else None,
         spark_app_id=latest.spark_app_id if latest else None,
         error=latest.error if latest else None,
-        code=job.code if detail else None,
-        runs=runs if detail else None,
     )
+
+
+def job_summary_view(job: JobRecord) -> JobSummary:
+    """A list item: no program text and no runs; the latest run's facts come with the
+    record (the store reads that one run only)."""
+    latest = next((run_view(run) for run in job.runs if run.attempt == job.attempt), None)
+    return JobSummary(**_summary_fields(job, latest))
+
+
+def job_view(job: JobRecord) -> Job:
+    """GET /jobs/{id}: everything, with the program text and every run."""
+    runs = [run_view(run) for run in job.runs]
+    latest = next((run for run in runs if run.attempt == job.attempt), None)
+    return Job(**_summary_fields(job, latest), code=_safe(job.code), runs=runs)

@@ -1,60 +1,67 @@
-"""JobService: submit, queue, supervise, kill and restart PySpark jobs.
+"""JobService: the jobs API's commands and queries, and the events they publish.
 
-A job is a record; each execution is a run with its own folder (program, command, log, exit
-status) and its own detached supervisor process group (see `spark/runner.py`). The service
-polls its active runs: the exit-status file says how a run ended, the driver log says when
-Spark is up and where its UI listens. Nothing here depends on the supervisor being our
-child, so after a server restart the same loop re-attaches to runs still going.
+A job is a record; each execution of it is a run (attempt 1, 2, ...). Running them is the
+RunEngine's business (admission, launch, supervision, settling); this service validates
+what users ask, records it, answers queries from the store and run folders (in threads,
+never on the event loop), and publishes every state change on the EventHub.
 """
 
 import asyncio
+import functools
 import logging
 import os
-import signal
-import subprocess
+import shutil
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import timedelta
 
-from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge
+import psutil
+
+from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from ..events import EventHub
 from ..models import Job, JobList, JobQuery, JobState, JobSubmit, LogPage, LogQuery
-from ..spark import driver_log, driver_ui, process_group
-from ..spark.run_dir import (
-    COMMAND_FILE,
-    LOG_FILE,
-    PROGRAM_FILE,
-    PROPERTIES_FILE,
-    SUPERVISOR_LOG,
-    read_exit_status,
-    read_supervisor,
-    write_json_atomically,
-)
-from ..spark.submit import SubmitSpec, build_command, build_environment, write_properties
+from ..runs.backend import RunBackend
+from ..runs.identity import ProcessIdentity
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
 from .clock import utcnow
 from .clusters import ClusterService
 from .job_sources import read_program
-from .job_views import job_view
+from .job_states import ACTIVE, TERMINAL
+from .job_views import job_summary_view, job_view
+from .program_check import check_syntax
+from .run_engine import EngineConfig, RunEngine
 
-log = logging.getLogger(__name__)
-
-ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
+log = logging.getLogger("dataharbour_ext.jobs")
 
 
 @dataclass
-class JobServiceConfig:
-    root_dir: str
-    runs_dir: str
-    max_concurrent_jobs: int = 4
+class JobServiceConfig(EngineConfig):
+    root_dir: str = "."
+    runs_dir: str = "runs"
     max_code_bytes: int = 1024 * 1024
     max_name_length: int = 200
-    kill_grace_seconds: float = 10.0
-    poll_interval: float = 0.1
-    app_id_lookup_delay: float = 5.0
-    spark_local_ip: str = "127.0.0.1"
+    job_retention_days: float = 0.0  # 0: keep finished jobs for ever
+    default_backend: str = "spark-submit"
+
+
+STARTUP_WAIT_SECONDS = 30.0
+
+
+def after_start(method):
+    """Jupyter serves requests before extensions have started: answer only once runs left
+    by an earlier server have been settled or re-attached, never with their stale state."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "JobService", *args, **kwargs):
+        if not self._started.is_set():
+            try:
+                await asyncio.wait_for(self._started.wait(), STARTUP_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailable("DataHarbour is still starting; try again in a moment") from None
+        return await method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -66,31 +73,6 @@ class LiveUi:
     spark_app_id: str | None
 
 
-@dataclass
-class _ActiveRun:
-    """What the poll loop knows about a run whose process group is alive."""
-
-    job_id: str
-    attempt: int
-    run_dir: str
-    pid: int
-    pid_started: float | None
-    process: subprocess.Popen | None = None  # only when we started it (to reap it)
-    log_follower: driver_log.DriverLogFollower = field(init=False)
-    marked_running: bool = False
-    ui_verified: bool = False
-    app_id_lookup: asyncio.Task | None = None
-    app_id_wanted: asyncio.Event = field(default_factory=asyncio.Event)
-    exit_handle: int | None = None  # pidfd of the supervisor
-
-    def __post_init__(self) -> None:
-        self.log_follower = driver_log.DriverLogFollower(os.path.join(self.run_dir, LOG_FILE))
-
-    @property
-    def driver(self) -> driver_log.DriverEvents:
-        return self.log_follower.events
-
-
 class JobService:
     def __init__(
         self,
@@ -99,54 +81,39 @@ class JobService:
         hub: EventHub,
         contents_manager,
         config: JobServiceConfig,
+        backends: dict[str, RunBackend],
     ):
         self.store = store
         self.clusters = clusters
         self.hub = hub
         self.contents_manager = contents_manager
         self.config = config
-        self._active: dict[str, _ActiveRun] = {}
-        self._killing: set[str] = set()  # jobs whose kill waits for the process group to empty
-        self._starting_queued = False
-        self._queue_changed = False
-        self._poller: asyncio.Task | None = None
+        self.backends = backends
+        # One config object: a change to the limits (tests, a future settings API) reaches the engine.
+        self.engine = RunEngine(store, clusters, backends, config, self._publish)
+        self._killing: set[str] = set()  # jobs whose kill waits for the run's processes to end
+        self._retention: asyncio.Task | None = None
+        self._started = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Settle runs that ended while the server was down, re-attach to live ones, poll."""
-        if self._poller is not None:
-            return
-        for run in self.store.runs_in_states([JobState.starting.value, JobState.running.value]):
-            if run.pid is None and (supervisor := read_supervisor(run.run_dir)):
-                # The server died between starting the supervisor and saving its pid.
-                run.pid, run.pid_started = supervisor["pid"], supervisor["started"]
-                self.store.save(run)
-            status = read_exit_status(run.run_dir)
-            if status is not None or not (run.pid and process_group.is_alive(run.pid, run.pid_started)):
-                self._finish(run, status)
-            else:
-                self._watch(_ActiveRun(run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started))
-                log.info("re-attached to job %s attempt %s (pid %s)", run.job_id, run.attempt, run.pid)
-        self._start_queued()
-        self._poller = asyncio.create_task(self._poll_forever())
+        try:
+            await self.engine.start()
+        finally:
+            self._started.set()
+        if self.config.job_retention_days > 0:
+            self._retention = asyncio.create_task(self._retention_loop())
 
     async def stop(self) -> None:
         """Stop watching. Runs keep going; the next start re-attaches to them."""
-        if self._poller:
-            self._poller.cancel()
-            try:
-                await self._poller
-            except asyncio.CancelledError:
-                pass
-            self._poller = None
-        for active in self._active.values():
-            self._unwatch(active)
-        self._active.clear()
+        if self._retention:
+            self._retention.cancel()
+        await self.engine.stop()
 
     async def kill_all(self) -> None:
-        """Kill every queued and active job (used by tests and shutdown hooks that ask for it)."""
-        for run in self.store.runs_in_states(["queued", "starting", "running"]):
+        """Kill every queued and active job (tests, and shutdown hooks that ask for it)."""
+        for run in await self.store.runs_in_states(["queued", *ACTIVE]):
             try:
                 await self.kill(run.job_id)
             except Conflict:
@@ -154,11 +121,13 @@ class JobService:
 
     # ---- queries ---------------------------------------------------------------------
 
-    def get(self, job_id: str) -> Job:
-        return job_view(self._require(job_id), detail=True)
+    @after_start
+    async def get(self, job_id: str) -> Job:
+        return job_view(await self._require(job_id))
 
-    def list(self, query: JobQuery) -> JobList:
-        records, total = self.store.list_jobs(
+    @after_start
+    async def list(self, query: JobQuery) -> JobList:
+        records, total = await self.store.list_jobs(
             states=[s.value for s in query.state] if query.state else None,
             cluster_id=query.cluster_id,
             name=query.name,
@@ -167,24 +136,27 @@ class JobService:
             limit=query.limit,
             offset=query.offset,
         )
-        jobs = [job_view(record, detail=False) for record in records]
+        # Building a thousand views is CPU work: a thread, which yields the GIL between them.
+        jobs = await asyncio.to_thread(lambda: [job_summary_view(record) for record in records])
         return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
 
-    def logs(self, job_id: str, query: LogQuery) -> LogPage:
-        job = self._require(job_id)
+    @after_start
+    async def logs(self, job_id: str, query: LogQuery) -> LogPage:
+        job = await self._require(job_id, detail=False)
         attempt = query.attempt or job.attempt
-        run = self.store.get_run(job_id, attempt)
+        run = await self.store.get_run(job_id, attempt)
         if run is None:
             raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
-        path = os.path.join(run.run_dir, LOG_FILE)
+        path = self._backend(run).log_path(run.run_dir, query.stream)
         final = JobState(run.state).is_terminal
         if query.tail:
-            part = read_tail(path, query.tail, final=final)
+            part = await asyncio.to_thread(read_tail, path, query.tail, final=final)
         else:
-            part = read_page(path, query.offset, query.limit, final=final)
+            part = await asyncio.to_thread(read_page, path, query.offset, query.limit, final=final)
         return LogPage(
             job_id=job_id,
             attempt=attempt,
+            stream=query.stream,
             offset=part.offset,
             next_offset=part.next_offset,
             size=part.size,
@@ -192,40 +164,40 @@ class JobService:
             complete=final and part.next_offset >= part.size,
         )
 
-    def live_ui(self, job_id: str) -> LiveUi:
+    @after_start
+    async def live_ui(self, job_id: str) -> LiveUi:
         """The driver UI of the job's current run, or why there is none."""
-        job = self._require(job_id)
+        job = await self._require(job_id, detail=False)
         state = JobState(job.state)
         if state.is_terminal:
             raise Gone(f"job {job_id} has {state.value}; its driver UI ended with it")
-        active = self._active.get(job_id)
-        if active is None or state is not JobState.running:
+        watched = self.engine.watched(job_id)
+        if watched is None or state is not JobState.running:
             raise Conflict(f"job {job_id} is {state.value}; its driver UI is not up yet")
-        if active.driver.ui_stopped:
+        signals = await asyncio.to_thread(watched.backend.signals, watched.run.run_dir)
+        if signals.ui_stopped:
             raise Gone(f"job {job_id} has stopped its SparkContext and driver UI")
-        run = self.store.get_run(job_id, job.attempt)
-        if run.spark_ui_url is None:
+        run = await self.store.get_run(job_id, job.attempt)
+        if run.spark_ui_url is None or signals.ui_port is None:
             raise Gone(f"job {job_id} runs without a driver UI (spark.ui.enabled is false)")
-        if not active.ui_verified:
-            # The port comes from a log the program writes to as well: proxy to it only
-            # if the run's own processes really listen there.
-            if active.driver.ui_port not in process_group.listening_ports(active.pid):
-                raise Conflict(f"job {job_id}: no process of the run listens on the driver UI port")
-            active.ui_verified = True
-        active.app_id_wanted.set()  # the UI is in use anyway: ask it for the app id now
+        # The port comes from a file the program could write too: proxy to it only if the
+        # run's own processes really listen there.
+        ports = await asyncio.to_thread(_listening_ports, watched.supervised.identity)
+        if signals.ui_port not in ports:
+            raise Conflict(f"job {job_id}: no process of the run listens on the driver UI port")
         return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)
 
     # ---- commands --------------------------------------------------------------------
 
+    @after_start
     async def submit(self, request: JobSubmit) -> Job:
         cluster = self.clusters.require(request.cluster_id)
         if len(request.name) > self.config.max_name_length:
             raise InvalidInput("name", f"must be at most {self.config.max_name_length} characters")
         code = await self._program(request)
         now = utcnow()
-        job_id = uuid.uuid4().hex
         job = JobRecord(
-            id=job_id,
+            id=uuid.uuid4().hex,
             name=request.name,
             cluster_id=cluster.id,
             state=JobState.queued.value,
@@ -237,60 +209,71 @@ class JobService:
             attempt=1,
             created_at=now,
             updated_at=now,
+            log_level=request.log_level,
         )
-        self.store.add_job(job, self._new_run(job, 1, now))
-        self._publish(job_id)
-        self._start_queued()
-        return self.get(job_id)
+        run = self._new_run(job, 1, now)
+        await self.store.add_job(job, run)
+        job.runs = [run]
+        # Answer and announce from the record just written: no second trip to the store.
+        self.hub.publish("job_update", job_summary_view(job).model_dump(mode="json"))
+        self.engine.request_admission()
+        return job_view(job)
 
+    @after_start
     async def restart(self, job_id: str) -> Job:
-        job = self._require(job_id)
+        job = await self._require(job_id, detail=False)
         state = JobState(job.state)
         if not state.is_terminal:
             raise Conflict(f"job {job_id} is {state.value}; kill it before restarting")
         now = utcnow()
-        job.attempt += 1
-        job.state = JobState.queued.value
-        job.updated_at = now
-        self.store.save(job, self._new_run(job, job.attempt, now))
-        self._publish(job_id)
-        self._start_queued()
-        return self.get(job_id)
+        run = self._new_run(job, job.attempt + 1, now)
+        if not await self.store.new_attempt(job_id, job.attempt, run, from_states=TERMINAL, now=now):
+            raise Conflict(f"job {job_id} was restarted or changed by another request; try again")
+        await self._publish(job_id)
+        self.engine.request_admission()
+        return await self.get(job_id)
 
+    @after_start
     async def kill(self, job_id: str) -> Job:
-        """Terminate the run's whole process group, SIGKILL after the grace period.
+        """Stop the run's whole process tree (SIGTERM, SIGKILL after the grace period).
 
-        Returns once no process of the group is left, with the job in state `killed`.
+        Returns once no process of the run is left, with the job in state `killed` (or the
+        state the run reached on its own if it ended first).
         """
-        job = self._require(job_id)
+        job = await self._require(job_id, detail=False)
         state = JobState(job.state)
         if state.is_terminal:
-            raise Conflict(f"job {job_id} has already {state.value}")
+            raise Conflict(f"job {job_id} has already been {state.value}" if state is JobState.killed
+                           else f"job {job_id} has already {state.value}")
         if job_id in self._killing:
             raise Conflict(f"job {job_id} is already being killed")
-        run = self.store.get_run(job_id, job.attempt)
-        run.kill_requested = True
-        self.store.save(run)
-        if state is JobState.queued:
-            self._finish(run, None)
-            return self.get(job_id)
+        run = await self.store.get_run(job_id, job.attempt)
         self._killing.add(job_id)
         try:
-            await self._stop_group(job_id, run.pid)
+            await self.engine.cancel(run)
         finally:
             self._killing.discard(job_id)
-        self._finish(self.store.get_run(job_id, job.attempt), read_exit_status(run.run_dir))
-        return self.get(job_id)
+        return await self.get(job_id)
 
-    async def _stop_group(self, job_id: str, pgid: int) -> None:
-        active = self._active.get(job_id)
-        process_group.signal_group(pgid, signal.SIGTERM)
-        if not await self._wait_group_exit(pgid, self.config.kill_grace_seconds, active):
-            log.warning("job %s did not stop within %.0fs; sending SIGKILL", job_id, self.config.kill_grace_seconds)
-            process_group.signal_group(pgid, signal.SIGKILL)
-            await self._wait_group_exit(pgid, 10.0, active)
+    @after_start
+    async def delete(self, job_id: str, *, force: bool = False) -> None:
+        """Remove a finished job, its runs and their folders; `force` kills it first."""
+        job = await self._require(job_id, detail=False)
+        if not JobState(job.state).is_terminal:
+            if not force:
+                raise Conflict(f"job {job_id} is {job.state}; kill it first or delete with ?force=true")
+            try:
+                await self.kill(job_id)
+            except Conflict:
+                pass  # it ended meanwhile, or another request is killing it
+            job = await self._require(job_id, detail=False)
+        if not await self.store.delete_job(job_id, from_states=TERMINAL):
+            raise Conflict(f"job {job_id} is {job.state}; it can be deleted once it has ended")
+        await asyncio.to_thread(shutil.rmtree, os.path.join(self.config.runs_dir, job_id), True)
+        self.hub.publish("job_deleted", {"id": job_id})
+        log.info("DataHarbour: job %s deleted", job_id)
 
-    # ---- internals: submission -------------------------------------------------------
+    # ---- internals -------------------------------------------------------------------
 
     async def _program(self, request: JobSubmit) -> str:
         if request.code is not None and request.file is not None:
@@ -305,247 +288,73 @@ class JobService:
             raise PayloadTooLarge(f"{field_name}: the program is larger than {self.config.max_code_bytes} bytes")
         if not code.strip():
             raise InvalidInput(field_name, "the program is empty")
-        try:
-            compile(code, request.file or "<job>", "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as error:
-            where = f" (line {error.lineno})" if getattr(error, "lineno", None) else ""
-            raise InvalidInput(field_name, f"{type(error).__name__}{where}: {getattr(error, 'msg', error)}") from None
+        await check_syntax(code, request.file or "<job>", field_name)
         return code
 
-    def _new_run(self, job: JobRecord, attempt: int, now: datetime) -> RunRecord:
-        run_dir = os.path.join(self.config.runs_dir, job.id, str(attempt))
+    def _new_run(self, job: JobRecord, attempt: int, now) -> RunRecord:
         return RunRecord(
             job_id=job.id,
             attempt=attempt,
             cluster_id=job.cluster_id,
             state=JobState.queued.value,
-            run_dir=run_dir,
+            run_dir=os.path.join(self.config.runs_dir, job.id, str(attempt)),
             queued_at=now,
+            backend=self.config.default_backend,
         )
 
-    def _start_queued(self) -> None:
-        """Start queued runs, oldest first, while their cluster has a free slot.
+    def _backend(self, run: RunRecord) -> RunBackend:
+        backend = self.backends.get(run.backend)
+        if backend is None:
+            raise Conflict(f"job {run.job_id} ran on backend {run.backend!r}, which this server does not have")
+        return backend
 
-        Not re-entrant: a run that ends while this loop launches others (a failed launch)
-        asks for one more pass instead of starting a second loop over a stale list.
-        """
-        if self._starting_queued:
-            self._queue_changed = True
-            return
-        self._starting_queued = True
-        try:
-            self._queue_changed = True
-            while self._queue_changed:
-                self._queue_changed = False
-                free: dict[str, int] = {}
-                for run in self.store.runs_in_states([JobState.queued.value]):
-                    if run.cluster_id not in free:
-                        free[run.cluster_id] = self.config.max_concurrent_jobs - self.store.count_active(run.cluster_id)
-                    if free[run.cluster_id] > 0:
-                        free[run.cluster_id] -= 1
-                        self._launch(run)
-        finally:
-            self._starting_queued = False
-
-    def _launch(self, run: RunRecord) -> None:
-        job = self.store.get_job(run.job_id)
-        cluster = self.clusters.get(run.cluster_id)
-        now = utcnow()
-        run.started_at = now
-        if cluster is None:
-            run.error = f"cluster {run.cluster_id!r} no longer exists"
-            self._end(run, JobState.failed, None, now)
-            return
-        run_dir = Path(run.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        program = run_dir / PROGRAM_FILE
-        program.write_text(job.code, encoding="utf-8")
-        spec = SubmitSpec(
-            master=cluster.master_url,
-            app_name=job.name,
-            app_file=str(program),
-            args=list(job.args),
-            conf=dict(job.conf),
-            env=dict(job.env),
-            local_ip=self.config.spark_local_ip,
-        )
-        if job.conf:
-            spec.properties_file = str(run_dir / PROPERTIES_FILE)
-            write_properties(spec.properties_file, spec.conf)
-        command = {"argv": build_command(spec), "env": build_environment(spec), "cwd": self.config.root_dir}
-        # The command holds the job's environment, which may carry credentials: owner-only.
-        write_json_atomically(run_dir / COMMAND_FILE, command, mode=0o600)
-        # `starting` is saved before the supervisor exists: should the server die in
-        # between, the next start finds the supervisor through its supervisor.json
-        # instead of launching the run a second time.
-        run.state = JobState.starting.value
-        self.store.save_run(run, now=now)
-        try:
-            process = process_group.launch_supervisor(str(run_dir), str(run_dir / SUPERVISOR_LOG))
-        except OSError as error:
-            run.error = f"could not start the run supervisor: {error}"
-            self._end(run, JobState.failed, None, now)
-            return
-        run.pid = process.pid
-        run.pid_started = process_group.start_time(process.pid)
-        self._save_with_job(run, now)
-        self._watch(_ActiveRun(run.job_id, run.attempt, run.run_dir, run.pid, run.pid_started, process=process))
-        log.info("job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt, run.pid)
-
-    # ---- internals: watching ---------------------------------------------------------
-
-    def _watch(self, active: _ActiveRun) -> None:
-        """Track the run; learn of the supervisor's exit at once through a pidfd where the
-        platform has one (the poll loop catches it otherwise)."""
-        self._active[active.job_id] = active
-        active.exit_handle = process_group.open_exit_handle(active.pid)
-        if active.exit_handle is not None:
-            asyncio.get_running_loop().add_reader(active.exit_handle, self._on_supervisor_exit, active)
-
-    def _on_supervisor_exit(self, active: _ActiveRun) -> None:
-        self._close_exit_handle(active)  # readable for good now: one notice is enough
-        self._check(active)
-
-    def _close_exit_handle(self, active: _ActiveRun) -> None:
-        if active.exit_handle is not None:
-            asyncio.get_running_loop().remove_reader(active.exit_handle)
-            os.close(active.exit_handle)
-            active.exit_handle = None
-
-    def _unwatch(self, active: _ActiveRun) -> None:
-        self._close_exit_handle(active)
-        if active.app_id_lookup:
-            active.app_id_lookup.cancel()
-
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.poll_interval)
-            for active in list(self._active.values()):
-                try:
-                    self._check(active)
-                except Exception:
-                    log.exception("checking job %s failed", active.job_id)
-
-    def _check(self, active: _ActiveRun) -> None:
-        if active.process is not None:
-            active.process.poll()  # reap our own child so it does not linger as a zombie
-        status = read_exit_status(active.run_dir)
-        running = status is None and process_group.is_alive(active.pid, active.pid_started)
-        self._follow_log(active)
-        if running:
-            return
-        if status is None:
-            status = read_exit_status(active.run_dir)  # it may have written it as it exited
-        if active.job_id in self._killing:
-            return  # kill() records the end once no process of the group is left
-        run = self.store.get_run(active.job_id, active.attempt)
-        if run is not None:
-            self._finish(run, status)
-
-    def _follow_log(self, active: _ActiveRun) -> None:
-        """Watch the driver log for the SparkContext being up."""
-        if active.log_follower.poll().context_ready and not active.marked_running:
-            self._mark_running(active)
-
-    def _mark_running(self, active: _ActiveRun) -> None:
-        """SparkContext is up: record the driver UI address and the app id if logged.
-
-        Local-mode drivers never log their app id; their UI's REST API knows it, but its
-        first call costs the starting driver a noticeable CPU burst, so it is asked only
-        once the run has been going a while (or someone opens the UI).
-        """
-        active.marked_running = True
-        run = self.store.get_run(active.job_id, active.attempt)
-        if run is None or JobState(run.state).is_terminal:
-            return
-        if active.driver.ui_port is not None:
-            # The driver binds SPARK_LOCAL_IP, which we set; the host a log line names is not trusted.
-            run.spark_ui_url = f"http://{self.config.spark_local_ip}:{active.driver.ui_port}"
-        run.spark_app_id = run.spark_app_id or active.driver.app_id
-        run.state = JobState.running.value
-        self._save_with_job(run, utcnow())
-        if run.spark_app_id is None and run.spark_ui_url:
-            active.app_id_lookup = asyncio.get_running_loop().create_task(
-                self._ask_driver_for_app_id(active, run.spark_ui_url)
-            )
-
-    async def _ask_driver_for_app_id(self, active: _ActiveRun, ui_url: str) -> None:
-        try:
-            await asyncio.wait_for(active.app_id_wanted.wait(), self.config.app_id_lookup_delay)
-        except asyncio.TimeoutError:
-            pass
-        for _ in range(10):
-            if active.job_id not in self._active:
-                return
-            app_id = await asyncio.to_thread(driver_ui.application_id, ui_url)
-            if app_id:
-                run = self.store.get_run(active.job_id, active.attempt)
-                if run is not None and run.spark_app_id is None:
-                    run.spark_app_id = app_id
-                    self._save_with_job(run, utcnow())
-                return
-            await asyncio.sleep(1.0)
-
-    def _finish(self, run: RunRecord, status: dict | None) -> None:
-        """Record how a run ended: exit status if the supervisor wrote one, else killed/lost."""
-        if JobState(run.state).is_terminal:
-            return
-        exit_code = status.get("returncode") if status else None
-        ended = datetime.fromtimestamp(status["ended_at"], timezone.utc).replace(tzinfo=None) if status else utcnow()
-        if run.kill_requested:
-            state = JobState.killed
-        elif status is None:
-            state = JobState.lost
-            run.error = "the run's supervisor process vanished without recording an exit status"
-            if run.pid and process_group.members(run.pid):
-                process_group.signal_group(run.pid, signal.SIGKILL)  # no one is left to watch them
-        elif exit_code == 0:
-            state = JobState.succeeded
-        else:
-            state = JobState.failed
-            run.error = driver_log.error_summary(self._log_tail(run), exit_code)
-        self._end(run, state, exit_code, ended)
-
-    def _end(self, run: RunRecord, state: JobState, exit_code: int | None, ended: datetime) -> None:
-        run.state = state.value
-        run.exit_code = exit_code
-        run.finished_at = ended
-        active = self._active.pop(run.job_id, None)
-        if active:
-            self._unwatch(active)
-        self._save_with_job(run, utcnow())
-        log.info("job %s attempt %s %s", run.job_id, run.attempt, state.value)
-        self._start_queued()
-
-    def _log_tail(self, run: RunRecord) -> str:
-        return "\n".join(read_tail(os.path.join(run.run_dir, LOG_FILE), ERROR_SCAN_LINES, final=True).lines)
-
-    @staticmethod
-    async def _wait_group_exit(pgid: int, timeout: float, active: _ActiveRun | None) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            if active is not None and active.process is not None:
-                active.process.poll()  # our own supervisor would otherwise stay a zombie member
-            if not process_group.members(pgid):
-                return True
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.1)
-
-    # ---- internals: records and events ----------------------------------------------
-
-    def _require(self, job_id: str) -> JobRecord:
-        job = self.store.get_job(job_id)
+    async def _require(self, job_id: str, *, detail: bool = True) -> JobRecord:
+        job = await self.store.get_job(job_id, detail=detail)
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
         return job
 
-    def _save_with_job(self, run: RunRecord, now: datetime) -> None:
-        self.store.save_run(run, now=now)
-        self._publish(run.job_id)
-
-    def _publish(self, job_id: str) -> None:
-        job = self.store.get_job(job_id)
+    async def _publish(self, job_id: str) -> None:
+        job = await self.store.get_job(job_id, detail=False)
         if job is not None:
-            self.hub.publish("job_update", job_view(job, detail=False).model_dump(mode="json"))
+            self.hub.publish("job_update", job_summary_view(job).model_dump(mode="json"))
+
+    async def remove_expired(self) -> int:
+        """Delete jobs that ended more than `job_retention_days` ago; returns how many."""
+        cutoff = utcnow() - timedelta(days=self.config.job_retention_days)
+        removed = 0
+        for job_id in await self.store.jobs_finished_before(cutoff, TERMINAL):
+            try:
+                await self.delete(job_id)
+                removed += 1
+            except (Conflict, NotFound):
+                pass  # restarted or deleted meanwhile
+        return removed
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                if removed := await self.remove_expired():
+                    log.info("DataHarbour: removed %d jobs older than %s days", removed,
+                             self.config.job_retention_days)
+            except Exception:
+                log.exception("DataHarbour: removing expired jobs failed")
+            await asyncio.sleep(3600)
+
+
+def _listening_ports(supervisor: ProcessIdentity) -> set[int]:
+    """TCP ports that some live process of the run (the supervisor's tree) listens on."""
+    ports: set[int] = set()
+    if not supervisor.matches():
+        return ports
+    try:
+        processes = psutil.Process(supervisor.pid).children(recursive=True)
+    except psutil.Error:
+        return ports
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
+    return ports

@@ -1,6 +1,6 @@
-"""Persistence: job records and runs in SQL (SQLite by default), run logs on disk."""
+"""Persistence: job records and runs in SQL (SQLite by default, PostgreSQL), run logs on disk."""
 
 from .job_store import JobStore
-from .schema import JobRecord, RunRecord
+from .records import JobRecord, Owner, RunRecord
 
-__all__ = ["JobStore", "JobRecord", "RunRecord"]
+__all__ = ["JobStore", "JobRecord", "Owner", "RunRecord"]

@@ -1,56 +1,227 @@
-"""SQL access for jobs and runs. Records come back detached and are saved explicitly."""
+"""The job store: jobs and runs in SQL, off the event loop, plain records out.
 
-from collections.abc import Iterable
+Every public method is a coroutine that runs its SQL on the store's own small thread pool,
+so Jupyter's event loop never waits on the database. State changes are conditional updates
+(`transition`, `claim_next`, `adopt`): when two servers share one store, exactly one of
+them wins each change, and the loser learns it from the return value.
+
+SQLite (the embedded default) runs in WAL mode with write transactions begun IMMEDIATE, so
+that writers from two servers queue up instead of failing; PostgreSQL (psycopg 3) locks a
+cluster's admission row while it counts that cluster's active runs.
+"""
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Connection, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
 
-from .schema import Base, JobRecord, RunRecord
+from .migrate import upgrade_to_latest
+from .records import JobRecord, Owner, RunRecord
+from .tables import admission, jobs, runs
 
 ACTIVE_STATES = ("starting", "running")
+CLAIM_SCAN = 500  # queued runs looked at per claim; their clusters are tried in queue order
+
+# A list item: the job without its program, plus its latest run's row (one row per job
+# through the primary key; never the other runs).
+_LATEST = "latest_"
+_JOB_SUMMARY_COLUMNS = [c for c in jobs.c if c.name != "code"] + [c.label(_LATEST + c.name) for c in runs.c]
+_JOB_SUMMARY_FROM = jobs.outerjoin(runs, and_(runs.c.job_id == jobs.c.id, runs.c.attempt == jobs.c.attempt))
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _sqlite_transactions(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True, pool_size=8)
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, begin transactions, and begin writes IMMEDIATE: a
+    write transaction then holds the write lock from its first statement, so a read-then-
+    update (admission) cannot interleave with another server's."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts the store; a power cut may lose the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        mode = "IMMEDIATE" if connection.get_execution_options().get("write") else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _owner_values(owner: Owner | None) -> dict:
+    return {
+        "owner_host": owner.host if owner else None,
+        "owner_boot_id": owner.boot_id if owner else None,
+        "owner_instance": owner.instance if owner else None,
+        "owner_pid": owner.pid if owner else None,
+        "owner_start_ticks": owner.start_ticks if owner else None,
+    }
+
+
+def _run_values(run: RunRecord) -> dict:
+    values = {
+        "job_id": run.job_id,
+        "attempt": run.attempt,
+        "cluster_id": run.cluster_id,
+        "state": run.state,
+        "run_dir": run.run_dir,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "exit_code": run.exit_code,
+        "error": run.error,
+        "spark_app_id": run.spark_app_id,
+        "spark_ui_url": run.spark_ui_url,
+        "pid": run.pid,
+        "pid_start_ticks": run.pid_start_ticks,
+        "pid_boot_id": run.pid_boot_id,
+        "kill_requested": run.kill_requested,
+        "backend": run.backend,
+    }
+    values.update(_owner_values(run.owner))
+    return values
+
+
+def _run_record(row, prefix: str = "") -> RunRecord:
+    m = {key[len(prefix):]: value for key, value in row._mapping.items() if key.startswith(prefix)} if prefix \
+        else row._mapping
+    owner = None
+    if m["owner_instance"] is not None:
+        owner = Owner(m["owner_host"], m["owner_boot_id"], m["owner_instance"], m["owner_pid"],
+                      m["owner_start_ticks"])
+    return RunRecord(
+        job_id=m["job_id"],
+        attempt=m["attempt"],
+        cluster_id=m["cluster_id"],
+        state=m["state"],
+        run_dir=m["run_dir"],
+        queued_at=m["queued_at"],
+        backend=m["backend"] or "spark-submit",
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        exit_code=m["exit_code"],
+        error=m["error"],
+        spark_app_id=m["spark_app_id"],
+        spark_ui_url=m["spark_ui_url"],
+        pid=m["pid"],
+        pid_start_ticks=m["pid_start_ticks"],
+        pid_boot_id=m["pid_boot_id"],
+        owner=owner,
+        kill_requested=bool(m["kill_requested"]),
+    )
+
+
+def _job_record(row, run_rows=()) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        id=m["id"],
+        name=m["name"],
+        cluster_id=m["cluster_id"],
+        state=m["state"],
+        file=m["file"],
+        args=list(m["args"] or []),
+        conf=dict(m["conf"] or {}),
+        env=dict(m["env"] or {}),
+        attempt=m["attempt"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        log_level=m["log_level"],
+        code=m.get("code"),
+        runs=[_run_record(r) for r in run_rows],
+    )
+
+
+def _job_summary_record(row) -> JobRecord:
+    job = _job_record(row)
+    if row._mapping[_LATEST + "job_id"] is not None:
+        job.runs = [_run_record(row, _LATEST)]
+    return job
+
+
+def _in_thread(method: Callable) -> Callable:
+    """Run a blocking store method on the store's thread pool; callers await it."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "JobStore", *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(method, self, *args, **kwargs))
+
+    return wrapper
 
 
 class JobStore:
-    def __init__(self, url: str):
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
-        Base.metadata.create_all(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+    def __init__(self, url: str, threads: int = 4):
+        self.url = url
+        self.engine = _engine(url)
+        self.dialect = self.engine.dialect.name
+        upgrade_to_latest(self.engine)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dataharbour-store")
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         self.engine.dispose()
 
-    def save(self, *records: JobRecord | RunRecord) -> None:
-        with self._session.begin() as session:
-            for record in records:
-                session.merge(record)
+    @contextmanager
+    def _write(self):
+        with self.engine.connect().execution_options(write=True) as connection:
+            with connection.begin():
+                yield connection
 
-    def save_run(self, run: RunRecord, *, now: datetime) -> None:
-        """Save a run and mirror its state onto its job when it is the job's latest run."""
-        with self._session.begin() as session:
-            session.merge(run)
-            session.execute(
-                update(JobRecord)
-                .where(JobRecord.id == run.job_id, JobRecord.attempt == run.attempt)
-                .values(state=run.state, updated_at=now)
-            )
+    @contextmanager
+    def _read(self):
+        with self.engine.connect() as connection:
+            with connection.begin():
+                yield connection
 
+    # ---- jobs ------------------------------------------------------------------------
+
+    @_in_thread
     def add_job(self, job: JobRecord, run: RunRecord) -> None:
-        with self._session.begin() as session:
-            session.add(job)
-            session.add(run)
+        with self._write() as db:
+            db.execute(insert(jobs).values(
+                id=job.id, name=job.name, cluster_id=job.cluster_id, state=job.state, code=job.code or "",
+                file=job.file, args=job.args, conf=job.conf, env=job.env, attempt=job.attempt,
+                created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level,
+            ))
+            db.execute(insert(runs).values(**_run_values(run)))
 
-    def get_job(self, job_id: str) -> JobRecord | None:
-        with self._session() as session:
-            return session.get(JobRecord, job_id)
+    @_in_thread
+    def get_job(self, job_id: str, *, detail: bool = True) -> JobRecord | None:
+        with self._read() as db:
+            if not detail:
+                row = db.execute(select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM)
+                                 .where(jobs.c.id == job_id)).first()
+                return _job_summary_record(row) if row else None
+            row = db.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            if row is None:
+                return None
+            run_rows = db.execute(select(runs).where(runs.c.job_id == job_id).order_by(runs.c.attempt)).all()
+            return _job_record(row, run_rows)
 
-    def get_run(self, job_id: str, attempt: int) -> RunRecord | None:
-        with self._session() as session:
-            return session.get(RunRecord, (job_id, attempt))
-
+    @_in_thread
     def list_jobs(
         self,
         *,
@@ -62,30 +233,166 @@ class JobStore:
         limit: int,
         offset: int,
     ) -> tuple[list[JobRecord], int]:
-        query = select(JobRecord)
+        """One page of job summaries (no program text, no runs) and the total that match."""
+        conditions = []
         if states:
-            query = query.where(JobRecord.state.in_(list(states)))
+            conditions.append(jobs.c.state.in_(list(states)))
         if cluster_id:
-            query = query.where(JobRecord.cluster_id == cluster_id)
+            conditions.append(jobs.c.cluster_id == cluster_id)
         if name:
             escaped = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(func.lower(JobRecord.name).like(f"%{escaped}%", escape="\\"))
-        column = getattr(JobRecord, sort)
+            conditions.append(func.lower(jobs.c.name).like(f"%{escaped}%", escape="\\"))
+        column = jobs.c[sort]
         if sort == "name":
             column = func.lower(column)  # alphabetical as people read it, not by code point
-        order = [column.desc() if descending else column.asc(), JobRecord.id]
-        with self._session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
-            return list(rows), int(total or 0)
+        order = [column.desc() if descending else column.asc(), jobs.c.id]
+        with self._read() as db:
+            total = db.scalar(select(func.count()).select_from(jobs).where(*conditions))
+            rows = db.execute(
+                select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM)
+                .where(*conditions).order_by(*order).limit(limit).offset(offset)
+            ).all()
+        return [_job_summary_record(row) for row in rows], int(total or 0)
 
-    def runs_in_states(self, states: Iterable[str]) -> list[RunRecord]:
-        """Runs in the given states, oldest queued first (the queue order)."""
-        query = select(RunRecord).where(RunRecord.state.in_(list(states)))
-        with self._session() as session:
-            return list(session.scalars(query.order_by(RunRecord.queued_at, RunRecord.job_id)).all())
+    @_in_thread
+    def new_attempt(self, job_id: str, expected_attempt: int, run: RunRecord, *, from_states: Iterable[str],
+                    now: datetime) -> bool:
+        """Queue attempt `run.attempt` if the job is still at `expected_attempt` in one of
+        `from_states`; False if another request (or server) got there first."""
+        with self._write() as db:
+            changed = db.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.attempt == expected_attempt, jobs.c.state.in_(list(from_states)))
+                .values(attempt=run.attempt, state=run.state, updated_at=now)
+            ).rowcount
+            if changed != 1:
+                return False
+            db.execute(insert(runs).values(**_run_values(run)))
+            return True
 
+    @_in_thread
+    def delete_job(self, job_id: str, *, from_states: Iterable[str]) -> bool:
+        """Remove a job and its runs if it is in one of `from_states`."""
+        with self._write() as db:
+            state = db.scalar(select(jobs.c.state).where(jobs.c.id == job_id))
+            if state is None or state not in set(from_states):
+                return False
+            db.execute(delete(runs).where(runs.c.job_id == job_id))
+            db.execute(delete(jobs).where(jobs.c.id == job_id))
+            return True
+
+    @_in_thread
+    def jobs_finished_before(self, cutoff: datetime, states: Iterable[str], limit: int = 500) -> list[str]:
+        with self._read() as db:
+            rows = db.execute(
+                select(jobs.c.id).where(jobs.c.state.in_(list(states)), jobs.c.updated_at < cutoff).limit(limit)
+            ).all()
+        return [row[0] for row in rows]
+
+    # ---- runs ------------------------------------------------------------------------
+
+    @_in_thread
+    def get_run(self, job_id: str, attempt: int) -> RunRecord | None:
+        with self._read() as db:
+            row = db.execute(select(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt)).first()
+        return _run_record(row) if row else None
+
+    @_in_thread
+    def runs_in_states(self, states: Iterable[str], *, owner_instance: str | None = None) -> list[RunRecord]:
+        """Runs in the given states (of one owner if given), oldest queued first."""
+        query = select(runs).where(runs.c.state.in_(list(states)))
+        if owner_instance is not None:
+            query = query.where(runs.c.owner_instance == owner_instance)
+        with self._read() as db:
+            rows = db.execute(query.order_by(runs.c.queued_at, runs.c.job_id)).all()
+        return [_run_record(row) for row in rows]
+
+    @_in_thread
     def count_active(self, cluster_id: str) -> int:
-        query = select(func.count()).where(RunRecord.cluster_id == cluster_id, RunRecord.state.in_(ACTIVE_STATES))
-        with self._session() as session:
-            return int(session.scalar(query) or 0)
+        with self._read() as db:
+            return int(db.scalar(
+                select(func.count()).where(runs.c.cluster_id == cluster_id, runs.c.state.in_(ACTIVE_STATES))
+            ) or 0)
+
+    @_in_thread
+    def transition(self, job_id: str, attempt: int, from_states: Iterable[str], to_state: str, *,
+                   now: datetime, **values) -> RunRecord | None:
+        """Move a run from one of `from_states` to `to_state` (with other column `values`)
+        and mirror the state on its job if it is the job's latest attempt. Returns the run
+        as it is now, or None if it was not in `from_states` (someone else moved it)."""
+        with self._write() as db:
+            return self._transition(db, job_id, attempt, from_states, to_state, now, values)
+
+    def _transition(self, db: Connection, job_id, attempt, from_states, to_state, now, values) -> RunRecord | None:
+        if "owner" in values:
+            values.update(_owner_values(values.pop("owner")))
+        changed = db.execute(
+            update(runs)
+            .where(runs.c.job_id == job_id, runs.c.attempt == attempt, runs.c.state.in_(list(from_states)))
+            .values(state=to_state, **values)
+        ).rowcount
+        if changed != 1:
+            return None
+        db.execute(
+            update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt).values(state=to_state, updated_at=now)
+        )
+        row = db.execute(select(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt)).first()
+        return _run_record(row)
+
+    @_in_thread
+    def update_run(self, job_id: str, attempt: int, *, touch_job: datetime | None = None, **values) -> None:
+        """Set facts about a run that are not state changes (app id, UI address, pid)."""
+        if "owner" in values:
+            values.update(_owner_values(values.pop("owner")))
+        with self._write() as db:
+            db.execute(update(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt).values(**values))
+            if touch_job is not None:
+                db.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt)
+                           .values(updated_at=touch_job))
+
+    @_in_thread
+    def claim_next(self, owner: Owner, limits: Mapping[str, int], default_limit: int, *,
+                   now: datetime) -> RunRecord | None:
+        """Take the oldest queued run whose cluster has a free slot: `queued -> starting`,
+        owned by `owner`. Only one server can win a run, and a cluster's limit holds across
+        servers because its admission row stays locked while its active runs are counted."""
+        with self._write() as db:
+            queued = db.execute(
+                select(runs.c.job_id, runs.c.attempt, runs.c.cluster_id)
+                .where(runs.c.state == "queued")
+                .order_by(runs.c.queued_at, runs.c.job_id)
+                .limit(CLAIM_SCAN)
+            ).all()
+            tried: set[str] = set()
+            for job_id, attempt, cluster_id in queued:
+                if cluster_id in tried:
+                    continue
+                tried.add(cluster_id)
+                self._lock_admission(db, cluster_id)
+                active = db.scalar(
+                    select(func.count()).where(runs.c.cluster_id == cluster_id, runs.c.state.in_(ACTIVE_STATES))
+                )
+                if active >= limits.get(cluster_id, default_limit):
+                    continue
+                run = self._transition(db, job_id, attempt, ("queued",), "starting", now,
+                                       {"started_at": now, "owner": owner})
+                if run is not None:
+                    return run
+            return None
+
+    def _lock_admission(self, db: Connection, cluster_id: str) -> None:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        db.execute(dialect_insert(admission).values(cluster_id=cluster_id).on_conflict_do_nothing())
+        if self.dialect == "postgresql":
+            db.execute(select(admission.c.cluster_id).where(admission.c.cluster_id == cluster_id).with_for_update())
+
+    @_in_thread
+    def adopt(self, job_id: str, attempt: int, previous_instance: str | None, owner: Owner) -> bool:
+        """Become the owner of a run whose previous owner is gone; one server wins."""
+        with self._write() as db:
+            condition = (runs.c.owner_instance.is_(None) if previous_instance is None
+                         else runs.c.owner_instance == previous_instance)
+            return db.execute(
+                update(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt, condition)
+                .values(**_owner_values(owner))
+            ).rowcount == 1

@@ -1,0 +1,50 @@
+"""What a way of running a job must provide (spark-submit today; Spark Connect next).
+
+The engine is generic: it claims a queued run, asks the backend to prepare the run folder
+and launch it under a supervisor, learns of its end through the supervisor, and reads the
+backend's signals (engine up, application id, UI address) from files the run writes.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..store import JobRecord, RunRecord
+from .process import Supervised
+
+
+@dataclass
+class RunSignals:
+    """What the run has revealed about its engine, read from the run folder."""
+
+    ready: bool = False  # the engine is up: the run is `running`
+    app_id: str | None = None
+    ui_url: str | None = None
+    ui_port: int | None = None
+    ui_stopped: bool = False
+
+
+class LaunchError(Exception):
+    """The run could not be prepared or started; the message says why, for the user."""
+
+
+class RunBackend(Protocol):
+    name: str
+
+    def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
+        """Write the run folder (program, configuration, command). Blocking: call it in
+        a thread. Raises LaunchError with a reason the user can act on."""
+
+    def launch(self, run_dir: str) -> Supervised:
+        """Start the run's supervisor, held until `Supervised.release()`."""
+
+    def reattach(self, run: RunRecord) -> Supervised | None:
+        """The run's supervisor if it is provably still that process, after a restart."""
+
+    def signals_path(self, run_dir: str) -> str:
+        """The file the run's signals come from (the engine re-reads it when it changes)."""
+
+    def signals(self, run_dir: str) -> RunSignals:
+        """Cheap: what the run has revealed so far."""
+
+    def log_path(self, run_dir: str, stream: str = "all") -> str:
+        """The file holding the run's output: `all` of it, or the program's `stdout`."""

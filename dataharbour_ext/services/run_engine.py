@@ -1,0 +1,429 @@
+"""RunEngine: admission, launch, supervision and settling of the runs this server owns.
+
+Generic over run backends (`runs/backend.py`): it claims queued runs from the store (one
+server wins each), has the backend prepare and launch them under a supervisor, learns of a
+supervisor's end through a pidfd, reads the backend's signals to mark a run `running`, and
+settles each run's end with a conditional state change. After a server restart it adopts
+the runs whose owner is provably gone and re-attaches to those still going.
+"""
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ..models import JobState
+from ..runs import folder
+from ..runs.backend import LaunchError, RunBackend
+from ..runs.identity import HOSTNAME, ProcessIdentity, boot_id
+from ..runs.process import Supervised
+from ..spark import driver_log
+from ..store import JobStore, Owner, RunRecord
+from ..store.log_files import read_tail
+from .clock import utcnow
+from .job_states import ACTIVE, sources
+
+log = logging.getLogger("dataharbour_ext.jobs")
+
+ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
+FORCE_STOP_MARGIN = 15.0  # seconds past the grace before the supervisor itself is killed
+
+
+@dataclass
+class EngineConfig:
+    max_concurrent_jobs: int = 4
+    kill_grace_seconds: float = 10.0
+    poll_interval: float = 0.1
+    # How often the store is asked for work other servers may have freed or left behind.
+    admission_interval: float = 1.0
+    adoption_interval: float = 5.0
+    spark_local_ip: str = "127.0.0.1"
+
+
+@dataclass
+class Watched:
+    """A live run of this server: its supervisor, and what has been seen of it."""
+
+    run: RunRecord
+    backend: RunBackend
+    supervised: Supervised
+    exit_fd: int | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    marked_running: bool = False
+    signals_mtime: float | None = None
+    settling: bool = False
+    stop_requested: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.run.job_id, self.run.attempt
+
+
+def this_server() -> Owner:
+    me = ProcessIdentity.of(os.getpid())
+    return Owner(HOSTNAME, boot_id(), uuid.uuid4().hex, os.getpid(), me.start_ticks if me else 0)
+
+
+def owner_is_gone(owner: Owner | None, me: Owner) -> bool:
+    """True only when it is provable: no owner recorded (a store from before owners), or an
+    owner on this host that belongs to an earlier boot or whose process no longer runs."""
+    if owner is None:
+        return True
+    if owner.instance == me.instance or owner.host != me.host:
+        return False
+    if owner.boot_id != me.boot_id:
+        return True
+    return not ProcessIdentity(owner.pid, owner.start_ticks, owner.boot_id).matches()
+
+
+class RunEngine:
+    def __init__(
+        self,
+        store: JobStore,
+        clusters,
+        backends: dict[str, RunBackend],
+        config: EngineConfig,
+        on_change: Callable[[str], Awaitable[None]],
+    ):
+        self.store = store
+        self.clusters = clusters
+        self.backends = backends
+        self.config = config
+        self.on_change = on_change
+        self.owner = this_server()
+        self._watched: dict[str, Watched] = {}  # by job id: a job has one live run at most
+        self._admission_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._adopt_orphans()
+        self._tasks = [
+            asyncio.create_task(self._admission_loop(), name="dataharbour-admission"),
+            asyncio.create_task(self._watch_loop(), name="dataharbour-watch"),
+        ]
+        self.request_admission()
+
+    async def stop(self) -> None:
+        """Stop watching; runs go on and the next server start adopts them."""
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        self._tasks = []
+        for watched in list(self._watched.values()):
+            self._close_exit_fd(watched)
+        self._watched.clear()
+
+    def request_admission(self) -> None:
+        self._admission_wanted.set()
+
+    def watched(self, job_id: str) -> Watched | None:
+        return self._watched.get(job_id)
+
+    # ---- admission and launch --------------------------------------------------------
+
+    async def _admission_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._admission_wanted.wait(), self.config.admission_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._admission_wanted.clear()
+            try:
+                await self._admit()
+            except Exception:
+                log.exception("DataHarbour: admitting queued runs failed")
+
+    async def _admit(self) -> None:
+        while True:
+            limits = {c.id: c.max_concurrent_jobs for c in self.clusters.all() if c.max_concurrent_jobs is not None}
+            run = await self.store.claim_next(self.owner, limits, self.config.max_concurrent_jobs, now=utcnow())
+            if run is None:
+                return
+            await self.on_change(run.job_id)
+            await self._launch(run)
+
+    async def _launch(self, run: RunRecord) -> None:
+        """Prepare and start a claimed run. Whatever goes wrong ends this run `failed` with
+        the reason; the queue moves on."""
+        job = await self.store.get_job(run.job_id)
+        cluster = self.clusters.get(run.cluster_id)
+        backend = self.backends.get(run.backend)
+        try:
+            if job is None:
+                raise LaunchError("the job record is gone")
+            if cluster is None:
+                raise LaunchError(f"cluster {run.cluster_id!r} no longer exists")
+            if backend is None:
+                raise LaunchError(f"no run backend {run.backend!r} on this server")
+            await asyncio.to_thread(backend.prepare, job, run, cluster)
+            supervised = await asyncio.to_thread(backend.launch, run.run_dir)
+        except (LaunchError, OSError, ValueError) as error:
+            await self._end(run, JobState.failed, error=f"could not launch the run: {error}")
+            return
+        identity = supervised.identity
+        await self.store.update_run(run.job_id, run.attempt, pid=identity.pid,
+                                    pid_start_ticks=identity.start_ticks, pid_boot_id=identity.boot_id)
+        # Watched before released: a kill from now on reaches the supervisor, and one that
+        # came earlier is in the store.
+        watched = self._watch(run, backend, supervised)
+        current = await self.store.get_run(run.job_id, run.attempt)
+        if current is not None and current.kill_requested:
+            watched.stop_requested = True
+            supervised.request_stop()
+        supervised.release()
+        log.info("DataHarbour: job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt, identity.pid)
+
+    # ---- watching --------------------------------------------------------------------
+
+    def _watch(self, run: RunRecord, backend: RunBackend, supervised: Supervised) -> Watched:
+        watched = Watched(run, backend, supervised)
+        self._watched[run.job_id] = watched
+        watched.exit_fd = supervised.exit_fd()
+        if watched.exit_fd is not None:
+            asyncio.get_running_loop().add_reader(watched.exit_fd, self._on_supervisor_exit, watched)
+        return watched
+
+    def _on_supervisor_exit(self, watched: Watched) -> None:
+        self._close_exit_fd(watched)  # readable for good now: one notice is enough
+        self._settle_soon(watched)
+
+    def _close_exit_fd(self, watched: Watched) -> None:
+        if watched.exit_fd is not None:
+            asyncio.get_running_loop().remove_reader(watched.exit_fd)
+            watched.exit_fd = None
+        watched.supervised.close()  # the pidfd belongs to the handle
+
+    def _settle_soon(self, watched: Watched) -> None:
+        if watched.settling:
+            return
+        watched.settling = True
+        task = asyncio.create_task(self._settle(watched))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _watch_loop(self) -> None:
+        ticks_per_admission = max(1, round(self.config.admission_interval / self.config.poll_interval))
+        ticks_per_adoption = max(1, round(self.config.adoption_interval / self.config.poll_interval))
+        tick = 0
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            tick += 1
+            for watched in list(self._watched.values()):
+                try:
+                    await self._check(watched)
+                except Exception:
+                    log.exception("DataHarbour: checking job %s failed", watched.run.job_id)
+            try:
+                if tick % ticks_per_admission == 0:
+                    await self._stop_runs_killed_elsewhere()
+                if tick % ticks_per_adoption == 0:
+                    await self._adopt_orphans()
+            except Exception:
+                log.exception("DataHarbour: periodic run upkeep failed")
+
+    async def _check(self, watched: Watched) -> None:
+        if watched.settling:
+            return
+        if not watched.marked_running:
+            await self._read_signals(watched)
+        if watched.exit_fd is None and not watched.supervised.alive():
+            self._settle_soon(watched)  # no pidfd on this platform, or it was missed
+
+    async def _read_signals(self, watched: Watched) -> None:
+        """Mark the run `running` once its backend says the engine is up. Costs a stat per
+        tick until then; the signals file is read only when it changed."""
+        path = watched.backend.signals_path(watched.run.run_dir)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            return
+        if mtime == watched.signals_mtime:
+            return
+        watched.signals_mtime = mtime
+        signals = watched.backend.signals(watched.run.run_dir)
+        if not signals.ready:
+            return
+        watched.marked_running = True
+        ui_url = f"http://{self.config.spark_local_ip}:{signals.ui_port}" if signals.ui_port else None
+        changed = await self.store.transition(
+            *watched.key, sources(JobState.running), JobState.running.value, now=utcnow(),
+            spark_app_id=signals.app_id, spark_ui_url=ui_url,
+        )
+        if changed is not None:
+            watched.run = changed
+            await self.on_change(watched.run.job_id)
+
+    async def _settle(self, watched: Watched) -> None:
+        """The supervisor has exited: record how the run ended."""
+        self._close_exit_fd(watched)
+        watched.supervised.reap()
+        run_dir = watched.run.run_dir
+        status = await asyncio.to_thread(folder.read_exit_status, run_dir)
+        if not watched.marked_running:
+            await self._read_signals(watched)  # a short run may have come up and ended between ticks
+        try:
+            run = await self.store.get_run(*watched.key)
+            if run is not None and run.state in ACTIVE:
+                await self._settle_from_status(run, status, watched.stop_requested)
+        finally:
+            if self._watched.get(watched.run.job_id) is watched:
+                del self._watched[watched.run.job_id]
+            watched.ended.set()  # a kill waiting on it answers with the settled state
+
+    async def _settle_from_status(self, run: RunRecord, status: dict | None, stop_requested: bool = False) -> None:
+        exit_code = status.get("returncode") if status else None
+        ended = utcnow()
+        if status and isinstance(status.get("ended_at"), (int, float)):
+            ended = datetime.fromtimestamp(status["ended_at"], timezone.utc).replace(tzinfo=None)
+        if status and status.get("released") is False:
+            # The server stopped between launching the supervisor and releasing it: the
+            # program never ran. Queue it again.
+            changed = await self.store.transition(run.job_id, run.attempt, ("starting",), JobState.queued.value,
+                                                  now=utcnow(), pid=None, pid_start_ticks=None, pid_boot_id=None,
+                                                  started_at=None)
+            if changed is not None:
+                log.info("DataHarbour: job %s attempt %s was never released; queued again", run.job_id, run.attempt)
+                await self.on_change(run.job_id)
+                self.request_admission()
+            return
+        error = None
+        if status is not None and status.get("stop_requested") is not None:
+            # The supervisor knows whether the stop or the program's own exit came first.
+            stopped = bool(status["stop_requested"])
+        else:
+            stopped = run.kill_requested or stop_requested
+        if stopped:
+            state = JobState.killed
+        elif status is None:
+            state = JobState.lost
+            error = "the run's supervisor process vanished without recording an exit status"
+        elif exit_code == 0:
+            state = JobState.succeeded
+        else:
+            state = JobState.failed
+            error = status.get("error") or await asyncio.to_thread(self._error_summary, run, exit_code)
+        await self._end(run, state, exit_code=exit_code, error=error, ended=ended)
+
+    def _error_summary(self, run: RunRecord, exit_code: int | None) -> str:
+        backend = self.backends.get(run.backend)
+        path = backend.log_path(run.run_dir) if backend else os.path.join(run.run_dir, folder.LOG_FILE)
+        tail = "\n".join(read_tail(path, ERROR_SCAN_LINES, final=True).lines)
+        return driver_log.error_summary(tail, exit_code)
+
+    async def _end(self, run: RunRecord, state: JobState, *, exit_code: int | None = None,
+                   error: str | None = None, ended: datetime | None = None,
+                   from_states: tuple[str, ...] | None = None) -> bool:
+        changed = await self.store.transition(
+            run.job_id, run.attempt, from_states or sources(state), state.value, now=utcnow(),
+            finished_at=ended or utcnow(), exit_code=exit_code, error=error,
+        )
+        if changed is None:
+            return False  # another request or server settled it first
+        log.info("DataHarbour: job %s attempt %s %s%s", run.job_id, run.attempt, state.value,
+                 f" ({error})" if error else "")
+        await self.on_change(run.job_id)
+        self.request_admission()
+        return True
+
+    # ---- kill ------------------------------------------------------------------------
+
+    async def cancel(self, run: RunRecord) -> None:
+        """Stop a run and return once it has settled (its processes are all gone)."""
+        await self.store.update_run(run.job_id, run.attempt, kill_requested=True)
+        if run.state == JobState.queued.value:
+            # Only from `queued`: a run claimed meanwhile has processes to stop first.
+            if await self._end(run, JobState.killed, from_states=(JobState.queued.value,)):
+                return
+            run = await self.store.get_run(run.job_id, run.attempt)  # claimed meanwhile
+            if run is None or run.state not in ACTIVE:
+                return
+        watched = self._watched.get(run.job_id)
+        if watched is not None and watched.run.attempt == run.attempt:
+            await self._stop_watched(watched)
+            return
+        # Launching on this server (the launch sees kill_requested) or owned by another
+        # server (its upkeep loop stops it): wait for the run to settle.
+        await self._wait_settled(run, self.config.kill_grace_seconds + 2 * FORCE_STOP_MARGIN)
+
+    async def _stop_watched(self, watched: Watched) -> None:
+        watched.stop_requested = True
+        watched.supervised.request_stop()
+        try:
+            await asyncio.wait_for(watched.ended.wait(), self.config.kill_grace_seconds + FORCE_STOP_MARGIN)
+        except asyncio.TimeoutError:
+            killed = await asyncio.to_thread(watched.supervised.force_stop)
+            log.warning("DataHarbour: job %s: supervisor did not stop in time; killed %d processes",
+                        watched.run.job_id, killed)
+            self._settle_soon(watched)
+            await asyncio.wait_for(watched.ended.wait(), FORCE_STOP_MARGIN)
+
+    async def _wait_settled(self, run: RunRecord, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            current = await self.store.get_run(run.job_id, run.attempt)
+            if current is None or current.state not in ACTIVE:
+                return
+            watched = self._watched.get(run.job_id)
+            if watched is not None and watched.run.attempt == run.attempt:
+                await self._stop_watched(watched)
+                return
+            await asyncio.sleep(0.1)
+
+    async def _stop_runs_killed_elsewhere(self) -> None:
+        """A kill handled by another server sharing the store reaches our runs through
+        their `kill_requested` flag."""
+        if not self._watched:
+            return
+        for run in await self.store.runs_in_states(ACTIVE, owner_instance=self.owner.instance):
+            watched = self._watched.get(run.job_id)
+            if run.kill_requested and watched is not None and not watched.stop_requested:
+                watched.stop_requested = True
+                watched.supervised.request_stop()
+
+    # ---- restart of the server -------------------------------------------------------
+
+    async def _adopt_orphans(self) -> None:
+        """Take over active runs whose owner is provably gone: settle those that ended,
+        re-attach to those still going, mark `lost` those whose supervisor vanished."""
+        for run in await self.store.runs_in_states(ACTIVE):
+            if run.job_id in self._watched or not owner_is_gone(run.owner, self.owner):
+                continue
+            previous = run.owner.instance if run.owner else None
+            if not await self.store.adopt(run.job_id, run.attempt, previous, self.owner):
+                continue  # another server adopted it first
+            try:
+                await self._resume(run)
+            except Exception:
+                log.exception("DataHarbour: resuming job %s attempt %s failed", run.job_id, run.attempt)
+
+    async def _resume(self, run: RunRecord) -> None:
+        backend = self.backends.get(run.backend)
+        status = await asyncio.to_thread(folder.read_exit_status, run.run_dir)
+        if status is not None or backend is None:
+            await self._settle_from_status(run, status)
+            return
+        supervised = await asyncio.to_thread(backend.reattach, run)
+        if supervised is None:
+            status = await asyncio.to_thread(folder.read_exit_status, run.run_dir)  # it may just have ended
+            if status is None and run.state == JobState.starting.value and run.pid is None:
+                # Claimed but never launched: no supervisor was ever released for it.
+                if await self.store.transition(run.job_id, run.attempt, ("starting",), JobState.queued.value,
+                                               now=utcnow(), started_at=None) is not None:
+                    await self.on_change(run.job_id)
+                    self.request_admission()
+                return
+            await self._settle_from_status(run, status)
+            return
+        watched = self._watch(run, backend, supervised)
+        watched.marked_running = run.state == JobState.running.value
+        log.info("DataHarbour: re-attached to job %s attempt %s (supervisor pid %s)", run.job_id, run.attempt,
+                 supervised.identity.pid)
+        if run.kill_requested:
+            watched.stop_requested = True
+            supervised.request_stop()

@@ -1,0 +1,101 @@
+"""The spark-submit run backend: a job's program runs as a Spark application in client mode,
+its driver started by `spark-submit` under the run's supervisor.
+
+The run folder gets the program, the job's Spark conf (a 0600 properties file, never the
+command line), and the command. The driver's Python process runs the program through a
+small bootstrap that writes the application id and UI address to the run folder as soon as
+the SparkContext is up, so the engine never has to ask the driver's REST API.
+"""
+
+import os
+from pathlib import Path
+
+from ..runs import folder
+from ..runs import process as supervision
+from ..runs.backend import LaunchError, RunSignals
+from ..runs.identity import ProcessIdentity
+from ..runs.process import Supervised
+from ..store import JobRecord, RunRecord
+from . import driver_signals
+from .class_data import ClassDataArchive
+from .log_config import SparkLogConfig
+from .submit import SubmitSpec, build_command, build_environment_overlay, spark_conf, write_properties
+
+PROGRAM_FILE = "job.py"
+PROPERTIES_FILE = "spark.properties"
+
+
+class SparkSubmitBackend:
+    name = "spark-submit"
+
+    def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
+                 class_data: ClassDataArchive | None = None, default_log_level: str | None = None):
+        self.root_dir = root_dir
+        self.log_config = SparkLogConfig(state_dir)
+        self.local_ip = local_ip
+        self.stop_grace_seconds = stop_grace_seconds
+        self.class_data = class_data
+        self.default_log_level = default_log_level
+
+    def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
+        try:
+            run_dir = folder.create(run.run_dir)
+            program = run_dir / PROGRAM_FILE
+            _write_private(program, job.code or "")
+            spec = SubmitSpec(
+                master=cluster.master_url,
+                app_name=job.name,
+                app_file=str(program),
+                args=list(job.args),
+                conf=dict(job.conf),
+                cluster_conf=dict(cluster.conf),
+                env=dict(job.env),
+                local_ip=self.local_ip,
+                signals_file=str(run_dir / driver_signals.SIGNALS_FILE),
+                java_options=[
+                    *(self.class_data.java_options() if self.class_data else []),
+                    *self.log_config.java_options(job.log_level or cluster.log_level or self.default_log_level),
+                ],
+            )
+            conf = spark_conf(spec)
+            if conf:
+                spec.properties_file = str(run_dir / PROPERTIES_FILE)
+                write_properties(spec.properties_file, conf)
+            folder.write_command(run_dir, build_command(spec), build_environment_overlay(spec), self.root_dir,
+                                 stop_grace_seconds=self.stop_grace_seconds)
+        except UnicodeError as error:
+            raise LaunchError(f"the job holds text that cannot be written as UTF-8 ({error.reason})") from None
+        except OSError as error:
+            raise LaunchError(f"cannot write the run folder {run.run_dir}: {error.strerror or error}") from None
+        except ValueError as error:
+            raise LaunchError(str(error)) from None
+
+    def launch(self, run_dir: str) -> Supervised:
+        return supervision.launch(run_dir, held=True)
+
+    def reattach(self, run: RunRecord) -> Supervised | None:
+        identity = folder.read_supervisor(run.run_dir)
+        if run.pid is not None and run.pid_start_ticks is not None and run.pid_boot_id:
+            identity = ProcessIdentity(run.pid, run.pid_start_ticks, run.pid_boot_id)
+        if identity is None:
+            return None
+        return Supervised.attach(identity)
+
+    def signals_path(self, run_dir: str) -> str:
+        return os.path.join(run_dir, driver_signals.SIGNALS_FILE)
+
+    def signals(self, run_dir: str) -> RunSignals:
+        found = driver_signals.read_signals(run_dir)
+        if found is None:
+            return RunSignals()
+        return RunSignals(ready=found.ready, app_id=found.app_id, ui_url=found.ui_url, ui_port=found.ui_port,
+                          ui_stopped=found.stopped)
+
+    def log_path(self, run_dir: str, stream: str = "all") -> str:
+        return os.path.join(run_dir, folder.STDOUT_FILE if stream == "stdout" else folder.LOG_FILE)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -1,0 +1,60 @@
+"""Plain records the store hands out: no ORM identity, no lazy loading, safe across threads."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Jupyter server that watches a run: which machine and boot, which server process.
+
+    A run is re-attached, settled or killed only by its owner, or by a server on the same
+    host that can prove the owner is gone (another boot, or its process no longer exists).
+    """
+
+    host: str
+    boot_id: str
+    instance: str  # a fresh id per server start
+    pid: int
+    start_ticks: int
+
+
+@dataclass
+class RunRecord:
+    job_id: str
+    attempt: int
+    cluster_id: str
+    state: str
+    run_dir: str
+    queued_at: datetime
+    backend: str = "spark-submit"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    spark_app_id: str | None = None
+    spark_ui_url: str | None = None
+    # The supervisor: pid + start ticks + boot id prove it is the same process later.
+    pid: int | None = None
+    pid_start_ticks: int | None = None
+    pid_boot_id: str | None = None
+    owner: Owner | None = None
+    kill_requested: bool = False
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    cluster_id: str
+    state: str
+    file: str | None
+    args: list[str]
+    conf: dict[str, str]
+    env: dict[str, str]
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    log_level: str | None = None
+    code: str | None = None  # loaded only for one job's details, never for lists
+    runs: list[RunRecord] = field(default_factory=list)  # idem

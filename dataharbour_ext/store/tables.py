@@ -1,0 +1,75 @@
+"""The SQL tables (SQLAlchemy Core). Changes to them go through an Alembic migration."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(1024), nullable=False, index=True),
+    Column("cluster_id", String(256), nullable=False, index=True),
+    # Mirrors the latest run's state so that listing and filtering need no join.
+    Column("state", String(16), nullable=False, index=True),
+    Column("code", Text, nullable=False),
+    Column("file", String(4096)),
+    Column("args", JSON, nullable=False),
+    Column("conf", JSON, nullable=False),
+    Column("env", JSON, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("updated_at", DateTime, nullable=False, index=True),
+    Column("log_level", String(16)),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("cluster_id", String(256), nullable=False, index=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("run_dir", String(4096), nullable=False),
+    Column("queued_at", DateTime, nullable=False, index=True),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("spark_app_id", String(256)),
+    Column("spark_ui_url", String(1024)),
+    Column("pid", Integer),
+    Column("pid_started", Float),  # legacy (create_time); identity is pid_start_ticks + pid_boot_id
+    Column("kill_requested", Boolean, nullable=False),
+    Column("backend", String(32)),
+    Column("pid_start_ticks", BigInteger),
+    Column("pid_boot_id", String(64)),
+    Column("owner_host", String(256)),
+    Column("owner_boot_id", String(64)),
+    Column("owner_instance", String(64)),
+    Column("owner_pid", Integer),
+    Column("owner_start_ticks", BigInteger),
+)
+Index("ix_runs_state_queued", runs.c.state, runs.c.queued_at)
+
+# One row per cluster: admission locks it (SELECT ... FOR UPDATE) so that two servers
+# sharing the store cannot both take a cluster's last free slot.
+admission = Table(
+    "admission",
+    metadata,
+    Column("cluster_id", String(256), primary_key=True),
+)

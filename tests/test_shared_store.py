@@ -1,0 +1,73 @@
+"""Two Jupyter servers on one store (two JupyterLab servers of one user, a team database):
+every job runs exactly once, the cluster limit holds across both, both see the same ends."""
+
+import os
+import time
+
+import pytest
+from server_process import TERMINAL, ServerProcess
+
+PROGRAM = """
+import os, time
+with open("ran.txt", "a") as f:
+    f.write("{marker}\\n")
+time.sleep(1.5)
+print("done {marker}")
+"""
+
+
+@pytest.fixture
+def servers(tmp_path, store_url):
+    root = str(tmp_path / "root")
+    pair = [
+        ServerProcess(str(tmp_path / name), db_url=store_url, root=root,
+                      extra_args=("--DataHarbourApp.max_concurrent_jobs=2",))
+        for name in ("a", "b")
+    ]
+    yield pair
+    for server in pair:
+        server.kill()
+
+
+def test_two_servers_run_each_job_once_and_agree(servers):
+    a, b = servers
+    a.start()
+    b.start()
+    jobs = []
+    for i in range(8):
+        server = (a, b)[i % 2]
+        jobs.append(server.request("POST", "/api/v1/jobs/", {"name": f"shared {i}", "code": PROGRAM.format(marker=i)}))
+    most_active = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        listing = a.request("GET", "/api/v1/jobs/?limit=100")["jobs"]
+        states = [job["state"] for job in listing]
+        most_active = max(most_active, sum(state in ("starting", "running") for state in states))
+        if all(state in TERMINAL for state in states):
+            break
+        time.sleep(0.2)
+    assert most_active <= 2  # one cluster, one limit, whichever server launched the run
+    for job in jobs:
+        seen_by_a = a.request("GET", f"/api/v1/jobs/{job['id']}")
+        seen_by_b = b.request("GET", f"/api/v1/jobs/{job['id']}")
+        assert seen_by_a["state"] == seen_by_b["state"] == "succeeded"
+        assert len(seen_by_a["runs"]) == 1
+        log = b.request("GET", f"/api/v1/jobs/{job['id']}/logs")
+        assert any(line.startswith("done ") for line in log["lines"])
+    with open(os.path.join(a.root, "ran.txt")) as f:
+        ran = sorted(int(line) for line in f.read().split())
+    assert ran == list(range(8))  # each program ran exactly once
+
+
+def test_a_kill_through_the_other_server_stops_the_run(servers):
+    a, b = servers
+    a.start()
+    b.start()
+    job = a.request("POST", "/api/v1/jobs/", {"name": "long", "code": "import time\nprint('up', flush=True)\ntime.sleep(600)\n"})
+    a.wait(job["id"], {"starting", "running"})
+    deadline = time.monotonic() + 60
+    while "up" not in a.request("GET", f"/api/v1/jobs/{job['id']}/logs")["lines"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed = b.request("POST", f"/api/v1/jobs/{job['id']}/kill")
+    assert killed["state"] == "killed"
+    assert a.request("GET", f"/api/v1/jobs/{job['id']}")["state"] == "killed"
