@@ -16,6 +16,26 @@ HOSTNAME = socket.gethostname()
 
 
 @cache
+def host_identity() -> str:
+    """Which machine and which pid namespace this process sees, as one string.
+
+    Two servers can prove things about each other's processes only when this matches:
+    a hostname alone is shared by cloned machines and by containers with the same name,
+    and a container with its own pid namespace cannot see the host's pids.
+    """
+    try:
+        with open("/etc/machine-id") as f:
+            machine = f.read().strip()
+    except OSError:
+        machine = "no-machine-id"
+    try:
+        pid_namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        pid_namespace = "no-pid-ns"
+    return f"{HOSTNAME}/{machine}/{pid_namespace}"
+
+
+@cache
 def boot_id() -> str:
     with open("/proc/sys/kernel/random/boot_id") as f:
         return f.read().strip()
@@ -88,6 +108,15 @@ class ProcessIdentity:
 
     def send_signal(self, sig: int) -> bool:
         """Signal this process and never another that reused its pid."""
+        if not _has_pidfd():
+            # Old kernel or a seccomp filter: check, then signal by pid (a tiny reuse window).
+            if not self.matches():
+                return False
+            try:
+                os.kill(self.pid, sig)
+                return True
+            except OSError:
+                return False
         fd = self.open_pidfd()
         if fd is None:
             return False
@@ -112,6 +141,15 @@ class ProcessIdentity:
         if not isinstance(boot, str) or not boot:
             return None
         return cls(pid=pid, start_ticks=start_ticks, boot_id=boot)
+
+
+@cache
+def _has_pidfd() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def _is_int(value) -> bool:

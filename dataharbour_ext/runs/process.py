@@ -131,9 +131,11 @@ class Supervised:
     def request_stop(self) -> bool:
         """Ask the supervisor to stop the run (SIGTERM); it stops the whole tree and records
         the end. False if it no longer runs."""
-        fd = self.exit_fd()
-        if fd is None or not self.alive():
+        if not self.alive():
             return False
+        fd = self.exit_fd()
+        if fd is None:
+            return self.identity.send_signal(signal.SIGTERM)  # no pidfd on this platform
         try:
             signal.pidfd_send_signal(fd, signal.SIGTERM)
         except OSError:
