@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..runs import folder
+from ..runs import process as supervision
 from .installation import spark_home, spark_submit
 from .submit import join_java_options
 
@@ -215,8 +216,17 @@ class ClassDataArchive:
         """Kill a running build (server shutdown); the archive is simply not made."""
         self._stopping = True
         process = self._process
-        if process is not None and process.poll() is None:
-            _kill_group(process)
+        if process is not None and process.alive():
+            self._stop_build(process)
+
+    @staticmethod
+    def _stop_build(process) -> None:
+        """Stop the build's whole tree through its supervisor; force it if that hangs."""
+        process.request_stop()
+        try:
+            process.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            process.force_stop()
 
     def _build_logged(self) -> None:
         self.log.info("class-data archive building: no archive yet for this Java and Spark (key %s)", self.key)
@@ -245,41 +255,41 @@ class ClassDataArchive:
             "--conf", "spark.ui.killEnabled=false",
             str(bootstrap), str(work / "spark.json"), str(program),
         ]  # fmt: skip
-        env = dict(os.environ)
-        env.update(
-            {
-                "SPARK_HOME": str(spark_home()),
-                "PYSPARK_PYTHON": sys.executable,
-                "PYSPARK_DRIVER_PYTHON": sys.executable,
-                "SPARK_LOCAL_IP": self.local_ip,
-                "PYTHONUNBUFFERED": "1",
-                # (-Xlog:cds=error: the JVM's "Skipping ...: Signed JAR" notes would fill the log.)
-                "SPARK_SUBMIT_OPTS": join_java_options(
-                    [*self.extra_java_options, f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds=error"]
-                ),
-            }
-        )
+        overlay = {
+            "SPARK_HOME": str(spark_home()),
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": self.local_ip,
+            "PYTHONUNBUFFERED": "1",
+            # (-Xlog:cds=error: the JVM's "Skipping ...: Signed JAR" notes would fill the log.)
+            "SPARK_SUBMIT_OPTS": join_java_options(
+                [*self.extra_java_options, f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds=error"]
+            ),
+        }
         started = time.monotonic()
         try:
-            with open(self.build_log, "wb") as log:
-                try:
-                    self._process = subprocess.Popen(
-                        argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                        start_new_session=True,  # its own group: a timeout kills the JVM and Python alike
-                    )  # fmt: skip
-                except OSError as error:
-                    return f"could not start spark-submit: {error}"
-                if self._stopping:
-                    _kill_group(self._process)
-                try:
-                    returncode = self._process.wait(self.timeout)
-                except subprocess.TimeoutExpired:
-                    _kill_group(self._process)
-                    return f"the build job did not finish within {self.timeout:.0f} s"
-                finally:
-                    _kill_group(self._process)  # whatever the job left in its group
-            seconds = time.monotonic() - started
+            # Under the run supervisor like every Spark process we start: a timeout or a
+            # server shutdown stops its whole tree, and nothing is signalled by a bare pid.
+            run_dir = folder.create(work / "run")
+            folder.write_command(run_dir, argv, overlay, work, stop_grace_seconds=5.0, leftover_grace_seconds=5.0)
             if self._stopping:
+                return "stopped"
+            try:
+                self._process = supervision.launch(run_dir)
+            except OSError as error:
+                return f"could not start the build job: {error}"
+            try:
+                self._process.popen.wait(self.timeout)
+            except subprocess.TimeoutExpired:
+                self._stop_build(self._process)
+                return f"the build job did not finish within {self.timeout:.0f} s"
+            finally:
+                if (run_dir / folder.LOG_FILE).exists():  # kept for a look after the folder is gone
+                    shutil.copyfile(run_dir / folder.LOG_FILE, self.build_log)
+            status = folder.read_exit_status(run_dir) or {}
+            returncode = status.get("returncode")
+            seconds = time.monotonic() - started
+            if self._stopping or status.get("stop_requested"):
                 return "stopped"
             if returncode != 0:
                 return f"the build job exited with {returncode}"
@@ -312,6 +322,8 @@ class ClassDataArchive:
             self._remove_others()
             return None
         finally:
+            if self._process is not None:
+                self._process.close()
             self._process = None
             shutil.rmtree(work, ignore_errors=True)
 
@@ -323,14 +335,3 @@ class ClassDataArchive:
                     entry.unlink()
                 except OSError:
                     pass
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
