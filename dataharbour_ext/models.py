@@ -22,9 +22,13 @@ MAX_ARGS = 1000
 # Keys that describe where and how the run is placed: the cluster and DataHarbour own them.
 RESERVED_CONF_KEYS = frozenset({"spark.master", "spark.submit.deployMode", "spark.app.name"})
 # Keys that decide where the driver binds and how it is reached: they come from the cluster's config.
-CLUSTER_CONF_KEYS = frozenset({"spark.driver.bindAddress", "spark.driver.host"})
+# (A guard against mistakes, not a sandbox: the program itself runs as the user.)
+CLUSTER_CONF_KEYS = frozenset({"spark.driver.bindAddress", "spark.driver.host", "spark.ui.killEnabled"})
+_CLUSTER_JAVA_OPTION = re.compile(r"-D(spark\.driver\.(?:bindAddress|host)|spark\.ui\.killEnabled)=", re.I)
 # Env names the run depends on to find Spark and the right Python.
-RESERVED_ENV_NAMES = frozenset({"SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP"})
+RESERVED_ENV_NAMES = frozenset(
+    {"SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "SPARK_SUBMIT_OPTS", "SPARK_CONF_DIR"}
+)
 DEFAULT_MAX_NAME_LENGTH = 200  # DataHarbourApp.max_name_length, checked by the job service
 
 def redact(values: dict[str, str]) -> dict[str, str]:
@@ -189,6 +193,14 @@ class JobSubmit(BaseModel):
     @classmethod
     def _log_level_any_case(cls, value):
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("conf")
+    @classmethod
+    def _java_options_leave_cluster_settings_alone(cls, values: dict) -> dict:
+        for key, value in values.items():
+            if key.lower().endswith("extrajavaoptions") and (found := _CLUSTER_JAVA_OPTION.search(str(value))):
+                raise ValueError(f"{key} must not set {found.group(1)}: it comes from the cluster's configuration")
+        return values
 
     @field_validator("name")
     @classmethod

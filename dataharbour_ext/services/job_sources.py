@@ -5,6 +5,8 @@ from jupyter_core.utils import ensure_async
 
 from ..errors import InvalidInput, PayloadTooLarge
 
+NOTEBOOK_SIZE_FACTOR = 16
+
 
 def notebook_to_script(notebook_json: dict) -> str:
     """The code cells of a notebook as one script; IPython magics and shell escapes are
@@ -28,8 +30,11 @@ async def read_program(contents_manager, path: str, max_bytes: int) -> str:
         if not await ensure_async(contents_manager.file_exists(path)):
             raise InvalidInput("file", f"no such file {path!r} in the Jupyter root directory")
         size = (await ensure_async(contents_manager.get(path, content=False))).get("size")
-        if size is not None and path.endswith(".py") and size > max_bytes:
-            raise PayloadTooLarge(f"file: {path!r} is larger than {max_bytes} bytes")
+        # A notebook also holds outputs (plots, tables): it may be larger than its code, within
+        # bounds; its code then gets the program limit like any other job's.
+        limit = max_bytes * NOTEBOOK_SIZE_FACTOR if path.endswith(".ipynb") else max_bytes
+        if size is not None and size > limit:
+            raise PayloadTooLarge(f"file: {path!r} is larger than {limit} bytes")
         if path.endswith(".ipynb"):
             model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
             return notebook_to_script(model["content"])

@@ -24,7 +24,9 @@ import time
 
 def _write_atomically(path: str, data: dict) -> None:
     partial = f"{path}.{os.getpid()}.partial"
-    with open(partial, "w", encoding="utf-8") as f:
+    # Owner-only like every file of the run folder, whatever the program's umask.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f)
     os.replace(partial, path)
 
