@@ -78,6 +78,12 @@ class DataHarbourApp(ExtensionApp):
         "POSTGRES_HOST is set, else SQLite in state_dir."
     ).tag(config=True)
 
+    store_tenant = Unicode(
+        help="Whose jobs this server sees and runs when several servers share one store (a team "
+        "PostgreSQL): servers of one tenant share jobs, other tenants' jobs stay invisible. Default: "
+        "$JUPYTERHUB_USER, else the operating-system user."
+    ).tag(config=True)
+
     job_service_class = Type(JobService, help="The job service implementation.").tag(config=True)
 
     @default("spark_master_url")
@@ -113,7 +119,7 @@ class DataHarbourApp(ExtensionApp):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         self.hub = EventHub()
-        self.store = JobStore(self.db_url)
+        self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
                                        default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
         root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))

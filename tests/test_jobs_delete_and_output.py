@@ -46,13 +46,18 @@ async def test_delete_of_a_running_job_needs_force(api, extension):
     assert status == 400 and "force" in body["message"]
 
 
-async def test_the_log_shows_the_programs_output_and_warnings_not_spark_info(api):
-    job = await api.submit(name="quiet", code=SPARK_SHOW)
+async def test_the_log_shows_the_programs_output_and_warnings_not_spark_info(api, extension):
+    job = await api.submit(name="quiet", code=SPARK_SHOW, conf={"spark.sql.shuffle.partitions": 2})
     done = await api.wait(job["id"])
     assert done["state"] == "succeeded" and done["spark_app_id"].startswith("local-")
     log = await api.full_log(job["id"])
     assert "|  0|" in log and "to stderr" in log
     assert " INFO " not in log
+    run_dir = os.path.join(extension.jobs.config.runs_dir, job["id"], "1")
+    files = sorted(os.listdir(run_dir))
+    assert {"job.py", "spark.properties", "command.json", "spark.json", "output.log", "exit.json"} <= set(files)
+    assert os.stat(run_dir).st_mode & 0o777 == 0o700
+    assert {name: os.stat(os.path.join(run_dir, name)).st_mode & 0o777 for name in files} == dict.fromkeys(files, 0o600)
 
 
 async def test_a_job_can_ask_for_spark_info_and_still_read_its_own_output_alone(api):

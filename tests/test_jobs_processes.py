@@ -179,3 +179,28 @@ async def test_killing_every_job_at_once_leaves_no_process(api, extension):
         assert [(status, body["state"]) for status, body in results] == [(200, "killed")] * 8, results
     runs_dir = extension.jobs.config.runs_dir
     assert _processes_with(runs_dir) == []
+
+
+@pytest.mark.parametrize("dataharbour_config", [{"max_concurrent_jobs": 0}])
+async def test_runs_of_a_silent_server_on_another_host_end_lost(api, extension):
+    """A server on another host that stops reporting (its machine died) leaves runs this
+    host cannot reach: they end `lost` after the owner timeout, freeing their slots. A
+    server on another host that still reports is left alone."""
+    from datetime import timedelta
+
+    from dataharbour_ext.services.clock import utcnow
+    from dataharbour_ext.store import Owner
+
+    silent = await api.submit(name="on a dead laptop", code="print('x')\n")
+    alive = await api.submit(name="on a live laptop", code="print('x')\n")
+    long_ago = utcnow() - timedelta(hours=1)
+    for job, seen in ((silent, long_ago), (alive, utcnow())):
+        owner = Owner(host="laptop/other-machine/1", boot_id="b", instance=job["id"], pid=1, start_ticks=1)
+        run = await extension.store.claim_next(owner, {}, 10, now=seen)
+        assert run is not None
+    await extension.jobs.engine._adopt_orphans()
+    lost = await api.job(silent["id"])
+    assert lost["state"] == "lost" and "its server on laptop stopped reporting" in lost["error"]
+    assert (await api.job(alive["id"]))["state"] == "starting"
+    # Not ours to kill: end it here so that the test's clean-up has nothing to wait for.
+    assert await extension.store.transition(alive["id"], 1, ("starting",), "lost", now=utcnow())

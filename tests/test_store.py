@@ -121,7 +121,8 @@ async def test_two_servers_claim_each_run_once_within_the_limit(store, store_url
 async def test_adopt_has_one_winner(store):
     await store.add_job(*_job("j"))
     await store.claim_next(_owner("old"), {}, 4, now=T0)
-    results = await asyncio.gather(store.adopt("j", 1, "old", _owner("x")), store.adopt("j", 1, "old", _owner("y")))
+    results = await asyncio.gather(store.adopt("j", 1, "old", _owner("x"), now=T0),
+                                   store.adopt("j", 1, "old", _owner("y"), now=T0))
     assert sorted(results) == [False, True]
     assert (await store.get_run("j", 1)).owner.instance in ("x", "y")
 
@@ -164,7 +165,7 @@ async def test_a_store_of_the_first_release_upgrades_in_place_and_keeps_its_jobs
 
     store = JobStore(url)
     try:
-        assert current_revision(store.engine) == "0002"
+        assert current_revision(store.engine) == "0003"
         job = await store.get_job("old1")
         assert job.name == "first release job" and job.args == ["x"] and job.code == "print(1)"
         run = job.runs[0]
@@ -175,3 +176,22 @@ async def test_a_store_of_the_first_release_upgrades_in_place_and_keeps_its_jobs
     finally:
         store.close()
     JobStore(url).close()  # opening it again changes nothing
+
+
+async def test_tenants_sharing_a_store_see_and_run_only_their_own_jobs(store_url):
+    alice, bob = JobStore(store_url, tenant="alice"), JobStore(store_url, tenant="bob")
+    try:
+        await alice.add_job(*_job("a1"))
+        await bob.add_job(*_job("b1"))
+        assert [j.id for j in (await alice.list_jobs(states=None, cluster_id=None, name=None, sort="created_at",
+                                                      descending=True, limit=10, offset=0))[0]] == ["a1"]
+        assert await alice.get_job("b1") is None and await alice.get_run("b1", 1) is None
+        assert await alice.transition("b1", 1, ("queued",), "killed", now=T0) is None
+        assert not await alice.delete_job("b1", from_states=("queued",))
+        # Each tenant's server claims only its own runs, within its own limit.
+        assert (await alice.claim_next(_owner("a"), {}, 1, now=T0)).job_id == "a1"
+        assert await alice.claim_next(_owner("a"), {}, 1, now=T0) is None
+        assert (await bob.claim_next(_owner("b"), {}, 1, now=T0)).job_id == "b1"
+    finally:
+        alice.close()
+        bob.close()

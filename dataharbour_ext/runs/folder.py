@@ -29,6 +29,16 @@ FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 
 
+def clear_outcome(run_dir: str | Path, *names: str) -> None:
+    """Remove what an earlier launch in this folder recorded (a run queued again after a
+    launch that was never released), so it cannot be taken for this launch's outcome."""
+    for name in (SUPERVISOR_FILE, EXIT_FILE, *names):
+        try:
+            os.unlink(Path(run_dir) / name)
+        except FileNotFoundError:
+            pass
+
+
 def create(run_dir: str | Path) -> Path:
     path = Path(run_dir)
     path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from ..models import JobState
 from ..runs import folder
 from ..runs.backend import LaunchError, RunBackend
-from ..runs.identity import HOSTNAME, ProcessIdentity, boot_id
+from ..runs.identity import ProcessIdentity, boot_id, host_identity
 from ..runs.process import Supervised
+from ..secrets import redact_text
 from ..spark import driver_log
 from ..store import JobStore, Owner, RunRecord
 from ..store.log_files import read_tail
@@ -30,6 +31,7 @@ log = logging.getLogger("dataharbour_ext.jobs")
 
 ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
 FORCE_STOP_MARGIN = 15.0  # seconds past the grace before the supervisor itself is killed
+SETTLE_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -40,6 +42,10 @@ class EngineConfig:
     # How often the store is asked for work other servers may have freed or left behind.
     admission_interval: float = 1.0
     adoption_interval: float = 5.0
+    heartbeat_interval: float = 10.0
+    # A run whose owner on another host has not reported for this long is `lost`. Clocks of
+    # servers sharing a store may differ by well under this.
+    owner_timeout: float = 120.0
     spark_local_ip: str = "127.0.0.1"
 
 
@@ -56,6 +62,7 @@ class Watched:
     signals_mtime: float | None = None
     settling: bool = False
     stop_requested: bool = False
+    retry_at: float = 0.0  # loop time before which a failed settle is not tried again
 
     @property
     def key(self) -> tuple[str, int]:
@@ -64,12 +71,13 @@ class Watched:
 
 def this_server() -> Owner:
     me = ProcessIdentity.of(os.getpid())
-    return Owner(HOSTNAME, boot_id(), uuid.uuid4().hex, os.getpid(), me.start_ticks if me else 0)
+    return Owner(host_identity(), boot_id(), uuid.uuid4().hex, os.getpid(), me.start_ticks if me else 0)
 
 
 def owner_is_gone(owner: Owner | None, me: Owner) -> bool:
     """True only when it is provable: no owner recorded (a store from before owners), or an
-    owner on this host that belongs to an earlier boot or whose process no longer runs."""
+    owner on this host (same machine id and pid namespace) that belongs to an earlier boot
+    or whose process no longer runs. Another host's server is never declared gone here."""
     if owner is None:
         return True
     if owner.instance == me.instance or owner.host != me.host:
@@ -102,7 +110,12 @@ class RunEngine:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._adopt_orphans()
+        """Adopt what an earlier server left, then admit and watch. A store that fails now
+        is retried by the loops (adoption every `adoption_interval`), never fatal."""
+        try:
+            await self._adopt_orphans()
+        except Exception:
+            log.exception("DataHarbour: adopting runs left by an earlier server failed; retrying later")
         self._tasks = [
             asyncio.create_task(self._admission_loop(), name="dataharbour-admission"),
             asyncio.create_task(self._watch_loop(), name="dataharbour-watch"),
@@ -145,16 +158,18 @@ class RunEngine:
             run = await self.store.claim_next(self.owner, limits, self.config.max_concurrent_jobs, now=utcnow())
             if run is None:
                 return
-            await self.on_change(run.job_id)
             await self._launch(run)
 
     async def _launch(self, run: RunRecord) -> None:
         """Prepare and start a claimed run. Whatever goes wrong ends this run `failed` with
-        the reason; the queue moves on."""
-        job = await self.store.get_job(run.job_id)
-        cluster = self.clusters.get(run.cluster_id)
-        backend = self.backends.get(run.backend)
+        the reason and the queue moves on: a run this server claimed never stays `starting`
+        with nobody launching it."""
+        supervised: Supervised | None = None
         try:
+            await self.on_change(run.job_id)
+            job = await self.store.get_job(run.job_id)
+            cluster = self.clusters.get(run.cluster_id)
+            backend = self.backends.get(run.backend)
             if job is None:
                 raise LaunchError("the job record is gone")
             if cluster is None:
@@ -163,21 +178,35 @@ class RunEngine:
                 raise LaunchError(f"no run backend {run.backend!r} on this server")
             await asyncio.to_thread(backend.prepare, job, run, cluster)
             supervised = await asyncio.to_thread(backend.launch, run.run_dir)
-        except (LaunchError, OSError, ValueError) as error:
-            await self._end(run, JobState.failed, error=f"could not launch the run: {error}")
+            identity = supervised.identity
+            await self.store.update_run(run.job_id, run.attempt, pid=identity.pid,
+                                        pid_start_ticks=identity.start_ticks, pid_boot_id=identity.boot_id)
+            # Watched before released: a kill from now on reaches the supervisor, and one
+            # that came earlier is in the store.
+            watched = self._watch(run, backend, supervised)
+            current = await self.store.get_run(run.job_id, run.attempt)
+            if current is not None and current.kill_requested:
+                watched.stop_requested = True
+                supervised.request_stop()
+        except Exception as error:
+            if supervised is not None:
+                supervised.abandon()  # it ends at once without running anything
+                watched = self._watched.get(run.job_id)
+                if watched is not None and watched.supervised is supervised:
+                    del self._watched[run.job_id]
+                    self._close_exit_fd(watched)
+                supervised.reap()
+            reason = str(error) if isinstance(error, (LaunchError, OSError, ValueError)) else repr(error)
+            if not isinstance(error, LaunchError | OSError | ValueError):
+                log.exception("DataHarbour: launching job %s attempt %s failed", run.job_id, run.attempt)
+            try:
+                await self._end(run, JobState.failed, error=f"could not launch the run: {reason}")
+            except Exception:
+                log.exception("DataHarbour: recording the failed launch of job %s failed", run.job_id)
             return
-        identity = supervised.identity
-        await self.store.update_run(run.job_id, run.attempt, pid=identity.pid,
-                                    pid_start_ticks=identity.start_ticks, pid_boot_id=identity.boot_id)
-        # Watched before released: a kill from now on reaches the supervisor, and one that
-        # came earlier is in the store.
-        watched = self._watch(run, backend, supervised)
-        current = await self.store.get_run(run.job_id, run.attempt)
-        if current is not None and current.kill_requested:
-            watched.stop_requested = True
-            supervised.request_stop()
         supervised.release()
-        log.info("DataHarbour: job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt, identity.pid)
+        log.info("DataHarbour: job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt,
+                 supervised.identity.pid)
 
     # ---- watching --------------------------------------------------------------------
 
@@ -210,6 +239,7 @@ class RunEngine:
     async def _watch_loop(self) -> None:
         ticks_per_admission = max(1, round(self.config.admission_interval / self.config.poll_interval))
         ticks_per_adoption = max(1, round(self.config.adoption_interval / self.config.poll_interval))
+        ticks_per_heartbeat = max(1, round(self.config.heartbeat_interval / self.config.poll_interval))
         tick = 0
         while True:
             await asyncio.sleep(self.config.poll_interval)
@@ -224,11 +254,13 @@ class RunEngine:
                     await self._stop_runs_killed_elsewhere()
                 if tick % ticks_per_adoption == 0:
                     await self._adopt_orphans()
+                if tick % ticks_per_heartbeat == 0 and self._watched:
+                    await self.store.heartbeat(self.owner, utcnow())
             except Exception:
                 log.exception("DataHarbour: periodic run upkeep failed")
 
     async def _check(self, watched: Watched) -> None:
-        if watched.settling:
+        if watched.settling or asyncio.get_running_loop().time() < watched.retry_at:
             return
         if not watched.marked_running:
             await self._read_signals(watched)
@@ -260,21 +292,25 @@ class RunEngine:
             await self.on_change(watched.run.job_id)
 
     async def _settle(self, watched: Watched) -> None:
-        """The supervisor has exited: record how the run ended."""
+        """The supervisor has exited: record how the run ended. If the store fails meanwhile
+        the run stays watched and the watch loop tries again a little later."""
         self._close_exit_fd(watched)
         watched.supervised.reap()
-        run_dir = watched.run.run_dir
-        status = await asyncio.to_thread(folder.read_exit_status, run_dir)
-        if not watched.marked_running:
-            await self._read_signals(watched)  # a short run may have come up and ended between ticks
         try:
+            status = await asyncio.to_thread(folder.read_exit_status, watched.run.run_dir)
+            if not watched.marked_running:
+                await self._read_signals(watched)  # a short run may have come up and ended between ticks
             run = await self.store.get_run(*watched.key)
             if run is not None and run.state in ACTIVE:
                 await self._settle_from_status(run, status, watched.stop_requested)
-        finally:
-            if self._watched.get(watched.run.job_id) is watched:
-                del self._watched[watched.run.job_id]
-            watched.ended.set()  # a kill waiting on it answers with the settled state
+        except Exception:
+            log.exception("DataHarbour: settling job %s failed; trying again", watched.run.job_id)
+            watched.retry_at = asyncio.get_running_loop().time() + SETTLE_RETRY_SECONDS
+            watched.settling = False
+            return
+        if self._watched.get(watched.run.job_id) is watched:
+            del self._watched[watched.run.job_id]
+        watched.ended.set()  # a kill waiting on it answers with the settled state
 
     async def _settle_from_status(self, run: RunRecord, status: dict | None, stop_requested: bool = False) -> None:
         exit_code = status.get("returncode") if status else None
@@ -319,6 +355,7 @@ class RunEngine:
     async def _end(self, run: RunRecord, state: JobState, *, exit_code: int | None = None,
                    error: str | None = None, ended: datetime | None = None,
                    from_states: tuple[str, ...] | None = None) -> bool:
+        error = redact_text(error) if error else None  # a log line may quote a credential
         changed = await self.store.transition(
             run.job_id, run.attempt, from_states or sources(state), state.value, now=utcnow(),
             finished_at=ended or utcnow(), exit_code=exit_code, error=error,
@@ -361,7 +398,10 @@ class RunEngine:
             log.warning("DataHarbour: job %s: supervisor did not stop in time; killed %d processes",
                         watched.run.job_id, killed)
             self._settle_soon(watched)
-            await asyncio.wait_for(watched.ended.wait(), FORCE_STOP_MARGIN)
+            try:
+                await asyncio.wait_for(watched.ended.wait(), FORCE_STOP_MARGIN)
+            except asyncio.TimeoutError:
+                log.error("DataHarbour: job %s: its end could not be recorded yet", watched.run.job_id)
 
     async def _wait_settled(self, run: RunRecord, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -392,15 +432,31 @@ class RunEngine:
         """Take over active runs whose owner is provably gone: settle those that ended,
         re-attach to those still going, mark `lost` those whose supervisor vanished."""
         for run in await self.store.runs_in_states(ACTIVE):
-            if run.job_id in self._watched or not owner_is_gone(run.owner, self.owner):
+            if run.job_id in self._watched:
+                continue
+            if not owner_is_gone(run.owner, self.owner):
+                await self._give_up_on_a_silent_owner(run)
                 continue
             previous = run.owner.instance if run.owner else None
-            if not await self.store.adopt(run.job_id, run.attempt, previous, self.owner):
+            if not await self.store.adopt(run.job_id, run.attempt, previous, self.owner, now=utcnow()):
                 continue  # another server adopted it first
             try:
                 await self._resume(run)
             except Exception:
                 log.exception("DataHarbour: resuming job %s attempt %s failed", run.job_id, run.attempt)
+
+    async def _give_up_on_a_silent_owner(self, run: RunRecord) -> None:
+        """A run owned by a server on another host that stopped reporting: nothing here can
+        reach its processes, so it is `lost`, and its slot and its job are free again."""
+        owner = run.owner
+        if owner is None or owner.instance == self.owner.instance or owner.host == self.owner.host:
+            return  # ours, or provable on this host (its owner is alive)
+        seen = run.owner_seen_at or run.started_at
+        if seen is None or (utcnow() - seen).total_seconds() < self.config.owner_timeout:
+            return
+        host = owner.host.split("/", 1)[0]
+        await self._end(run, JobState.lost, error=f"its server on {host} stopped reporting "
+                                                  f"(last seen {seen.isoformat(timespec='seconds')}Z)")
 
     async def _resume(self, run: RunRecord) -> None:
         backend = self.backends.get(run.backend)

@@ -10,6 +10,8 @@ the SparkContext is up, so the engine never has to ask the driver's REST API.
 import os
 from pathlib import Path
 
+import psutil
+
 from ..runs import folder
 from ..runs import process as supervision
 from ..runs.backend import LaunchError, RunSignals
@@ -40,6 +42,7 @@ class SparkSubmitBackend:
     def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
         try:
             run_dir = folder.create(run.run_dir)
+            folder.clear_outcome(run_dir, driver_signals.SIGNALS_FILE)
             program = run_dir / PROGRAM_FILE
             _write_private(program, job.code or "")
             spec = SubmitSpec(
@@ -74,7 +77,7 @@ class SparkSubmitBackend:
         return supervision.launch(run_dir, held=True)
 
     def reattach(self, run: RunRecord) -> Supervised | None:
-        identity = folder.read_supervisor(run.run_dir)
+        identity = folder.read_supervisor(run.run_dir) or _first_release_supervisor(run.run_dir)
         if run.pid is not None and run.pid_start_ticks is not None and run.pid_boot_id:
             identity = ProcessIdentity(run.pid, run.pid_start_ticks, run.pid_boot_id)
         if identity is None:
@@ -93,6 +96,21 @@ class SparkSubmitBackend:
 
     def log_path(self, run_dir: str, stream: str = "all") -> str:
         return os.path.join(run_dir, folder.STDOUT_FILE if stream == "stdout" else folder.LOG_FILE)
+
+
+def _first_release_supervisor(run_dir: str) -> ProcessIdentity | None:
+    """A run started by the first release (`{"pid", "started"}` with a wall-clock start):
+    that pid is its supervisor if a process started within the same second still has it.
+    Only runs live across the upgrade need this."""
+    legacy = folder.read_json(os.path.join(run_dir, folder.SUPERVISOR_FILE))
+    if not legacy or not isinstance(legacy.get("pid"), int) or not isinstance(legacy.get("started"), (int, float)):
+        return None
+    try:
+        if abs(psutil.Process(legacy["pid"]).create_time() - legacy["started"]) >= 1.0:
+            return None
+    except psutil.Error:
+        return None
+    return ProcessIdentity.of(legacy["pid"])
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -12,6 +12,9 @@ cluster's admission row while it counts that cluster's active runs.
 
 import asyncio
 import functools
+import getpass
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,6 +37,17 @@ CLAIM_SCAN = 500  # queued runs looked at per claim; their clusters are tried in
 _LATEST = "latest_"
 _JOB_SUMMARY_COLUMNS = [c for c in jobs.c if c.name != "code"] + [c.label(_LATEST + c.name) for c in runs.c]
 _JOB_SUMMARY_FROM = jobs.outerjoin(runs, and_(runs.c.job_id == jobs.c.id, runs.c.attempt == jobs.c.attempt))
+
+
+def default_tenant() -> str:
+    """Whose server this is: the JupyterHub user when there is one (single-user servers on
+    Kubernetes may all run as the same uid), else the operating-system user."""
+    if hub_user := os.environ.get("JUPYTERHUB_USER"):
+        return hub_user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
 
 
 def _engine(url: str) -> Engine:
@@ -130,6 +144,7 @@ def _run_record(row, prefix: str = "") -> RunRecord:
         pid_start_ticks=m["pid_start_ticks"],
         pid_boot_id=m["pid_boot_id"],
         owner=owner,
+        owner_seen_at=m["owner_seen_at"],
         kill_requested=bool(m["kill_requested"]),
     )
 
@@ -173,16 +188,24 @@ def _in_thread(method: Callable) -> Callable:
 
 
 class JobStore:
-    def __init__(self, url: str, threads: int = 4):
+    def __init__(self, url: str, tenant: str | None = None, threads: int = 4):
         self.url = url
+        self.tenant = tenant or default_tenant()
         self.engine = _engine(url)
         self.dialect = self.engine.dialect.name
         upgrade_to_latest(self.engine)
+        self._adopt_rows_without_tenant()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dataharbour-store")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+    def _adopt_rows_without_tenant(self) -> None:
+        """Rows from before tenants (a one-user store) become this server's user's."""
+        with self._write() as db:
+            for table in (jobs, runs):
+                db.execute(update(table).where(table.c.tenant == "").values(tenant=self.tenant))
 
     @contextmanager
     def _write(self):
@@ -204,18 +227,18 @@ class JobStore:
             db.execute(insert(jobs).values(
                 id=job.id, name=job.name, cluster_id=job.cluster_id, state=job.state, code=job.code or "",
                 file=job.file, args=job.args, conf=job.conf, env=job.env, attempt=job.attempt,
-                created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level,
+                created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level, tenant=self.tenant,
             ))
-            db.execute(insert(runs).values(**_run_values(run)))
+            db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))
 
     @_in_thread
     def get_job(self, job_id: str, *, detail: bool = True) -> JobRecord | None:
         with self._read() as db:
             if not detail:
                 row = db.execute(select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM)
-                                 .where(jobs.c.id == job_id)).first()
+                                 .where(jobs.c.id == job_id, jobs.c.tenant == self.tenant)).first()
                 return _job_summary_record(row) if row else None
-            row = db.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            row = db.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.tenant == self.tenant)).first()
             if row is None:
                 return None
             run_rows = db.execute(select(runs).where(runs.c.job_id == job_id).order_by(runs.c.attempt)).all()
@@ -234,7 +257,7 @@ class JobStore:
         offset: int,
     ) -> tuple[list[JobRecord], int]:
         """One page of job summaries (no program text, no runs) and the total that match."""
-        conditions = []
+        conditions = [jobs.c.tenant == self.tenant]
         if states:
             conditions.append(jobs.c.state.in_(list(states)))
         if cluster_id:
@@ -262,19 +285,20 @@ class JobStore:
         with self._write() as db:
             changed = db.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.attempt == expected_attempt, jobs.c.state.in_(list(from_states)))
+                .where(jobs.c.id == job_id, jobs.c.tenant == self.tenant, jobs.c.attempt == expected_attempt,
+                       jobs.c.state.in_(list(from_states)))
                 .values(attempt=run.attempt, state=run.state, updated_at=now)
             ).rowcount
             if changed != 1:
                 return False
-            db.execute(insert(runs).values(**_run_values(run)))
+            db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))
             return True
 
     @_in_thread
     def delete_job(self, job_id: str, *, from_states: Iterable[str]) -> bool:
         """Remove a job and its runs if it is in one of `from_states`."""
         with self._write() as db:
-            state = db.scalar(select(jobs.c.state).where(jobs.c.id == job_id))
+            state = db.scalar(select(jobs.c.state).where(jobs.c.id == job_id, jobs.c.tenant == self.tenant))
             if state is None or state not in set(from_states):
                 return False
             db.execute(delete(runs).where(runs.c.job_id == job_id))
@@ -285,22 +309,27 @@ class JobStore:
     def jobs_finished_before(self, cutoff: datetime, states: Iterable[str], limit: int = 500) -> list[str]:
         with self._read() as db:
             rows = db.execute(
-                select(jobs.c.id).where(jobs.c.state.in_(list(states)), jobs.c.updated_at < cutoff).limit(limit)
+                select(jobs.c.id)
+                .where(jobs.c.tenant == self.tenant, jobs.c.state.in_(list(states)), jobs.c.updated_at < cutoff)
+                .limit(limit)
             ).all()
         return [row[0] for row in rows]
 
     # ---- runs ------------------------------------------------------------------------
 
+    def _run_is(self, job_id: str, attempt: int):
+        return and_(runs.c.job_id == job_id, runs.c.attempt == attempt, runs.c.tenant == self.tenant)
+
     @_in_thread
     def get_run(self, job_id: str, attempt: int) -> RunRecord | None:
         with self._read() as db:
-            row = db.execute(select(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt)).first()
+            row = db.execute(select(runs).where(self._run_is(job_id, attempt))).first()
         return _run_record(row) if row else None
 
     @_in_thread
     def runs_in_states(self, states: Iterable[str], *, owner_instance: str | None = None) -> list[RunRecord]:
         """Runs in the given states (of one owner if given), oldest queued first."""
-        query = select(runs).where(runs.c.state.in_(list(states)))
+        query = select(runs).where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)))
         if owner_instance is not None:
             query = query.where(runs.c.owner_instance == owner_instance)
         with self._read() as db:
@@ -311,7 +340,8 @@ class JobStore:
     def count_active(self, cluster_id: str) -> int:
         with self._read() as db:
             return int(db.scalar(
-                select(func.count()).where(runs.c.cluster_id == cluster_id, runs.c.state.in_(ACTIVE_STATES))
+                select(func.count()).where(runs.c.tenant == self.tenant, runs.c.cluster_id == cluster_id,
+                                           runs.c.state.in_(ACTIVE_STATES))
             ) or 0)
 
     @_in_thread
@@ -328,7 +358,7 @@ class JobStore:
             values.update(_owner_values(values.pop("owner")))
         changed = db.execute(
             update(runs)
-            .where(runs.c.job_id == job_id, runs.c.attempt == attempt, runs.c.state.in_(list(from_states)))
+            .where(self._run_is(job_id, attempt), runs.c.state.in_(list(from_states)))
             .values(state=to_state, **values)
         ).rowcount
         if changed != 1:
@@ -336,7 +366,7 @@ class JobStore:
         db.execute(
             update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt).values(state=to_state, updated_at=now)
         )
-        row = db.execute(select(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt)).first()
+        row = db.execute(select(runs).where(self._run_is(job_id, attempt))).first()
         return _run_record(row)
 
     @_in_thread
@@ -345,7 +375,7 @@ class JobStore:
         if "owner" in values:
             values.update(_owner_values(values.pop("owner")))
         with self._write() as db:
-            db.execute(update(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt).values(**values))
+            db.execute(update(runs).where(self._run_is(job_id, attempt)).values(**values))
             if touch_job is not None:
                 db.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt)
                            .values(updated_at=touch_job))
@@ -359,7 +389,7 @@ class JobStore:
         with self._write() as db:
             queued = db.execute(
                 select(runs.c.job_id, runs.c.attempt, runs.c.cluster_id)
-                .where(runs.c.state == "queued")
+                .where(runs.c.tenant == self.tenant, runs.c.state == "queued")
                 .order_by(runs.c.queued_at, runs.c.job_id)
                 .limit(CLAIM_SCAN)
             ).all()
@@ -370,29 +400,40 @@ class JobStore:
                 tried.add(cluster_id)
                 self._lock_admission(db, cluster_id)
                 active = db.scalar(
-                    select(func.count()).where(runs.c.cluster_id == cluster_id, runs.c.state.in_(ACTIVE_STATES))
+                    select(func.count()).where(runs.c.tenant == self.tenant, runs.c.cluster_id == cluster_id,
+                                               runs.c.state.in_(ACTIVE_STATES))
                 )
                 if active >= limits.get(cluster_id, default_limit):
                     continue
                 run = self._transition(db, job_id, attempt, ("queued",), "starting", now,
-                                       {"started_at": now, "owner": owner})
+                                       {"started_at": now, "owner": owner, "owner_seen_at": now})
                 if run is not None:
                     return run
             return None
 
     def _lock_admission(self, db: Connection, cluster_id: str) -> None:
+        # One lock per tenant and cluster, under a fixed-length key.
+        key = hashlib.sha1(f"{self.tenant}\0{cluster_id}".encode()).hexdigest()
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        db.execute(dialect_insert(admission).values(cluster_id=cluster_id).on_conflict_do_nothing())
+        db.execute(dialect_insert(admission).values(cluster_id=key).on_conflict_do_nothing())
         if self.dialect == "postgresql":
-            db.execute(select(admission.c.cluster_id).where(admission.c.cluster_id == cluster_id).with_for_update())
+            db.execute(select(admission.c.cluster_id).where(admission.c.cluster_id == key).with_for_update())
 
     @_in_thread
-    def adopt(self, job_id: str, attempt: int, previous_instance: str | None, owner: Owner) -> bool:
+    def heartbeat(self, owner: Owner, now: datetime) -> None:
+        """Tell servers on other hosts that this owner still watches its runs."""
+        with self._write() as db:
+            db.execute(update(runs).where(runs.c.tenant == self.tenant, runs.c.owner_instance == owner.instance,
+                                          runs.c.state.in_(ACTIVE_STATES)).values(owner_seen_at=now))
+
+    @_in_thread
+    def adopt(self, job_id: str, attempt: int, previous_instance: str | None, owner: Owner, *,
+              now: datetime) -> bool:
         """Become the owner of a run whose previous owner is gone; one server wins."""
         with self._write() as db:
             condition = (runs.c.owner_instance.is_(None) if previous_instance is None
                          else runs.c.owner_instance == previous_instance)
             return db.execute(
-                update(runs).where(runs.c.job_id == job_id, runs.c.attempt == attempt, condition)
-                .values(**_owner_values(owner))
+                update(runs).where(self._run_is(job_id, attempt), condition)
+                .values(**_owner_values(owner), owner_seen_at=now)
             ).rowcount == 1

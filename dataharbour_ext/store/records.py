@@ -39,6 +39,7 @@ class RunRecord:
     pid_start_ticks: int | None = None
     pid_boot_id: str | None = None
     owner: Owner | None = None
+    owner_seen_at: datetime | None = None
     kill_requested: bool = False
 
 

@@ -35,6 +35,9 @@ jobs = Table(
     Column("created_at", DateTime, nullable=False, index=True),
     Column("updated_at", DateTime, nullable=False, index=True),
     Column("log_level", String(16)),
+    # Whose job: servers sharing one store see, run and change only their own tenant's jobs
+    # (a server can only run code as its own user).
+    Column("tenant", String(256), nullable=False, index=True),
 )
 
 runs = Table(
@@ -63,10 +66,15 @@ runs = Table(
     Column("owner_instance", String(64)),
     Column("owner_pid", Integer),
     Column("owner_start_ticks", BigInteger),
+    Column("tenant", String(256), nullable=False),
+    # The owner's last sign of life: a run whose owner on another host stopped reporting
+    # is `lost` (nothing on this host can prove more, or stop it).
+    Column("owner_seen_at", DateTime),
 )
 Index("ix_runs_state_queued", runs.c.state, runs.c.queued_at)
+Index("ix_runs_tenant_state", runs.c.tenant, runs.c.state)
 
-# One row per cluster: admission locks it (SELECT ... FOR UPDATE) so that two servers
+# One row per tenant and cluster: admission locks it (SELECT ... FOR UPDATE) so that two servers
 # sharing the store cannot both take a cluster's last free slot.
 admission = Table(
     "admission",
