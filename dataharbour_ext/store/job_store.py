@@ -14,7 +14,9 @@ import asyncio
 import functools
 import getpass
 import hashlib
+import itertools
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,12 +32,23 @@ from .records import JobRecord, Owner, RunRecord
 from .tables import admission, jobs, runs
 
 ACTIVE_STATES = ("starting", "running")
-CLAIM_SCAN = 500  # queued runs looked at per claim; their clusters are tried in queue order
+CLAIM_SCAN = 500
+# How long a list's `total` may be reused while this server wrote nothing: counting 100,000
+# rows costs more than the page itself; another server's writes show within this time.
+TOTAL_TTL_SECONDS = 1.0  # queued runs looked at per claim; their clusters are tried in queue order
 
-# A list item: the job without its program, plus its latest run's row (one row per job
-# through the primary key; never the other runs).
-_LATEST = "latest_"
-_JOB_SUMMARY_COLUMNS = [c for c in jobs.c if c.name != "code"] + [c.label(_LATEST + c.name) for c in runs.c]
+# A list item: the job without its program, plus the facts of its latest run (one row per
+# job through the primary key; never the other runs). Read by position: a list of a
+# thousand jobs must cost milliseconds, not a mapping lookup per column.
+_SUMMARY_JOB_COLUMNS = [jobs.c[name] for name in (
+    "id", "name", "cluster_id", "state", "file", "args", "conf", "env", "attempt", "created_at", "updated_at",
+    "log_level",
+)]
+_SUMMARY_RUN_COLUMNS = [runs.c[name].label("latest_" + name) for name in (
+    "attempt", "state", "queued_at", "started_at", "finished_at", "exit_code", "error", "spark_app_id",
+    "spark_ui_url",
+)]
+_JOB_SUMMARY_COLUMNS = _SUMMARY_JOB_COLUMNS + _SUMMARY_RUN_COLUMNS
 _JOB_SUMMARY_FROM = jobs.outerjoin(runs, and_(runs.c.job_id == jobs.c.id, runs.c.attempt == jobs.c.attempt))
 
 
@@ -119,9 +132,8 @@ def _run_values(run: RunRecord) -> dict:
     return values
 
 
-def _run_record(row, prefix: str = "") -> RunRecord:
-    m = {key[len(prefix):]: value for key, value in row._mapping.items() if key.startswith(prefix)} if prefix \
-        else row._mapping
+def _run_record(row) -> RunRecord:
+    m = row._mapping
     owner = None
     if m["owner_instance"] is not None:
         owner = Owner(m["owner_host"], m["owner_boot_id"], m["owner_instance"], m["owner_pid"],
@@ -170,9 +182,15 @@ def _job_record(row, run_rows=()) -> JobRecord:
 
 
 def _job_summary_record(row) -> JobRecord:
-    job = _job_record(row)
-    if row._mapping[_LATEST + "job_id"] is not None:
-        job.runs = [_run_record(row, _LATEST)]
+    (job_id, name, cluster_id, state, file, args, conf, env, attempt, created_at, updated_at, log_level,
+     run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url) = row
+    job = JobRecord(id=job_id, name=name, cluster_id=cluster_id, state=state, file=file, args=list(args or []),
+                    conf=dict(conf or {}), env=dict(env or {}), attempt=attempt, created_at=created_at,
+                    updated_at=updated_at, log_level=log_level)
+    if run_attempt is not None:
+        job.runs = [RunRecord(job_id=job_id, attempt=run_attempt, cluster_id=cluster_id, state=run_state,
+                              run_dir="", queued_at=queued_at, started_at=started_at, finished_at=finished_at,
+                              exit_code=exit_code, error=error, spark_app_id=app_id, spark_ui_url=ui_url)]
     return job
 
 
@@ -188,12 +206,15 @@ def _in_thread(method: Callable) -> Callable:
 
 
 class JobStore:
-    def __init__(self, url: str, tenant: str | None = None, threads: int = 4):
+    def __init__(self, url: str, tenant: str | None = None, threads: int = 2):
         self.url = url
         self.tenant = tenant or default_tenant()
         self.engine = _engine(url)
         self.dialect = self.engine.dialect.name
         upgrade_to_latest(self.engine)
+        self._generations = itertools.count(1)
+        self._generation = 0  # bumped by every write of this store
+        self._totals: dict[tuple, tuple[int, float, int]] = {}
         self._adopt_rows_without_tenant()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dataharbour-store")
 
@@ -209,9 +230,12 @@ class JobStore:
 
     @contextmanager
     def _write(self):
-        with self.engine.connect().execution_options(write=True) as connection:
-            with connection.begin():
-                yield connection
+        try:
+            with self.engine.connect().execution_options(write=True) as connection:
+                with connection.begin():
+                    yield connection
+        finally:
+            self._generation = next(self._generations)
 
     @contextmanager
     def _read(self):
@@ -268,14 +292,25 @@ class JobStore:
         column = jobs.c[sort]
         if sort == "name":
             column = func.lower(column)  # alphabetical as people read it, not by code point
-        order = [column.desc() if descending else column.asc(), jobs.c.id]
+        order = [column.desc(), jobs.c.id.desc()] if descending else [column.asc(), jobs.c.id.asc()]
         with self._read() as db:
-            total = db.scalar(select(func.count()).select_from(jobs).where(*conditions))
+            total = self._total(db, (tuple(states or ()), cluster_id, name), conditions)
             rows = db.execute(
                 select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM)
                 .where(*conditions).order_by(*order).limit(limit).offset(offset)
             ).all()
         return [_job_summary_record(row) for row in rows], int(total or 0)
+
+    def _total(self, db: Connection, key: tuple, conditions: list) -> int:
+        generation, now = self._generation, time.monotonic()
+        cached = self._totals.get(key)
+        if cached and cached[0] == generation and now - cached[1] < TOTAL_TTL_SECONDS:
+            return cached[2]
+        total = int(db.scalar(select(func.count()).select_from(jobs).where(*conditions)) or 0)
+        if len(self._totals) > 256:
+            self._totals.clear()
+        self._totals[key] = (generation, now, total)
+        return total
 
     @_in_thread
     def new_attempt(self, job_id: str, expected_attempt: int, run: RunRecord, *, from_states: Iterable[str],

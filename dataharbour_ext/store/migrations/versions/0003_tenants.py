@@ -23,13 +23,16 @@ def upgrade() -> None:
             batch.add_column(sa.Column("tenant", sa.String(256), nullable=False, server_default=""))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("owner_seen_at", sa.DateTime))
-    op.create_index("ix_jobs_tenant", "jobs", ["tenant"])
+    op.create_index("ix_jobs_tenant_created", "jobs", ["tenant", "created_at", "id"])
+    op.create_index("ix_jobs_tenant_updated", "jobs", ["tenant", "updated_at", "id"])
+    op.create_index("ix_jobs_tenant_state_created", "jobs", ["tenant", "state", "created_at", "id"])
     op.create_index("ix_runs_tenant_state", "runs", ["tenant", "state"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_runs_tenant_state", "runs")
-    op.drop_index("ix_jobs_tenant", "jobs")
+    for index in ("ix_jobs_tenant_state_created", "ix_jobs_tenant_updated", "ix_jobs_tenant_created"):
+        op.drop_index(index, "jobs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("owner_seen_at")
     for table in ("runs", "jobs"):
