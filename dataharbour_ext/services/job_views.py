@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from ..models import Job, JobRun, JobState, JobSummary, redact
+from ..models import Job, JobRun, JobState, JobSummary, as_utc, redact
 from ..store import JobRecord, RunRecord
 from .clock import utcnow
 
@@ -30,12 +30,13 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def run_view(run: RunRecord) -> JobRun:
-    return JobRun(
+    # Built from the store's own records: nothing to validate, and lists build thousands.
+    return JobRun.model_construct(
         attempt=run.attempt,
         state=JobState(run.state),
-        queued_at=run.queued_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
+        queued_at=as_utc(run.queued_at),
+        started_at=as_utc(run.started_at),
+        finished_at=as_utc(run.finished_at),
         duration=_duration(run.started_at, run.finished_at),
         exit_code=run.exit_code,
         spark_app_id=run.spark_app_id,
@@ -55,8 +56,8 @@ def _summary_fields(job: JobRecord, latest: JobRun | None) -> dict:
         args=_safe(list(job.args)),
         conf=redact(_safe(job.conf)),
         env=redact(_safe(job.env)),
-        created_at=job.created_at,
-        updated_at=job.updated_at,
+        created_at=as_utc(job.created_at),
+        updated_at=as_utc(job.updated_at),
         attempt=job.attempt,
         started_at=latest.started_at if latest else None,
         finished_at=latest.finished_at if latest else None,
@@ -71,7 +72,7 @@ def job_summary_view(job: JobRecord) -> JobSummary:
     """A list item: no program text and no runs; the latest run's facts come with the
     record (the store reads that one run only)."""
     latest = next((run_view(run) for run in job.runs if run.attempt == job.attempt), None)
-    return JobSummary(**_summary_fields(job, latest))
+    return JobSummary.model_construct(**_summary_fields(job, latest))
 
 
 def job_view(job: JobRecord) -> Job:

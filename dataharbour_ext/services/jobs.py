@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -94,6 +95,10 @@ class JobService:
         self._killing: set[str] = set()  # jobs whose kill waits for the run's processes to end
         self._retention: asyncio.Task | None = None
         self._started = asyncio.Event()
+        # CPU work (log pages, views of long lists) on one thread: every extra busy thread is
+        # one more contender for the GIL that Jupyter's event loop needs back after each
+        # system call.
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataharbour-render")
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -110,6 +115,7 @@ class JobService:
         if self._retention:
             self._retention.cancel()
         await self.engine.stop()
+        self._cpu.shutdown(wait=False)
 
     async def kill_all(self) -> None:
         """Kill every queued and active job (tests, and shutdown hooks that ask for it)."""
@@ -137,7 +143,7 @@ class JobService:
             offset=query.offset,
         )
         # Building a thousand views is CPU work: a thread, which yields the GIL between them.
-        jobs = await asyncio.to_thread(lambda: [job_summary_view(record) for record in records])
+        jobs = await self._on_cpu_thread(lambda: [job_summary_view(record) for record in records])
         return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
 
     @after_start
@@ -150,9 +156,9 @@ class JobService:
         path = self._backend(run).log_path(run.run_dir, query.stream)
         final = JobState(run.state).is_terminal
         if query.tail:
-            part = await asyncio.to_thread(read_tail, path, query.tail, final=final)
+            part = await self._on_cpu_thread(read_tail, path, query.tail, final=final)
         else:
-            part = await asyncio.to_thread(read_page, path, query.offset, query.limit, final=final)
+            part = await self._on_cpu_thread(read_page, path, query.offset, query.limit, final=final)
         return LogPage(
             job_id=job_id,
             attempt=attempt,
@@ -274,6 +280,9 @@ class JobService:
         log.info("DataHarbour: job %s deleted", job_id)
 
     # ---- internals -------------------------------------------------------------------
+
+    async def _on_cpu_thread(self, function, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, functools.partial(function, *args, **kwargs))
 
     async def _program(self, request: JobSubmit) -> str:
         if request.code is not None and request.file is not None:
