@@ -43,6 +43,8 @@ sys.path.insert(0, BENCH_DIR)
 from api_list import fill_store  # noqa: E402
 from server import TERMINAL_STATES, BenchError, BenchServer, run_bench  # noqa: E402
 
+from dataharbour_ext.store.log_files import MAX_TAIL_BYTES  # noqa: E402
+
 SPARK_PROGRAM = (
     "import time\n"
     "from pyspark.sql import SparkSession\n"
@@ -243,9 +245,12 @@ async def run(server: BenchServer, options) -> None:
                     response = await client.get(f"{path}?tail=100000")
                     log_stats["tail"].append(time.perf_counter() - t0)
                     log_stats["bytes"] += len(response.content)
-                    expected = min(100000, size // (len(LINE_BODY) + 11))
-                    if len(response.json()["lines"]) < expected:
-                        raise BenchError(f"tail=100000 returned fewer than {expected} lines")
+                    # A response carries at most MAX_TAIL_BYTES of log: the newest lines that fit.
+                    line_bytes = len(LINE_BODY) + 11
+                    expected = min(100000, size // line_bytes, MAX_TAIL_BYTES // line_bytes - 1)
+                    page = response.json()
+                    if len(page["lines"]) < expected or page["next_offset"] != page["size"]:
+                        raise BenchError(f"tail=100000 returned {len(page['lines'])} lines, not the last {expected}")
 
             await asyncio.gather(*(pager(i / 4) for i in range(4)), *(tailer() for _ in range(4)))
 
@@ -370,7 +375,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, httpx {httpx.__version__}")
     python_path = os.pathsep.join(p for p in (BENCH_DIR, os.environ.get("PYTHONPATH")) if p)
     server = BenchServer(
-        extra_args=["--DataHarbourApp.class_data_sharing=False"],
+        extra_args=["--DataHarbourApp.class_data_sharing=False", *os.environ.get("BENCH_SERVER_ARGS", "").split()],
         extensions={"loop_probe": True},
         extra_env={"PYTHONPATH": python_path},
     )

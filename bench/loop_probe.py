@@ -63,9 +63,18 @@ class _Probe:
             time.sleep(0.010)
             if time.perf_counter() - self.last_tick < TICK + STALL:
                 continue
-            frame = sys._current_frames().get(self.loop_thread)
+            all_frames = sys._current_frames()
+            frame = all_frames.get(self.loop_thread)
             if frame is None:
                 continue
+            if os.environ.get("LOOP_PROBE_ALL_THREADS"):
+                names = {t.ident: t.name for t in threading.enumerate()}
+                for ident, other in all_frames.items():
+                    if ident in (self.loop_thread, threading.get_ident()):
+                        continue
+                    top = traceback.extract_stack(other)[-3:]
+                    self.stalls["   other " + names.get(ident, "?") + ": " + " <- ".join(
+                        f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(top))] += 1
             frames = traceback.extract_stack(frame)
             # The innermost frames of the project, Tornado or pydantic: where the time goes.
             picked = [f for f in frames if "asyncio" not in f.filename][-5:]

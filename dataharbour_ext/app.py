@@ -1,7 +1,9 @@
 """DataHarbourApp: the Jupyter Server extension. Config, services and the handler table."""
 
+import gc
 import logging
 import os
+import sys
 from urllib.parse import quote
 
 from jupyter_core.paths import jupyter_data_dir
@@ -57,6 +59,23 @@ class DataHarbourApp(ExtensionApp):
     class_data_sharing = Bool(
         True, help="Build a JVM class-data archive of Spark's classes after start-up and give it to every Spark "
         "JVM the extension launches (about twice as fast cold starts; a missing archive only costs speed).",
+    ).tag(config=True)
+
+    run_niceness = Integer(
+        5, min=0, max=19,
+        help="CPU niceness of runs (0-19): Spark yields the CPU to Jupyter and notebooks when both want it.",
+    ).tag(config=True)
+    freeze_gc_after_start = Bool(
+        True,
+        help="After start-up, move the server's objects out of the garbage collector's way (gc.freeze): "
+        "full collections then scan only newer objects instead of stopping the event loop for tens of "
+        "milliseconds while a thread builds a large list.",
+    ).tag(config=True)
+    gil_switch_interval = Float(
+        0.001,
+        help="Seconds a thread may hold the GIL before the event loop gets a turn (Python's default is "
+        "0.005). Store queries, log reads and view building run in threads; a shorter interval keeps "
+        "the server answering while they work. 0 leaves Python's setting alone.",
     ).tag(config=True)
 
     # ---- jobs -------------------------------------------------------------------------
@@ -115,6 +134,8 @@ class DataHarbourApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self._route_service_logs()
+        if self.gil_switch_interval > 0:
+            sys.setswitchinterval(self.gil_switch_interval)
         # Job records and run folders can hold credentials (env, conf): owner-only.
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
@@ -136,6 +157,7 @@ class DataHarbourApp(ExtensionApp):
                 stop_grace_seconds=self.kill_grace_seconds,
                 class_data=self.class_data,
                 default_log_level=self.log_level,
+                niceness=self.run_niceness,
             )
         }
         config = JobServiceConfig(
@@ -161,6 +183,9 @@ class DataHarbourApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.jobs.start()
+        if self.freeze_gc_after_start:
+            gc.collect()
+            gc.freeze()
         self.class_data.build_in_background()
         logging.getLogger("dataharbour_ext").info(
             "DataHarbour: default cluster on %s, store %s, state in %s",

@@ -155,8 +155,10 @@ def foreign_server():
 
 async def test_proxy_refuses_a_port_the_run_does_not_own(api, extension, foreign_server):
     job = await api.submit(name="pretender", code="import time\nprint('up', flush=True)\ntime.sleep(600)\n")
-    await api.wait(job["id"], states={"starting"})
-    run = await extension.store.get_run(job["id"], 1)
+    deadline = time.monotonic() + 60
+    while (run := await extension.store.get_run(job["id"], 1)).pid is None:  # launched: its folder is ready
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
     # What a program could write as well: the engine's signals file, naming a foreign port.
     with open(os.path.join(run.run_dir, "spark.json"), "w") as f:
         json.dump({"app_id": "local-1", "ui_url": f"http://127.0.0.1:{foreign_server}", "ready_at": time.time()}, f)

@@ -95,6 +95,7 @@ def write_command(
     cwd: str | Path,
     stop_grace_seconds: float = 10.0,
     leftover_grace_seconds: float = 5.0,
+    niceness: int = 0,
 ) -> None:
     """What the supervisor runs. `env_overlay` holds only what differs from the environment
     the supervisor inherits, so the server's own environment never lands on disk."""
@@ -106,5 +107,6 @@ def write_command(
             "cwd": str(cwd),
             "stop_grace_seconds": float(stop_grace_seconds),
             "leftover_grace_seconds": float(leftover_grace_seconds),
+            "niceness": int(niceness),
         },
     )

@@ -31,8 +31,10 @@ class SparkSubmitBackend:
     name = "spark-submit"
 
     def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
-                 class_data: ClassDataArchive | None = None, default_log_level: str | None = None):
+                 class_data: ClassDataArchive | None = None, default_log_level: str | None = None,
+                 niceness: int = 0):
         self.root_dir = root_dir
+        self.niceness = niceness
         self.log_config = SparkLogConfig(state_dir)
         self.local_ip = local_ip
         self.stop_grace_seconds = stop_grace_seconds
@@ -65,7 +67,7 @@ class SparkSubmitBackend:
                 spec.properties_file = str(run_dir / PROPERTIES_FILE)
                 write_properties(spec.properties_file, conf)
             folder.write_command(run_dir, build_command(spec), build_environment_overlay(spec), self.root_dir,
-                                 stop_grace_seconds=self.stop_grace_seconds)
+                                 stop_grace_seconds=self.stop_grace_seconds, niceness=self.niceness)
         except UnicodeError as error:
             raise LaunchError(f"the job holds text that cannot be written as UTF-8 ({error.reason})") from None
         except OSError as error:

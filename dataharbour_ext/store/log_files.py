@@ -11,8 +11,8 @@ from dataclasses import dataclass
 BLOCK = 64 * 1024
 # One response carries at most this much log text: encoding a bigger one holds the GIL
 # (and so Jupyter's event loop) for tens of milliseconds, whichever thread does it.
-MAX_PAGE_BYTES = 2 * 1024 * 1024
-MAX_TAIL_BYTES = 2 * 1024 * 1024
+MAX_PAGE_BYTES = 512 * 1024
+MAX_TAIL_BYTES = 512 * 1024
 
 
 @dataclass
