@@ -117,6 +117,18 @@ def _run_processes(marker: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.fixture
+def supervisors():
+    """Every run supervisor a test starts itself; whatever still runs at the end is force-stopped."""
+    started = []
+    yield started
+    for supervised in started:
+        if supervised.alive():
+            supervised.force_stop()
+        supervised.reap()
+        supervised.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_leftover_processes(tmp_path_factory):
     """After the session, nothing started under the session's temp dirs may still run.

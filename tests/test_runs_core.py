@@ -34,18 +34,6 @@ def wait_until(predicate, timeout=DEADLINE, what="condition"):
 
 
 @pytest.fixture
-def supervisors():
-    """Every supervisor a test starts; whatever still runs at the end is force-stopped."""
-    started: list[Supervised] = []
-    yield started
-    for supervised in started:
-        if supervised.alive():
-            supervised.force_stop()
-        supervised.reap()
-        supervised.close()
-
-
-@pytest.fixture
 def run_dir(tmp_path):
     return folder.create(tmp_path / "runs" / "run-1")
 

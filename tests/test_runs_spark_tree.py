@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from dataharbour_ext.runs import folder
-from dataharbour_ext.runs.process import Supervised, descendants, launch
+from dataharbour_ext.runs.process import descendants, launch
 
 SPARK_SUBMIT = str(Path(__import__("pyspark").__file__).parent / "bin" / "spark-submit")
 # JVM start on 2 busy cores (other suites may run Spark meanwhile) can take a while.
@@ -33,17 +32,6 @@ def cmdline(pid):
         return " ".join(psutil.Process(pid).cmdline())
     except psutil.Error:
         return ""
-
-
-@pytest.fixture
-def supervisors():
-    started: list[Supervised] = []
-    yield started
-    for supervised in started:
-        if supervised.alive():
-            supervised.force_stop()
-        supervised.reap()
-        supervised.close()
 
 
 def test_stop_leaves_no_pyspark_worker_behind(tmp_path, supervisors):
