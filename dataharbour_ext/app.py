@@ -62,8 +62,9 @@ class DataHarbourApp(ExtensionApp):
     ).tag(config=True)
 
     run_niceness = Integer(
-        5, min=0, max=19,
-        help="CPU niceness of runs (0-19): Spark yields the CPU to Jupyter and notebooks when both want it.",
+        10, min=0, max=19,
+        help="CPU niceness of runs and of their session's scheduling group (0-19): Spark yields the CPU to "
+        "Jupyter and notebooks when both want it; alone on the machine it runs at full speed.",
     ).tag(config=True)
     freeze_gc_after_start = Bool(
         True,

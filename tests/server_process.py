@@ -96,3 +96,15 @@ class ServerProcess:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(30)
+
+
+def stop_runs_under(folder: str) -> None:
+    """SIGKILL every process whose command line names `folder` (the runs of a test's servers)."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.pid != os.getpid() and any(folder in part for part in process.info["cmdline"] or ()):
+                process.kill()
+        except psutil.Error:
+            continue

@@ -7,7 +7,7 @@ import time
 
 import psutil
 import pytest
-from server_process import TERMINAL, ServerProcess
+from server_process import TERMINAL, ServerProcess, stop_runs_under
 
 # Waits for a gate file in the Jupyter root (the job's working directory), so the test, not
 # the clock, decides when it ends.
@@ -29,6 +29,7 @@ def server(tmp_path, store_url):
     server = ServerProcess(str(tmp_path), db_url=store_url)
     yield server
     server.kill()
+    stop_runs_under(str(tmp_path))  # runs outlive their server by design
 
 
 def _kill_run_tree(run_dir: str) -> None:
@@ -36,7 +37,9 @@ def _kill_run_tree(run_dir: str) -> None:
     with open(os.path.join(run_dir, "supervisor.json")) as f:
         pid = json.load(f)["pid"]
     supervisor = psutil.Process(pid)
-    for process in [*supervisor.children(recursive=True), supervisor]:
+    below = supervisor.children(recursive=True)
+    # The supervisor first: were its program killed before it, it would record that end.
+    for process in [supervisor, *below]:
         try:
             process.kill()
         except psutil.Error:

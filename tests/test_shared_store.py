@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from server_process import TERMINAL, ServerProcess
+from server_process import TERMINAL, ServerProcess, stop_runs_under
 
 PROGRAM = """
 import os, time
@@ -27,6 +27,7 @@ def servers(tmp_path, store_url):
     yield pair
     for server in pair:
         server.kill()
+    stop_runs_under(str(tmp_path))  # runs outlive their server by design
 
 
 def test_two_servers_run_each_job_once_and_agree(servers):

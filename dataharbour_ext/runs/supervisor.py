@@ -218,6 +218,20 @@ def could_not_start(run_dir: Path, what: str, reason: str, stop_requested: bool)
     return 0
 
 
+def lower_priority(niceness: int) -> None:
+    """Give the run less CPU than Jupyter when both want it. The supervisor leads its own
+    session, which the kernel's autogroup scheduling treats as one group competing with the
+    server's session as an equal, whatever the nice value of its processes: so the group's
+    own nice value is set too (where the kernel has autogroups)."""
+    if niceness <= 0:
+        return
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(niceness))
+    except OSError:
+        pass  # no autogroup scheduling here: the processes' own nice value is what counts
+
+
 def wait_for_release() -> bool:
     """The launcher writes `go` to our stdin once it has recorded who we are; EOF without it
     means the launcher died first, and the run must not start unrecorded."""
@@ -261,6 +275,7 @@ def main(run_dir: Path) -> int:
         return could_not_start(
             run_dir, "the run", f"{folder.COMMAND_FILE} is missing or malformed", signals.stop_requested
         )
+    lower_priority(command["niceness"])
     if not wait_for_release():
         write_exit(run_dir, -1, signals.stop_requested, 0, released=False)
         print("DataHarbour supervisor: the launcher never released the run; not started", flush=True)
