@@ -8,6 +8,7 @@ from urllib.parse import quote
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 from tornado import web
 
 from ..errors import DataHarbourError, InvalidInput, PayloadTooLarge
@@ -151,7 +152,13 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
     def write_model(self, model: BaseModel, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(model.model_dump_json())
+        try:
+            body = model.model_dump_json()
+        except PydanticSerializationError:
+            # A record stored before today's input checks (or by hand) may hold text UTF-8
+            # cannot encode (a lone surrogate): JSON can still carry it as an escape.
+            body = json.dumps(model.model_dump(mode="json"), ensure_ascii=True)
+        self.finish(body)
 
 
 def _query_name(raw_key: str) -> str:

@@ -1,5 +1,7 @@
 """Turns a job's `file` (a contents-manager path) into the program text to run."""
 
+import asyncio
+
 import nbformat
 from jupyter_core.utils import ensure_async
 
@@ -21,6 +23,10 @@ def notebook_to_script(notebook_json: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def notebook_text_to_script(text: str) -> str:
+    return notebook_to_script(nbformat.reads(text, as_version=4))
+
+
 async def read_program(contents_manager, path: str, max_bytes: int) -> str:
     """Snapshot the program at `path` (.py or .ipynb) through the contents manager."""
     path = path.strip().lstrip("/")
@@ -35,10 +41,11 @@ async def read_program(contents_manager, path: str, max_bytes: int) -> str:
         limit = max_bytes * NOTEBOOK_SIZE_FACTOR if path.endswith(".ipynb") else max_bytes
         if size is not None and size > limit:
             raise PayloadTooLarge(f"file: {path!r} is larger than {limit} bytes")
-        if path.endswith(".ipynb"):
-            model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
-            return notebook_to_script(model["content"])
         model = await ensure_async(contents_manager.get(path, content=True, type="file", format="text"))
+        if path.endswith(".ipynb"):
+            # Parsed here, in a thread: the contents manager's notebook model would validate
+            # the whole notebook (outputs included) on the event loop.
+            return await asyncio.to_thread(notebook_text_to_script, model["content"])
     except (InvalidInput, PayloadTooLarge):
         raise
     except Exception as error:  # the contents manager's HTTPError (outside root, bad name) or decoding error

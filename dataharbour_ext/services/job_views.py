@@ -7,22 +7,6 @@ from ..store import JobRecord, RunRecord
 from .clock import utcnow
 
 
-def _safe(value):
-    """Text a response can always carry: a record written before today's input checks (or
-    by hand) may hold lone surrogates that JSON's UTF-8 cannot encode; they show as '?'."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", errors="replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_safe(k): _safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_safe(v) for v in value]
-    return value
-
-
 def _duration(start: datetime | None, end: datetime | None) -> float | None:
     if start is None:
         return None
@@ -41,21 +25,21 @@ def run_view(run: RunRecord) -> JobRun:
         exit_code=run.exit_code,
         spark_app_id=run.spark_app_id,
         spark_ui_url=run.spark_ui_url,
-        error=_safe(run.error),
+        error=run.error,
     )
 
 
 def _summary_fields(job: JobRecord, latest: JobRun | None) -> dict:
     return dict(
         id=job.id,
-        name=_safe(job.name),
-        cluster_id=_safe(job.cluster_id),
+        name=job.name,
+        cluster_id=job.cluster_id,
         state=JobState(job.state),
         source="file" if job.file else "code",
-        file=_safe(job.file),
-        args=_safe(list(job.args)),
-        conf=redact(_safe(job.conf)),
-        env=redact(_safe(job.env)),
+        file=job.file,
+        args=list(job.args),
+        conf=redact(job.conf),
+        env=redact(job.env),
         created_at=as_utc(job.created_at),
         updated_at=as_utc(job.updated_at),
         attempt=job.attempt,
@@ -79,4 +63,4 @@ def job_view(job: JobRecord) -> Job:
     """GET /jobs/{id}: everything, with the program text and every run."""
     runs = [run_view(run) for run in job.runs]
     latest = next((run for run in runs if run.attempt == job.attempt), None)
-    return Job(**_summary_fields(job, latest), code=_safe(job.code), runs=runs)
+    return Job(**_summary_fields(job, latest), code=job.code, runs=runs)

@@ -180,7 +180,7 @@ class JobService:
         watched = self.engine.watched(job_id)
         if watched is None or state is not JobState.running:
             raise Conflict(f"job {job_id} is {state.value}; its driver UI is not up yet")
-        signals = await asyncio.to_thread(watched.backend.signals, watched.run.run_dir)
+        signals = await self._on_cpu_thread(watched.backend.signals, watched.run.run_dir)
         if signals.ui_stopped:
             raise Gone(f"job {job_id} has stopped its SparkContext and driver UI")
         run = await self.store.get_run(job_id, job.attempt)
@@ -188,7 +188,7 @@ class JobService:
             raise Gone(f"job {job_id} runs without a driver UI (spark.ui.enabled is false)")
         # The port comes from a file the program could write too: proxy to it only if the
         # run's own processes really listen there.
-        ports = await asyncio.to_thread(_listening_ports, watched.supervised.identity)
+        ports = await self._on_cpu_thread(_listening_ports, watched.supervised.identity)
         if signals.ui_port not in ports:
             raise Conflict(f"job {job_id}: no process of the run listens on the driver UI port")
         return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)

@@ -196,9 +196,10 @@ class RunEngine:
                     del self._watched[run.job_id]
                     self._close_exit_fd(watched)
                 supervised.reap()
-            reason = str(error) if isinstance(error, (LaunchError, OSError, ValueError)) else repr(error)
-            if not isinstance(error, LaunchError | OSError | ValueError):
+            expected = isinstance(error, LaunchError | OSError | ValueError)  # else a bug: log its traceback
+            if not expected:
                 log.exception("DataHarbour: launching job %s attempt %s failed", run.job_id, run.attempt)
+            reason = str(error) if expected else repr(error)
             try:
                 await self._end(run, JobState.failed, error=f"could not launch the run: {reason}")
             except Exception:
@@ -269,7 +270,7 @@ class RunEngine:
 
     async def _read_signals(self, watched: Watched) -> None:
         """Mark the run `running` once its backend says the engine is up. Costs a stat per
-        tick until then; the signals file is read only when it changed."""
+        tick until then; the signals file is read (in a thread) only when it changed."""
         path = watched.backend.signals_path(watched.run.run_dir)
         try:
             mtime = os.stat(path).st_mtime_ns
@@ -278,7 +279,7 @@ class RunEngine:
         if mtime == watched.signals_mtime:
             return
         watched.signals_mtime = mtime
-        signals = watched.backend.signals(watched.run.run_dir)
+        signals = await asyncio.to_thread(watched.backend.signals, watched.run.run_dir)
         if not signals.ready:
             return
         watched.marked_running = True
@@ -318,15 +319,7 @@ class RunEngine:
         if status and isinstance(status.get("ended_at"), (int, float)):
             ended = datetime.fromtimestamp(status["ended_at"], timezone.utc).replace(tzinfo=None)
         if status and status.get("released") is False:
-            # The server stopped between launching the supervisor and releasing it: the
-            # program never ran. Queue it again.
-            changed = await self.store.transition(run.job_id, run.attempt, ("starting",), JobState.queued.value,
-                                                  now=utcnow(), pid=None, pid_start_ticks=None, pid_boot_id=None,
-                                                  started_at=None)
-            if changed is not None:
-                log.info("DataHarbour: job %s attempt %s was never released; queued again", run.job_id, run.attempt)
-                await self.on_change(run.job_id)
-                self.request_admission()
+            await self._requeue(run, "its supervisor was never released")
             return
         error = None
         if status is not None and status.get("stop_requested") is not None:
@@ -345,6 +338,17 @@ class RunEngine:
             state = JobState.failed
             error = status.get("error") or await asyncio.to_thread(self._error_summary, run, exit_code)
         await self._end(run, state, exit_code=exit_code, error=error, ended=ended)
+
+    async def _requeue(self, run: RunRecord, why: str) -> None:
+        """The server stopped before the program ran (no supervisor was ever released for
+        it): the run goes back to the queue instead of failing."""
+        changed = await self.store.transition(run.job_id, run.attempt, ("starting",), JobState.queued.value,
+                                              now=utcnow(), pid=None, pid_start_ticks=None, pid_boot_id=None,
+                                              started_at=None)
+        if changed is not None:
+            log.info("DataHarbour: job %s attempt %s queued again: %s", run.job_id, run.attempt, why)
+            await self.on_change(run.job_id)
+            self.request_admission()
 
     def _error_summary(self, run: RunRecord, exit_code: int | None) -> str:
         backend = self.backends.get(run.backend)
@@ -468,11 +472,7 @@ class RunEngine:
         if supervised is None:
             status = await asyncio.to_thread(folder.read_exit_status, run.run_dir)  # it may just have ended
             if status is None and run.state == JobState.starting.value and run.pid is None:
-                # Claimed but never launched: no supervisor was ever released for it.
-                if await self.store.transition(run.job_id, run.attempt, ("starting",), JobState.queued.value,
-                                               now=utcnow(), started_at=None) is not None:
-                    await self.on_change(run.job_id)
-                    self.request_admission()
+                await self._requeue(run, "it was claimed but never launched")
                 return
             await self._settle_from_status(run, status)
             return
