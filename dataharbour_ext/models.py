@@ -256,7 +256,6 @@ class JobSummary(BaseModel):
 class Job(JobSummary):
     """A job with its program text and every run (`GET /jobs/{id}`, submit, kill, restart)."""
 
-    # TODO(lead): `str` and `list[JobRun]` once job_views builds JobSummary for lists.
     code: str = Field(description="Program text (for a file job, the snapshot that runs).")
     runs: list[JobRun] = Field(description="All attempts, oldest first.")
 

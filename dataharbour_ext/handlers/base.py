@@ -8,10 +8,10 @@ from urllib.parse import quote
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError
 from tornado import web
 
 from ..errors import DataHarbourError, InvalidInput, PayloadTooLarge
+from ..json_body import model_json
 from .input_errors import find_unencodable_text, validation_message
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -150,14 +150,11 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
             raise InvalidInput(*validation_message(error, data)) from None
 
     def write_model(self, model: BaseModel, status: int = 200) -> None:
+        self.write_json(model_json(model), status)
+
+    def write_json(self, body: bytes, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        try:
-            body = model.model_dump_json()
-        except PydanticSerializationError:
-            # A record stored before today's input checks (or by hand) may hold text UTF-8
-            # cannot encode (a lone surrogate): JSON can still carry it as an escape.
-            body = json.dumps(model.model_dump(mode="json"), ensure_ascii=True)
         self.finish(body)
 
 

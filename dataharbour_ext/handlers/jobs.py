@@ -25,7 +25,7 @@ class JobCollectionHandler(JobsBaseHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.write_model(await self.jobs.list(self.parse_query(JobQuery, list_fields=("state",))))
+        self.write_json(await self.jobs.list_json(self.parse_query(JobQuery, list_fields=("state",))))
 
     @web.authenticated
     @authorized(RUN_CODE)

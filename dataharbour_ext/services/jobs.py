@@ -20,6 +20,7 @@ import psutil
 
 from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from ..events import EventHub
+from ..json_body import model_json_item_by_item
 from ..models import Job, JobList, JobQuery, JobState, JobSubmit, LogPage, LogQuery
 from ..runs.backend import RunBackend
 from ..runs.identity import ProcessIdentity
@@ -145,6 +146,10 @@ class JobService:
         # Building a thousand views is CPU work: a thread, which yields the GIL between them.
         jobs = await self._on_cpu_thread(lambda: [job_summary_view(record) for record in records])
         return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
+
+    async def list_json(self, query: JobQuery) -> bytes:
+        """`list` as JSON, serialized on the same thread, one job at a time."""
+        return await self._on_cpu_thread(model_json_item_by_item, await self.list(query), "jobs")
 
     @after_start
     async def logs(self, job_id: str, query: LogQuery) -> LogPage:
