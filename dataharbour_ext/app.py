@@ -11,10 +11,12 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Integer, Type, Unicode, default
 
 from . import __version__
+from .event_bus import connect_event_bus
 from .events import EventHub
 from .handlers.routes import handler_table
 from .services.clusters import ClusterService
 from .services.jobs import JobService, JobServiceConfig
+from .services.live_stream import LiveStream, StreamConfig
 from .spark.class_data import ClassDataArchive
 from .spark.log_config import SparkLogConfig
 from .spark.submit_backend import SparkSubmitBackend
@@ -85,6 +87,11 @@ class DataHarbourApp(ExtensionApp):
     max_name_length = Integer(200, help="Longest accepted job name.").tag(config=True)
     kill_grace_seconds = Float(10.0, help="Seconds between SIGTERM and SIGKILL when killing a job.").tag(config=True)
     poll_interval = Float(0.1, help="Seconds between checks of starting jobs.").tag(config=True)
+    stream_session_ttl = Float(
+        300.0,
+        help="Seconds a live-stream session waits for its client to reconnect (and resume with since_seq) "
+        "before it is forgotten.",
+    ).tag(config=True)
     job_retention_days = Float(
         0.0, help="Delete finished jobs, their runs and run folders this many days after they ended (0: never)."
     ).tag(config=True)
@@ -141,6 +148,8 @@ class DataHarbourApp(ExtensionApp):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         self.hub = EventHub()
+        if getattr(self.serverapp, "event_logger", None) is not None:
+            connect_event_bus(self.hub, self.serverapp.event_logger)
         self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
                                        default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
@@ -175,14 +184,17 @@ class DataHarbourApp(ExtensionApp):
         self.jobs = self.job_service_class(
             self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends
         )
+        self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
         self.settings.update(
-            {"dataharbour": {"jobs": self.jobs, "clusters": self.clusters, "events": self.hub, "app": self}}
+            {"dataharbour": {"jobs": self.jobs, "clusters": self.clusters, "events": self.hub, "stream": self.stream,
+                             "app": self}}
         )
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handler_table())
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
+        self.stream.start()
         await self.jobs.start()
         if self.freeze_gc_after_start:
             gc.collect()
@@ -195,6 +207,7 @@ class DataHarbourApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         # Runs are detached and keep going; the next server start re-attaches to them.
+        await self.stream.stop()
         await self.jobs.stop()
         self.class_data.stop()
         self.store.close()

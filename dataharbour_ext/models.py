@@ -215,6 +215,25 @@ class JobSubmit(BaseModel):
         return value
 
 
+class ProgressCounts(BaseModel):
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    active: int = 0
+
+
+class JobProgress(BaseModel):
+    """How far a run's Spark work has got, sampled from the driver's status tracker."""
+
+    attempt: int
+    jobs: ProgressCounts = Field(description="Spark jobs (actions) of the run.")
+    stages: ProgressCounts = Field(description="Stages that ran or are to run (skipped stages count nowhere).")
+    tasks: ProgressCounts
+    current_stage: str | None = Field(None, description="Name of a stage running tasks now.")
+    percent: float = Field(description="Tasks done of the tasks known so far, 0-100.")
+    updated_at: UtcDatetime
+
+
 class JobRun(BaseModel):
     """One execution (attempt) of a job."""
 
@@ -228,6 +247,7 @@ class JobRun(BaseModel):
     spark_app_id: str | None = None
     spark_ui_url: str | None = None
     error: str | None = Field(None, description="Why the run failed: the program's exception line when there is one.")
+    progress: JobProgress | None = None
 
 
 class JobSummary(BaseModel):
@@ -251,6 +271,9 @@ class JobSummary(BaseModel):
     exit_code: int | None = None
     spark_app_id: str | None = None
     error: str | None = None
+    progress: JobProgress | None = Field(
+        None, description="The latest run's Spark progress: live while it runs on this server, final once it ended."
+    )
 
 
 class Job(JobSummary):

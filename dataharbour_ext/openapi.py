@@ -33,6 +33,8 @@ def build_document(routes, error_model) -> dict:
 
     paths: dict = {}
     for route in routes:
+        if not route.operations:
+            continue
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _path_names(route.path)

@@ -92,7 +92,7 @@ async def test_queue_never_exceeds_the_cluster_limit(api, extension):
     active_counts, states = [], {}
 
     def count_active(event):
-        states[event["data"]["id"]] = event["data"]["state"]
+        states[event.data["id"]] = event.data["state"]
         active_counts.append(sum(state in ("starting", "running") for state in states.values()))
 
     extension.hub.subscribe(count_active)

@@ -51,7 +51,7 @@ async def test_seed_example_and_options_run_on_real_spark(api, extension, jp_roo
     assert done["started_at"] and done["finished_at"] and done["duration"] > 0
     log = await api.full_log(seed["id"])
     assert "|hello harbour|" in log and "  second line|" in log  # df.show() of the user's own file
-    seed_states = [e["data"]["state"] for e in events if e["type"] == "job_update" and e["data"]["id"] == seed["id"]]
+    seed_states = [e.data["state"] for e in events if e.type == "job_update" and e.data["id"] == seed["id"]]
     assert [state for i, state in enumerate(seed_states) if i == 0 or seed_states[i - 1] != state] == [
         "queued", "starting", "running", "succeeded"
     ]  # every state change was published, in order

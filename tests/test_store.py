@@ -165,14 +165,14 @@ async def test_a_store_of_the_first_release_upgrades_in_place_and_keeps_its_jobs
 
     store = JobStore(url)
     try:
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         job = await store.get_job("old1")
         assert job.name == "first release job" and job.args == ["x"] and job.code == "print(1)"
         run = job.runs[0]
         assert run.state == "succeeded" and run.spark_app_id == "local-1" and run.backend == "spark-submit"
         assert run.owner is None
         columns = {c["name"] for c in inspect(store.engine).get_columns("runs")}
-        assert {"owner_instance", "pid_start_ticks", "pid_boot_id", "backend"} <= columns
+        assert {"owner_instance", "pid_start_ticks", "pid_boot_id", "backend", "progress"} <= columns
     finally:
         store.close()
     JobStore(url).close()  # opening it again changes nothing

@@ -17,6 +17,7 @@ from .jobs import (
     JobRestartHandler,
     JobSparkUiHandler,
 )
+from .live_stream import LiveStreamHandler
 from .openapi import OpenApiHandler
 from .spark_ui_proxy import SparkUiProxyHandler
 
@@ -108,6 +109,9 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
     ),
+    # WebSocket routes: no REST operations to document (the protocol is in the README).
+    Route("/api/v1/ws/{client_id}", LiveStreamHandler),
+    Route("/ws/{client_id}", LiveStreamHandler),  # the seed's address
     Route(
         "/api/v1/openapi.json",
         OpenApiHandler,

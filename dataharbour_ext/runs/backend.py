@@ -2,7 +2,8 @@
 
 The engine is generic: it claims a queued run, asks the backend to prepare the run folder
 and launch it under a supervisor, learns of its end through the supervisor, and reads the
-backend's signals (engine up, application id, UI address) from files the run writes.
+backend's signals (engine up, application id, UI address) and progress from files the run
+writes.
 """
 
 from dataclasses import dataclass
@@ -45,6 +46,14 @@ class RunBackend(Protocol):
 
     def signals(self, run_dir: str) -> RunSignals:
         """Cheap: what the run has revealed so far."""
+
+    def progress_path(self, run_dir: str) -> str:
+        """The file the run's progress comes from (re-read when it changes)."""
+
+    def progress(self, run_dir: str) -> dict | None:
+        """Cheap: the run's latest progress, `{"jobs": {total, done, failed, active},
+        "stages": {...}, "tasks": {...}, "current_stage": str | None, "percent": float}`,
+        or None before there is any."""
 
     def log_path(self, run_dir: str, stream: str = "all") -> str:
         """The file holding the run's output: `all` of it, or the program's `stdout`."""

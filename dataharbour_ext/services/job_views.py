@@ -2,7 +2,9 @@
 
 from datetime import datetime
 
-from ..models import Job, JobRun, JobState, JobSummary, as_utc, redact
+from pydantic import ValidationError
+
+from ..models import Job, JobProgress, JobRun, JobState, JobSummary, as_utc, redact
 from ..store import JobRecord, RunRecord
 from .clock import utcnow
 
@@ -11,6 +13,15 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
     if start is None:
         return None
     return round(((end or utcnow()) - start).total_seconds(), 3)
+
+
+def progress_view(progress: dict | None) -> JobProgress | None:
+    if not progress:
+        return None
+    try:
+        return JobProgress.model_validate(progress)
+    except ValidationError:
+        return None  # written by an older or foreign server: not worth failing a read for
 
 
 def run_view(run: RunRecord) -> JobRun:
@@ -26,10 +37,11 @@ def run_view(run: RunRecord) -> JobRun:
         spark_app_id=run.spark_app_id,
         spark_ui_url=run.spark_ui_url,
         error=run.error,
+        progress=progress_view(run.progress),
     )
 
 
-def _summary_fields(job: JobRecord, latest: JobRun | None) -> dict:
+def _summary_fields(job: JobRecord, latest: JobRun | None, live_progress: dict | None) -> dict:
     return dict(
         id=job.id,
         name=job.name,
@@ -49,18 +61,19 @@ def _summary_fields(job: JobRecord, latest: JobRun | None) -> dict:
         exit_code=latest.exit_code if latest else None,
         spark_app_id=latest.spark_app_id if latest else None,
         error=latest.error if latest else None,
+        progress=progress_view(live_progress) or (latest.progress if latest else None),
     )
 
 
-def job_summary_view(job: JobRecord) -> JobSummary:
+def job_summary_view(job: JobRecord, live_progress: dict | None = None) -> JobSummary:
     """A list item: no program text and no runs; the latest run's facts come with the
     record (the store reads that one run only)."""
     latest = next((run_view(run) for run in job.runs if run.attempt == job.attempt), None)
-    return JobSummary.model_construct(**_summary_fields(job, latest))
+    return JobSummary.model_construct(**_summary_fields(job, latest, live_progress))
 
 
-def job_view(job: JobRecord) -> Job:
+def job_view(job: JobRecord, live_progress: dict | None = None) -> Job:
     """GET /jobs/{id}: everything, with the program text and every run."""
     runs = [run_view(run) for run in job.runs]
     latest = next((run for run in runs if run.attempt == job.attempt), None)
-    return Job(**_summary_fields(job, latest), code=job.code, runs=runs)
+    return Job(**_summary_fields(job, latest, live_progress), code=job.code, runs=runs)

@@ -19,7 +19,7 @@ from datetime import timedelta
 import psutil
 
 from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
-from ..events import EventHub
+from ..events import EventHub, job_topics
 from ..json_body import model_json_item_by_item
 from ..models import Job, JobList, JobQuery, JobState, JobSubmit, LogPage, LogQuery
 from ..runs.backend import RunBackend
@@ -92,7 +92,7 @@ class JobService:
         self.config = config
         self.backends = backends
         # One config object: a change to the limits (tests, a future settings API) reaches the engine.
-        self.engine = RunEngine(store, clusters, backends, config, self._publish)
+        self.engine = RunEngine(store, clusters, backends, config, self._publish, self._publish_progress)
         self._killing: set[str] = set()  # jobs whose kill waits for the run's processes to end
         self._retention: asyncio.Task | None = None
         self._started = asyncio.Event()
@@ -130,7 +130,7 @@ class JobService:
 
     @after_start
     async def get(self, job_id: str) -> Job:
-        return job_view(await self._require(job_id))
+        return job_view(await self._require(job_id), self.engine.live_progress(job_id))
 
     @after_start
     async def list(self, query: JobQuery) -> JobList:
@@ -144,7 +144,8 @@ class JobService:
             offset=query.offset,
         )
         # Building a thousand views is CPU work: a thread, which yields the GIL between them.
-        jobs = await self._on_cpu_thread(lambda: [job_summary_view(record) for record in records])
+        live = self.engine.live_progress
+        jobs = await self._on_cpu_thread(lambda: [job_summary_view(record, live(record.id)) for record in records])
         return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
 
     async def list_json(self, query: JobQuery) -> bytes:
@@ -226,7 +227,7 @@ class JobService:
         await self.store.add_job(job, run)
         job.runs = [run]
         # Answer and announce from the record just written: no second trip to the store.
-        self.hub.publish("job_update", job_summary_view(job).model_dump(mode="json"))
+        self.hub.publish("job_update", job_summary_view(job).model_dump(mode="json"), job_topics(job.id))
         self.engine.request_admission()
         return job_view(job)
 
@@ -281,7 +282,7 @@ class JobService:
         if not await self.store.delete_job(job_id, from_states=TERMINAL):
             raise Conflict(f"job {job_id} is {job.state}; it can be deleted once it has ended")
         await asyncio.to_thread(shutil.rmtree, os.path.join(self.config.runs_dir, job_id), True)
-        self.hub.publish("job_deleted", {"id": job_id})
+        self.hub.publish("job_deleted", {"id": job_id}, job_topics(job_id))
         log.info("DataHarbour: job %s deleted", job_id)
 
     # ---- internals -------------------------------------------------------------------
@@ -331,7 +332,11 @@ class JobService:
     async def _publish(self, job_id: str) -> None:
         job = await self.store.get_job(job_id, detail=False)
         if job is not None:
-            self.hub.publish("job_update", job_summary_view(job).model_dump(mode="json"))
+            view = job_summary_view(job, self.engine.live_progress(job_id))
+            self.hub.publish("job_update", view.model_dump(mode="json"), job_topics(job.id))
+
+    def _publish_progress(self, job_id: str, progress: dict) -> None:
+        self.hub.publish("job_progress", {"job_id": job_id, **progress}, job_topics(job_id))
 
     async def remove_expired(self) -> int:
         """Delete jobs that ended more than `job_retention_days` ago; returns how many."""

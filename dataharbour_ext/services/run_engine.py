@@ -30,6 +30,7 @@ from .job_states import ACTIVE, sources
 log = logging.getLogger("dataharbour_ext.jobs")
 
 ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
+PROGRESS_INTERVAL = 0.25  # seconds between two progress reads of one run (a few messages a second at most)
 FORCE_STOP_MARGIN = 15.0  # seconds past the grace before the supervisor itself is killed
 SETTLE_RETRY_SECONDS = 5.0
 
@@ -60,6 +61,9 @@ class Watched:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     marked_running: bool = False
     signals_mtime: float | None = None
+    progress_mtime: int | None = None
+    progress_read_at: float = 0.0  # loop time
+    progress: dict | None = None  # the latest, as JobProgress fields
     settling: bool = False
     stop_requested: bool = False
     retry_at: float = 0.0  # loop time before which a failed settle is not tried again
@@ -95,12 +99,14 @@ class RunEngine:
         backends: dict[str, RunBackend],
         config: EngineConfig,
         on_change: Callable[[str], Awaitable[None]],
+        on_progress: Callable[[str, dict], None] = lambda job_id, progress: None,
     ):
         self.store = store
         self.clusters = clusters
         self.backends = backends
         self.config = config
         self.on_change = on_change
+        self.on_progress = on_progress
         self.owner = this_server()
         self._watched: dict[str, Watched] = {}  # by job id: a job has one live run at most
         self._admission_wanted = asyncio.Event()
@@ -265,6 +271,8 @@ class RunEngine:
             return
         if not watched.marked_running:
             await self._read_signals(watched)
+        else:
+            await self._read_progress(watched)
         if watched.exit_fd is None and not watched.supervised.alive():
             self._settle_soon(watched)  # no pidfd on this platform, or it was missed
 
@@ -292,6 +300,29 @@ class RunEngine:
             watched.run = changed
             await self.on_change(watched.run.job_id)
 
+    async def _read_progress(self, watched: Watched, *, final: bool = False) -> None:
+        """Publish the run's progress when its file changed: a stat per tick, a read (in a
+        thread) at most every PROGRESS_INTERVAL."""
+        now = asyncio.get_running_loop().time()
+        if not final and now - watched.progress_read_at < PROGRESS_INTERVAL:
+            return
+        try:
+            mtime = os.stat(watched.backend.progress_path(watched.run.run_dir)).st_mtime_ns
+        except OSError:
+            return
+        if mtime == watched.progress_mtime:
+            return
+        watched.progress_mtime, watched.progress_read_at = mtime, now
+        progress = await asyncio.to_thread(watched.backend.progress, watched.run.run_dir)
+        if progress is None:
+            return
+        watched.progress = {"attempt": watched.run.attempt, **progress, "updated_at": utcnow().isoformat()}
+        self.on_progress(watched.run.job_id, watched.progress)
+
+    def live_progress(self, job_id: str) -> dict | None:
+        watched = self._watched.get(job_id)
+        return watched.progress if watched else None
+
     async def _settle(self, watched: Watched) -> None:
         """The supervisor has exited: record how the run ended. If the store fails meanwhile
         the run stays watched and the watch loop tries again a little later."""
@@ -301,9 +332,10 @@ class RunEngine:
             status = await asyncio.to_thread(folder.read_exit_status, watched.run.run_dir)
             if not watched.marked_running:
                 await self._read_signals(watched)  # a short run may have come up and ended between ticks
+            await self._read_progress(watched, final=True)
             run = await self.store.get_run(*watched.key)
             if run is not None and run.state in ACTIVE:
-                await self._settle_from_status(run, status, watched.stop_requested)
+                await self._settle_from_status(run, status, watched.stop_requested, progress=watched.progress)
         except Exception:
             log.exception("DataHarbour: settling job %s failed; trying again", watched.run.job_id)
             watched.retry_at = asyncio.get_running_loop().time() + SETTLE_RETRY_SECONDS
@@ -313,7 +345,8 @@ class RunEngine:
             del self._watched[watched.run.job_id]
         watched.ended.set()  # a kill waiting on it answers with the settled state
 
-    async def _settle_from_status(self, run: RunRecord, status: dict | None, stop_requested: bool = False) -> None:
+    async def _settle_from_status(self, run: RunRecord, status: dict | None, stop_requested: bool = False,
+                                  progress: dict | None = None) -> None:
         exit_code = status.get("returncode") if status else None
         ended = utcnow()
         if status and isinstance(status.get("ended_at"), (int, float)):
@@ -337,7 +370,14 @@ class RunEngine:
         else:
             state = JobState.failed
             error = status.get("error") or await asyncio.to_thread(self._error_summary, run, exit_code)
-        await self._end(run, state, exit_code=exit_code, error=error, ended=ended)
+        if progress is None and run.run_dir and state is not JobState.lost:
+            progress = await self._stored_progress(run)  # a run that ended while no server watched
+        await self._end(run, state, exit_code=exit_code, error=error, ended=ended, progress=progress)
+
+    async def _stored_progress(self, run: RunRecord) -> dict | None:
+        backend = self.backends.get(run.backend)
+        progress = await asyncio.to_thread(backend.progress, run.run_dir) if backend else None
+        return {"attempt": run.attempt, **progress, "updated_at": utcnow().isoformat()} if progress else None
 
     async def _requeue(self, run: RunRecord, why: str) -> None:
         """The server stopped before the program ran (no supervisor was ever released for
@@ -358,11 +398,12 @@ class RunEngine:
 
     async def _end(self, run: RunRecord, state: JobState, *, exit_code: int | None = None,
                    error: str | None = None, ended: datetime | None = None,
-                   from_states: tuple[str, ...] | None = None) -> bool:
+                   from_states: tuple[str, ...] | None = None, progress: dict | None = None) -> bool:
         error = redact_text(error) if error else None  # a log line may quote a credential
+        extra = {"progress": progress} if progress is not None else {}
         changed = await self.store.transition(
             run.job_id, run.attempt, from_states or sources(state), state.value, now=utcnow(),
-            finished_at=ended or utcnow(), exit_code=exit_code, error=error,
+            finished_at=ended or utcnow(), exit_code=exit_code, error=error, **extra,
         )
         if changed is None:
             return False  # another request or server settled it first

@@ -6,7 +6,11 @@ is up it writes SIGNALS_PATH atomically,
 
     {"app_id": "local-1700000000000", "ui_url": "http://127.0.0.1:4040", "ready_at": 1700000000.1}
 
-and when that context stops it adds "stopped_at". Then it runs PROGRAM as `__main__` with
+and when that context stops it adds "stopped_at". While the context is up, a daemon thread
+samples `sc.statusTracker()` twice a second and writes the run's progress (Spark jobs,
+stages and tasks done / total / failed / active) to `progress.json` beside it whenever it
+changes: the tracker reads the driver's status store over the Py4J socket the program
+already has, costing the driver next to nothing. Then it runs PROGRAM as `__main__` with
 `sys.argv == [PROGRAM, *ARGS]` and PROGRAM's folder first on sys.path, exactly what
 `python PROGRAM ARGS...` would show the program. A failure of the bootstrap's own hooks
 never breaks the job: the program runs without signals.
@@ -19,7 +23,11 @@ import json
 import os
 import runpy
 import sys
+import threading
 import time
+
+PROGRESS_FILE = "progress.json"  # beside SIGNALS_PATH; the engine reads both
+PROGRESS_INTERVAL = 0.5
 
 
 def _write_atomically(path: str, data: dict) -> None:
@@ -38,13 +46,106 @@ def _warn(what: str) -> None:
         pass
 
 
+def _counts() -> dict:
+    return {"total": 0, "done": 0, "failed": 0, "active": 0}
+
+
+class ProgressSampler:
+    """Spark jobs, stages and tasks of one SparkContext, from its status tracker.
+
+    Finished jobs are read once and remembered, so a sample costs a call for the known job
+    ids plus one per stage still running. A stage of a finished job that never ran a task
+    was skipped (its shuffle output was reused) and counts nowhere."""
+
+    def __init__(self, sc, path: str, interval: float = PROGRESS_INTERVAL):
+        self.sc = sc
+        self.path = path
+        self.interval = interval
+        self.finished: dict[int, tuple[str, list]] = {}  # job id -> (status, its stages' infos)
+        self.last: dict | None = None
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="dataharbour-progress", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """A last sample (the context is still up), then no more."""
+        self.stop_event.set()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            if not self.sample():
+                return
+
+    def sample(self) -> bool:
+        """Write the progress if it changed; False once the tracker can no longer answer."""
+        with self.lock:
+            try:
+                progress = self._read()
+            except Exception:
+                return False
+            if progress == self.last:
+                return True
+            self.last = progress
+            try:
+                _write_atomically(self.path, {**progress, "sampled_at": time.time()})
+            except OSError:
+                return False
+            return True
+
+    def _read(self) -> dict:
+        tracker = self.sc.statusTracker()
+        job_ids = set(tracker.getJobIdsForGroup(None)) | set(tracker.getActiveJobsIds())
+        jobs, stages, tasks = _counts(), _counts(), _counts()
+        current_stage = None
+        for job_id in sorted(job_ids):
+            if job_id in self.finished:
+                status, infos = self.finished[job_id]
+            else:
+                info = tracker.getJobInfo(job_id)
+                if info is None:
+                    continue
+                status = str(info.status)
+                infos = [tracker.getStageInfo(stage_id) for stage_id in info.stageIds]
+                infos = [stage for stage in infos if stage is not None]
+                if status in ("SUCCEEDED", "FAILED"):
+                    self.finished[job_id] = (status, infos)
+            jobs["total"] += 1
+            jobs["done"] += status == "SUCCEEDED"
+            jobs["failed"] += status == "FAILED"
+            jobs["active"] += status == "RUNNING"
+            for stage in infos:
+                ran = stage.numCompletedTasks or stage.numActiveTasks or stage.numFailedTasks
+                if status in ("SUCCEEDED", "FAILED") and not ran:
+                    continue  # skipped, or never reached before the job failed
+                complete = stage.numCompletedTasks >= stage.numTasks and not stage.numActiveTasks
+                stages["total"] += 1
+                stages["done"] += complete
+                stages["failed"] += status == "FAILED" and not complete
+                stages["active"] += bool(stage.numActiveTasks) or (status == "RUNNING" and ran and not complete)
+                tasks["total"] += stage.numTasks
+                tasks["done"] += min(stage.numCompletedTasks, stage.numTasks)
+                tasks["failed"] += stage.numFailedTasks
+                tasks["active"] += stage.numActiveTasks
+                if stage.numActiveTasks:
+                    current_stage = stage.name
+        percent = round(100.0 * tasks["done"] / tasks["total"], 1) if tasks["total"] else 0.0
+        return {"jobs": jobs, "stages": stages, "tasks": tasks, "current_stage": current_stage,
+                "percent": percent}
+
+
 class Signals:
-    """Writes the signals file for the first SparkContext of the run."""
+    """Writes the signals file for the first SparkContext of the run, and has its progress
+    sampled."""
 
     def __init__(self, path: str):
         self.path = path
         self.data: dict | None = None
         self.context_id: int | None = None
+        self.sampler: ProgressSampler | None = None
 
     def context_ready(self, sc) -> None:
         if self.data is not None and self.data.get("stopped_at") is None:
@@ -56,6 +157,12 @@ class Signals:
         self.data = {"app_id": sc.applicationId, "ui_url": ui_url or None, "ready_at": time.time()}
         self.context_id = id(sc)
         _write_atomically(self.path, self.data)
+        self.sampler = ProgressSampler(sc, os.path.join(os.path.dirname(self.path), PROGRESS_FILE))
+        self.sampler.start()
+
+    def context_stopping(self, sc) -> None:
+        if self.sampler is not None and self.context_id == id(sc):
+            self.sampler.stop()
 
     def context_stopped(self, sc) -> None:
         if self.data is None or self.context_id != id(sc) or self.data.get("stopped_at") is not None:
@@ -79,6 +186,10 @@ def install_hooks(signals: Signals) -> None:
             _warn(f"could not record the SparkContext ({error!r})")
 
     def stop(self, *args, **kwargs):
+        try:
+            signals.context_stopping(self)
+        except Exception as error:
+            _warn(f"could not record the run's last progress ({error!r})")
         try:
             return original_stop(self, *args, **kwargs)
         finally:
@@ -109,8 +220,9 @@ def main(argv: list[str]) -> int:
         print("usage: bootstrap.py SIGNALS_PATH PROGRAM [ARGS...]", file=sys.stderr)
         return 2
     signals_path, program, args = argv[1], argv[2], argv[3:]
+    signals = Signals(os.path.abspath(signals_path))
     try:
-        install_hooks(Signals(os.path.abspath(signals_path)))
+        install_hooks(signals)
     except Exception as error:
         _warn(f"could not hook SparkContext ({error!r})")
     program = os.path.abspath(program)
@@ -135,7 +247,19 @@ def main(argv: list[str]) -> int:
         sys.excepthook(type(error), error, error.__traceback__)
         sys.stderr.flush()
         return 130 if isinstance(error, KeyboardInterrupt) else 1
+    finally:
+        _last_progress(signals)
     return 0
+
+
+def _last_progress(signals: Signals) -> None:
+    """A program that never stops its context still gets its final progress recorded: the
+    JVM stops the context only after this Python process has gone."""
+    try:
+        if signals.sampler is not None and not signals.sampler.stop_event.is_set():
+            signals.sampler.stop()
+    except Exception:
+        pass
 
 
 if __name__ == "__main__":

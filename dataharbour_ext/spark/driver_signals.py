@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .bootstrap import PROGRESS_FILE
+
 SIGNALS_FILE = "spark.json"
 MAX_SIGNALS_BYTES = 64 * 1024
+COUNTS = ("total", "done", "failed", "active")
 
 
 @dataclass
@@ -39,10 +42,10 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def read_signals(run_dir: str | os.PathLike) -> DriverSignals | None:
-    """None when the file is missing, partial or not what bootstrap.py writes."""
+def _read_object(path: Path) -> dict | None:
+    """The JSON object in a small file the run wrote; None if missing, partial or odd."""
     try:
-        with open(Path(run_dir) / SIGNALS_FILE, "rb") as f:
+        with open(path, "rb") as f:
             raw = f.read(MAX_SIGNALS_BYTES + 1)
     except OSError:
         return None
@@ -52,7 +55,34 @@ def read_signals(run_dir: str | os.PathLike) -> DriverSignals | None:
         data = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def read_progress(run_dir: str | os.PathLike) -> dict | None:
+    """The progress bootstrap.py's sampler wrote, checked field by field (the file is
+    written by the job's own process)."""
+    data = _read_object(Path(run_dir) / PROGRESS_FILE)
+    if data is None:
+        return None
+    progress: dict = {}
+    for part in ("jobs", "stages", "tasks"):
+        counts = data.get(part) if isinstance(data.get(part), dict) else {}
+        progress[part] = {name: _count(counts.get(name)) for name in COUNTS}
+    stage = data.get("current_stage")
+    progress["current_stage"] = stage[:500] if isinstance(stage, str) else None
+    percent = _number(data.get("percent"))
+    progress["percent"] = min(100.0, max(0.0, percent)) if percent is not None else 0.0
+    return progress
+
+
+def read_signals(run_dir: str | os.PathLike) -> DriverSignals | None:
+    """None when the file is missing, partial or not what bootstrap.py writes."""
+    data = _read_object(Path(run_dir) / SIGNALS_FILE)
+    if data is None:
         return None
     app_id = data.get("app_id") if isinstance(data.get("app_id"), str) else None
     ui_url = data.get("ui_url") if isinstance(data.get("ui_url"), str) else None

@@ -89,6 +89,12 @@ class SparkSubmitBackend:
     def signals_path(self, run_dir: str) -> str:
         return os.path.join(run_dir, driver_signals.SIGNALS_FILE)
 
+    def progress_path(self, run_dir: str) -> str:
+        return os.path.join(run_dir, driver_signals.PROGRESS_FILE)
+
+    def progress(self, run_dir: str) -> dict | None:
+        return driver_signals.read_progress(run_dir)
+
     def signals(self, run_dir: str) -> RunSignals:
         found = driver_signals.read_signals(run_dir)
         if found is None:

@@ -127,6 +127,7 @@ def _run_values(run: RunRecord) -> dict:
         "pid_boot_id": run.pid_boot_id,
         "kill_requested": run.kill_requested,
         "backend": run.backend,
+        "progress": run.progress,
     }
     values.update(_owner_values(run.owner))
     return values
@@ -158,6 +159,7 @@ def _run_record(row) -> RunRecord:
         owner=owner,
         owner_seen_at=m["owner_seen_at"],
         kill_requested=bool(m["kill_requested"]),
+        progress=m["progress"],
     )
 
 

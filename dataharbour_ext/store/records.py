@@ -41,6 +41,7 @@ class RunRecord:
     owner: Owner | None = None
     owner_seen_at: datetime | None = None
     kill_requested: bool = False
+    progress: dict | None = None
 
 
 @dataclass

@@ -75,6 +75,8 @@ runs = Table(
     # The owner's last sign of life: a run whose owner on another host stopped reporting
     # is `lost` (nothing on this host can prove more, or stop it).
     Column("owner_seen_at", DateTime),
+    # Spark jobs, stages and tasks done when the run ended (live progress is kept in memory).
+    Column("progress", JSON),
 )
 Index("ix_runs_state_queued", runs.c.state, runs.c.queued_at)
 Index("ix_runs_tenant_state", runs.c.tenant, runs.c.state)

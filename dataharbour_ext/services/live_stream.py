@@ -1,0 +1,313 @@
+"""LiveStream: the hub's events to each connected client, by topic, numbered, resumable.
+
+Tornado-free: the WebSocket handler attaches a connection to a session, sends what
+`ClientSession.outgoing` yields and hands over what the client sends. Sessions outlive their
+connection for `session_ttl` seconds, so a client that reconnects with `since_seq` picks up
+where it left off.
+
+Client -> server (JSON objects):
+    {"type": "subscribe", "topics": ["jobs", "job:<id>", {"topic": "job_log:<id>", "offset": 0,
+                                                          "stream": "all", "attempt": 1}]}
+    {"type": "unsubscribe", "topics": [...]}
+    {"type": "ping"}
+Server -> client: {"type", "data", "timestamp", "seq"}; besides the hub's event types:
+    welcome, subscribed, unsubscribed, pong, error, lagged, snapshot.
+"""
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+from ..errors import DataHarbourError
+from ..events import Event, EventHub
+from ..models import JobQuery, JobState
+from .job_states import ACTIVE
+from .log_follower import LogFollower
+from .stream_session import DEFAULT_TOPICS, ClientSession
+
+log = logging.getLogger("dataharbour_ext.stream")
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
+JOB_ID = r"[A-Za-z0-9_-]{1,64}"
+EVENT_TOPIC = re.compile(rf"^(jobs|metrics|clusters|services|job:{JOB_ID})$")
+LOG_TOPIC = re.compile(rf"^job_log:({JOB_ID})$")
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TOPICS = 200
+RECENT_JOBS_IN_SNAPSHOT = 50
+
+
+@dataclass
+class StreamConfig:
+    ring_size: int = 1000  # messages kept per client for a resume
+    ring_bytes: int = 8 * 1024 * 1024
+    max_backlog: int = 256  # messages a client may be behind before it is skipped forward
+    session_ttl: float = 300.0  # seconds a session waits for its client to come back
+    max_sessions: int = 10_000
+
+
+class ClientMessageError(Exception):
+    pass
+
+
+class LiveStream:
+    def __init__(self, hub: EventHub, jobs, config: StreamConfig | None = None):
+        self.hub = hub
+        self.jobs = jobs
+        self.config = config or StreamConfig()
+        self._sessions: dict[str, ClientSession] = {}
+        self._followers: dict[ClientSession, dict[str, LogFollower]] = {}
+        self._unsubscribe = None
+        self._reaper: asyncio.Task | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._unsubscribe = self.hub.subscribe(self._on_event)
+        self._reaper = asyncio.create_task(self._reap_loop(), name="dataharbour-stream-reaper")
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._reaper:
+            self._reaper.cancel()
+        for session in list(self._sessions.values()):
+            self._drop(session)
+
+    @staticmethod
+    def valid_client_id(client_id: str) -> bool:
+        return bool(CLIENT_ID.match(client_id))
+
+    # ---- connections -----------------------------------------------------------------
+
+    async def connect(self, user: str, client_id: str, since_seq: int | None) -> tuple[ClientSession, int]:
+        """The session for this connection, and the connection's number in it."""
+        # By client id alone: with token authentication Jupyter may name the user anew on
+        # every request, and a resume must still find its session.
+        key = client_id
+        loop_time = asyncio.get_running_loop().time()
+        session = self._sessions.get(key)
+        if since_seq is not None and session is not None:
+            connection = session.attach(loop_time)
+            if session.has_since(since_seq):
+                session.sent_seq = since_seq
+                session.push_data("welcome", self._welcome(session, resumed=True))
+            else:  # the missed messages are gone: what the client needs is the current state
+                for follower in self._followers.get(session, {}).values():
+                    follower.rewind_to_seen(since_seq)
+                session.sent_seq = session.seq
+                session.push_data("welcome", self._welcome(session, resumed=False))
+                session.push_data("snapshot", await self._snapshot(session, "messages since since_seq are gone"))
+            return session, connection
+        if session is not None:
+            self._drop(session)  # a fresh start under a known id
+        if len(self._sessions) >= self.config.max_sessions:
+            self._drop_oldest_detached()
+        session = ClientSession(user, client_id, ring_size=self.config.ring_size,
+                                ring_bytes=self.config.ring_bytes, max_backlog=self.config.max_backlog)
+        self._sessions[key] = session
+        connection = session.attach(loop_time)
+        session.push_data("welcome", self._welcome(session, resumed=False))
+        if since_seq is not None:  # it asked to resume a session this server does not have
+            session.push_data("snapshot", await self._snapshot(session, "this server has no such session"))
+        return session, connection
+
+    def disconnect(self, session: ClientSession, connection: int) -> None:
+        session.detach(connection, asyncio.get_running_loop().time())
+
+    async def on_lag(self, session: ClientSession) -> None:
+        """The client fell too far behind: skip it forward to a snapshot. Whole-state
+        messages published while the snapshot was built are sent again after it (they may
+        be newer than what it read); logs continue from what the client was sent."""
+        session.lagging = True
+        try:
+            missed_from = session.sent_seq + 1
+            mark = session.seq
+            snapshot = await self._snapshot(session, "lagged")
+            during = [entry for entry in session.entries_after(mark) if entry.resendable]
+            sent_before = session.sent_seq
+            session.sent_seq = session.seq
+            session.push_data("lagged", {"missed_from_seq": missed_from, "missed_to_seq": session.seq})
+            for follower in self._followers.get(session, {}).values():
+                follower.rewind_to_seen(sent_before)
+                snapshot["logs"][follower.job_id] = follower.position()
+            session.push_data("snapshot", snapshot)
+            for entry in during:
+                session.push(entry.type, entry.data_json, entry.timestamp)
+        finally:
+            session.lagging = False
+
+    # ---- what clients send -----------------------------------------------------------
+
+    async def receive(self, session: ClientSession, text: str | bytes) -> None:
+        async with session.receiving:
+            await self._receive(session, text)
+
+    async def _receive(self, session: ClientSession, text: str | bytes) -> None:
+        try:
+            message = self._parse(text)
+            kind = message["type"]
+            if kind == "ping":
+                session.push_data("pong", {"id": message.get("id")})
+            elif kind == "subscribe":
+                await self._subscribe(session, message)
+            elif kind == "unsubscribe":
+                self._unsubscribe_topics(session, message)
+        except ClientMessageError as error:
+            session.push_data("error", {"message": str(error)})
+
+    def _parse(self, text: str | bytes) -> dict:
+        if isinstance(text, bytes):
+            raise ClientMessageError("messages are JSON text, not binary")
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise ClientMessageError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ClientMessageError("message is not valid JSON") from None
+        if not isinstance(message, dict):
+            raise ClientMessageError("message must be a JSON object")
+        kind = message.get("type")
+        if kind not in ("subscribe", "unsubscribe", "ping"):
+            raise ClientMessageError(f"unknown message type {kind!r}: expected subscribe, unsubscribe or ping")
+        if kind != "ping":
+            topics = message.get("topics")
+            if not isinstance(topics, list) or not topics:
+                raise ClientMessageError("topics: a non-empty list is required")
+            if len(topics) > MAX_TOPICS:
+                raise ClientMessageError(f"topics: at most {MAX_TOPICS} at once")
+        return message
+
+    async def _subscribe(self, session: ClientSession, message: dict) -> None:
+        wanted = [_topic_request(item) for item in message["topics"]]  # all valid, or none taken
+        for topic, _ in wanted:
+            if EVENT_TOPIC.match(topic) and topic.startswith("job:"):
+                await self._require_job(topic.split(":", 1)[1])
+        followers = self._followers.setdefault(session, {})
+        for topic, options in wanted:
+            if EVENT_TOPIC.match(topic):
+                session.topics.add(topic)
+                continue
+            job_id = LOG_TOPIC.match(topic).group(1)
+            await self._require_job(job_id)
+            if old := followers.pop(topic, None):
+                old.stop()
+            follower = LogFollower(session, self.jobs, job_id, **options)
+            followers[topic] = follower
+            follower.start()
+        session.push_data("subscribed", {"topics": sorted([*session.topics, *followers])})
+
+    def _unsubscribe_topics(self, session: ClientSession, message: dict) -> None:
+        followers = self._followers.get(session, {})
+        for item in message["topics"]:
+            topic, _ = _topic_request(item)
+            session.topics.discard(topic)
+            if follower := followers.pop(topic, None):
+                follower.stop()
+        session.push_data("unsubscribed", {"topics": sorted([*session.topics, *followers])})
+
+    async def _require_job(self, job_id: str) -> None:
+        try:
+            await self.jobs.get(job_id)
+        except DataHarbourError as error:
+            raise ClientMessageError(error.message) from None
+
+    # ---- fan-out ---------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        data_json: str | None = None
+        for session in self._sessions.values():
+            if session.topics.isdisjoint(event.topics):
+                continue
+            if data_json is None:  # serialized once for every client
+                data_json = json.dumps(event.data, ensure_ascii=False)
+            session.push(event.type, data_json, event.timestamp)
+
+    # ---- state for a client that lost messages ---------------------------------------
+
+    async def _snapshot(self, session: ClientSession, reason: str) -> dict:
+        jobs: dict[str, dict] = {}
+        if "jobs" in session.topics:
+            active = await self.jobs.list(JobQuery(state=[JobState(s) for s in ("queued", *ACTIVE)], limit=1000))
+            recent = await self.jobs.list(JobQuery(sort="updated_at", limit=RECENT_JOBS_IN_SNAPSHOT))
+            for job in [*active.jobs, *recent.jobs]:
+                jobs[job.id] = job
+        for topic in session.topics:
+            if topic.startswith("job:") and topic[4:] not in jobs:
+                try:
+                    jobs[topic[4:]] = await self.jobs.get(topic[4:])
+                except DataHarbourError:
+                    pass  # deleted: absent from the snapshot
+        followers = self._followers.get(session, {})
+        return {
+            "reason": reason,
+            "topics": sorted([*session.topics, *followers]),
+            "jobs": [_summary(job) for job in jobs.values()],
+            "logs": {follower.job_id: follower.position() for follower in followers.values()},
+        }
+
+    def _welcome(self, session: ClientSession, *, resumed: bool) -> dict:
+        return {"client_id": session.client_id, "resumed": resumed,
+                "topics": sorted([*session.topics, *self._followers.get(session, {})])}
+
+    # ---- sessions nobody came back for -----------------------------------------------
+
+    def _drop(self, session: ClientSession) -> None:
+        for follower in self._followers.pop(session, {}).values():
+            follower.stop()
+        session.connection += 1  # its writer, if any, stops
+        session.detach(session.connection, 0.0)
+        self._sessions.pop(session.client_id, None)
+
+    def _drop_oldest_detached(self) -> None:
+        detached = [s for s in self._sessions.values() if not s.attached]
+        if detached:
+            self._drop(min(detached, key=lambda s: s.detached_at or 0.0))
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.config.session_ttl))
+            now = asyncio.get_running_loop().time()
+            for session in list(self._sessions.values()):
+                if not session.attached and session.detached_at is not None \
+                        and now - session.detached_at > self.config.session_ttl:
+                    self._drop(session)
+
+
+def _summary(job) -> dict:
+    return job.model_dump(mode="json", exclude={"code", "runs"})
+
+
+def _topic_request(item) -> tuple[str, dict]:
+    """A topic as the client wrote it: a string, or an object with a log's offset."""
+    if isinstance(item, str):
+        topic, options = item, {}
+    elif isinstance(item, dict) and isinstance(item.get("topic"), str):
+        topic, options = item["topic"], {k: v for k, v in item.items() if k != "topic"}
+    else:
+        raise ClientMessageError("topics: each topic is a string or an object with a 'topic' string")
+    if EVENT_TOPIC.match(topic):
+        if options:
+            raise ClientMessageError(f"{topic}: takes no options")
+        return topic, {}
+    if not LOG_TOPIC.match(topic):
+        raise ClientMessageError(
+            f"unknown topic {topic[:100]!r}: expected jobs, metrics, clusters, services, job:<id> or job_log:<id>"
+        )
+    unknown = set(options) - {"offset", "stream", "attempt"}
+    if unknown:
+        raise ClientMessageError(f"{topic}: unknown option {sorted(unknown)[0]!r}")
+    offset = options.get("offset", 0)
+    attempt = options.get("attempt")
+    stream = options.get("stream", "all")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ClientMessageError(f"{topic}: offset must be a byte offset (an integer >= 0)")
+    if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
+        raise ClientMessageError(f"{topic}: attempt must be an integer >= 1")
+    if stream not in ("all", "stdout"):
+        raise ClientMessageError(f"{topic}: stream must be 'all' or 'stdout'")
+    return topic, {"offset": offset, "stream": stream, "attempt": attempt}
+
+
+__all__ = ["DEFAULT_TOPICS", "LiveStream", "StreamConfig"]

@@ -1,0 +1,339 @@
+"""The live stream over a real websocket: job updates, logs, progress, resume, lag, auth."""
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from dataharbour_ext.event_bus import JOB_STATE_SCHEMA_ID
+
+SHORT_JOB = "print('hello from the stream')\n"
+SPARK_JOB = (
+    "from pyspark.sql import SparkSession\n"
+    "spark = SparkSession.builder.getOrCreate()\n"
+    "print('hello from the stream', spark.range(10).count())\n"
+)
+LOG_JOB = (
+    "import sys, time\n"
+    "for i in range(3000):\n"
+    "    print(f'line {i:05d} ' + 'x' * 60)\n"
+    "    if i % 1000 == 999:\n"
+    "        sys.stdout.flush(); time.sleep(0.3)\n"
+    "print('héllo ünïcode done')\n"
+)
+
+
+class Client:
+    """A websocket client that reads messages with a deadline."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.received: list[dict] = []
+
+    async def next(self, timeout: float = 60.0) -> dict:
+        text = await asyncio.wait_for(self.connection.read_message(), timeout)
+        assert text is not None, "the server closed the stream"
+        message = json.loads(text)
+        self.received.append(message)
+        return message
+
+    async def until(self, predicate, timeout: float = 180.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self.next(max(0.1, deadline - time.monotonic()))
+            if predicate(message):
+                return message
+
+    async def send(self, message) -> None:
+        await self.connection.write_message(message if isinstance(message, str) else json.dumps(message))
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def stream(jp_ws_fetch, api):
+    opened: list[Client] = []
+
+    async def connect(client_id="client-123", *parts, **params) -> Client:
+        path = parts or ("api", "v1", "ws")
+        client = Client(await jp_ws_fetch(*path, client_id, params=params))
+        opened.append(client)
+        return client
+
+    yield connect
+    for client in opened:
+        client.close()
+
+
+def _seqs(messages):
+    return [m["seq"] for m in messages]
+
+
+async def test_a_real_job_streams_its_updates_and_log_on_the_seed_address(stream, api):
+    ws = await stream("client-123", "ws")  # the seed's {base_url}ws/{client_id}, default topics
+    welcome = await ws.next()
+    assert welcome["type"] == "welcome" and welcome["seq"] == 1
+    assert welcome["data"] == {"client_id": "client-123", "resumed": False, "topics": ["jobs", "metrics"]}
+    job = await api.submit(name="streamed", code=SPARK_JOB)
+    await ws.send({"type": "subscribe", "topics": [{"topic": f"job_log:{job['id']}", "offset": 0}]})
+    states, lines = [], []
+    while True:
+        try:
+            message = await ws.next(40)
+        except asyncio.TimeoutError:
+            raise AssertionError(ws.received) from None
+        assert set(message) == {"type", "data", "timestamp", "seq"}
+        if message["type"] == "job_update" and message["data"]["id"] == job["id"]:
+            states.append(message["data"]["state"])
+        if message["type"] == "job_log":
+            assert message["data"]["job_id"] == job["id"]
+            lines += message["data"]["lines"]
+            if message["data"]["complete"]:
+                break
+    assert states == ["queued", "starting", "running", "succeeded"]
+    assert _seqs(ws.received) == list(range(1, len(ws.received) + 1)), "seq grows by one per message"
+    assert "hello from the stream 10" in lines
+    assert "\n".join(lines) == await api.full_log(job["id"])
+
+
+async def test_a_log_subscription_resumes_from_an_offset_byte_for_byte(stream, api):
+    job = await api.submit(name="long log", code=LOG_JOB)
+    done = await api.wait(job["id"])
+    assert done["state"] == "succeeded"
+    first = await api.logs(job["id"], limit=1234)
+    ws = await stream("log-reader")
+    await ws.next()  # welcome
+    await ws.send({"type": "subscribe", "topics": [
+        {"topic": f"job_log:{job['id']}", "offset": first["next_offset"], "stream": "stdout"}]})
+    pages = []
+    while not (pages and pages[-1]["complete"]):
+        message = await ws.until(lambda m: m["type"] == "job_log")
+        pages.append(message["data"])
+    assert pages[0]["offset"] == first["next_offset"] and pages[0]["stream"] == "stdout"
+    assert all(a["next_offset"] == b["offset"] for a, b in zip(pages, pages[1:], strict=False)), "no gap, no overlap"
+    rest = await api.logs(job["id"], offset=first["next_offset"], limit=100000, stream="stdout")
+    assert [line for page in pages for line in page["lines"]] == rest["lines"]
+    assert pages[-1]["next_offset"] == rest["next_offset"] == rest["size"]
+    assert rest["lines"][-1] == "héllo ünïcode done"
+
+
+async def test_progress_and_updates_of_one_job_by_topic(stream, api):
+    ws = await stream("progress-watcher")
+    await ws.next()
+    await ws.send({"type": "unsubscribe", "topics": ["jobs"]})
+    assert (await ws.next())["type"] == "unsubscribed"
+    other = await api.submit(name="not watched", code=SHORT_JOB)
+    job = await api.submit(name="watched", code=(
+        "from pyspark.sql import SparkSession\n"
+        "spark = SparkSession.builder.getOrCreate()\n"
+        "print(spark.sparkContext.parallelize(range(100), 4).sum())\n"))
+    await ws.send({"type": "subscribe", "topics": [f"job:{job['id']}"]})
+    subscribed = await ws.until(lambda m: m["type"] == "subscribed")
+    assert subscribed["data"]["topics"] == [f"job:{job['id']}", "metrics"]
+    final = await ws.until(lambda m: m["type"] == "job_update" and m["data"]["state"] in ("succeeded", "failed"))
+    assert final["data"]["state"] == "succeeded"
+    progress = [m["data"] for m in ws.received if m["type"] == "job_progress"]
+    assert progress and progress[-1]["percent"] == 100.0 and progress[-1]["tasks"]["done"] == 4
+    ids = {m["data"].get("id") or m["data"].get("job_id") for m in ws.received if m["type"].startswith("job_")}
+    assert ids == {job["id"]}, "nothing of the job this client did not subscribe to"
+    await api.wait(other["id"])
+
+
+async def test_reconnect_with_since_seq_gets_what_was_missed(stream, api):
+    ws = await stream("resumer")
+    assert (await ws.next())["seq"] == 1
+    ws.close()
+    job = await api.submit(name="while away", code=SHORT_JOB)
+    await api.wait(job["id"])
+    back = await stream("resumer", since_seq=1)
+    missed = [await back.until(lambda m: m["type"] == "job_update" and m["data"]["state"] == "succeeded")]
+    welcome = await back.until(lambda m: m["type"] == "welcome")
+    assert welcome["data"]["resumed"] is True
+    assert _seqs(back.received) == list(range(2, 2 + len(back.received))), "continues at seq 2, no gap"
+    assert missed[0]["data"]["id"] == job["id"]
+    states = [m["data"]["state"] for m in back.received if m["type"] == "job_update"]
+    assert states[0] == "queued" and states[-1] == "succeeded"
+
+
+@pytest.mark.parametrize("dataharbour_config", [{"stream_session_ttl": 60.0}])
+async def test_a_resume_beyond_the_buffer_gets_a_snapshot(stream, api, extension):
+    extension.stream.config.ring_size = 3
+    ws = await stream("forgetful")
+    await ws.next()
+    ws.close()
+    jobs = [await api.submit(name=f"many {i}", code=SHORT_JOB) for i in range(3)]
+    for job in jobs:
+        await api.wait(job["id"])
+    back = await stream("forgetful", since_seq=1)
+    welcome = await back.next()
+    assert welcome["type"] == "welcome" and welcome["data"]["resumed"] is False
+    snapshot = await back.next()
+    assert snapshot["type"] == "snapshot" and snapshot["seq"] == welcome["seq"] + 1
+    states = {job["id"]: job["state"] for job in snapshot["data"]["jobs"]}
+    assert all(states[job["id"]] == "succeeded" for job in jobs)
+    unknown = await stream("never-seen", since_seq=5)
+    assert [(await unknown.next())["type"], (await unknown.next())["type"]] == ["welcome", "snapshot"]
+
+
+async def test_bad_messages_get_an_error_and_the_stream_stays_up(stream, api):
+    ws = await stream("careless")
+    await ws.next()
+    for bad, says in [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ({"type": "dance"}, "unknown message type"),
+        ({"type": "subscribe", "topics": "jobs"}, "non-empty list"),
+        ({"type": "subscribe", "topics": ["everything"]}, "unknown topic"),
+        ({"type": "subscribe", "topics": ["job:0000"]}, "no job with id"),
+        ({"type": "subscribe", "topics": [{"topic": "job_log:abc", "offset": -1}]}, "offset"),
+    ]:
+        await ws.send(bad)
+        error = await ws.until(lambda m: m["type"] == "error")
+        assert says in error["data"]["message"], (bad, error)
+    await ws.send({"type": "ping", "id": 7})
+    assert (await ws.until(lambda m: m["type"] == "pong"))["data"] == {"id": 7}
+
+
+async def _login_cookie(jp_serverapp, jp_http_port, jp_base_url) -> str:
+    """The login cookie JupyterLab's browser holds (from the token login page)."""
+    token = jp_serverapp.identity_provider.token
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"http://localhost:{jp_http_port}{jp_base_url}login?token={token}", follow_redirects=False, raise_error=False)
+    return response.headers.get_list("Set-Cookie")[0].split(";", 1)[0]
+
+
+async def test_the_login_cookie_works_from_the_servers_origin_only(jp_ws_fetch, jp_serverapp, jp_http_port,
+                                                                   jp_base_url, api):
+    cookie = await _login_cookie(jp_serverapp, jp_http_port, jp_base_url)
+    own = {"Authorization": "", "Cookie": cookie, "Origin": f"http://localhost:{jp_http_port}"}
+    ws = Client(await jp_ws_fetch("api", "v1", "ws", "browser", headers=own))
+    assert (await ws.next())["type"] == "welcome"
+    ws.close()
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:  # a page elsewhere using the cookie
+        await jp_ws_fetch("api", "v1", "ws", "browser", headers={**own, "Origin": "https://evil.example"})
+    assert refused.value.code == 403
+
+
+@pytest.mark.parametrize("headers, client_id, params, status", [
+    ({"Authorization": ""}, "c1", {}, 403),  # no token
+    ({"Authorization": "token wrong"}, "c1", {}, 403),
+    ({}, "-bad", {}, 400),
+    ({}, "c" * 200, {}, 400),
+    ({}, "c1", {"since_seq": "x"}, 400),
+])
+async def test_the_stream_refuses_without_a_token_a_foreign_origin_or_bad_arguments(jp_ws_fetch, api, headers,
+                                                                                   client_id, params, status):
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await jp_ws_fetch("api", "v1", "ws", client_id, headers=headers, params=params)
+    assert refused.value.code == status
+
+
+async def _collect(client: Client, message_type: str, count: int) -> list[dict]:
+    return [await client.until(lambda m: m["type"] == message_type) for _ in range(count)]
+
+
+class _SilentClient:
+    """A websocket client that shakes hands and then never reads: its socket fills up."""
+
+    def __init__(self, port: int, path: str, token: str):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                           f"Authorization: token {token}\r\n\r\n").encode())
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(4096)
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def read_messages(self, until_type: str, timeout: float = 60.0) -> list[dict]:
+        """Read frames (blocking, in a thread) until a message of `until_type` arrives."""
+        self.sock.settimeout(timeout)
+        messages = []
+        while not any(m["type"] == until_type for m in messages):
+            while True:
+                frame = self._frame()
+                if frame is not None:
+                    messages.append(json.loads(frame))
+                    break
+                self.buffer += self.sock.recv(65536)
+        return messages
+
+    def _frame(self):
+        if len(self.buffer) < 2:
+            return None
+        length, start = self.buffer[1] & 0x7F, 2
+        if length == 126:
+            if len(self.buffer) < 4:
+                return None
+            length, start = struct.unpack(">H", self.buffer[2:4])[0], 4
+        elif length == 127:
+            if len(self.buffer) < 10:
+                return None
+            length, start = struct.unpack(">Q", self.buffer[2:10])[0], 10
+        if len(self.buffer) < start + length:
+            return None
+        payload, self.buffer = self.buffer[start:start + length], self.buffer[start + length:]
+        return payload.decode()
+
+    def close(self):
+        self.sock.close()
+
+
+async def test_a_client_that_never_reads_delays_nobody_and_is_skipped_forward(stream, api, extension, jp_http_port,
+                                                                             jp_base_url, jp_auth_header):
+    token = jp_auth_header["Authorization"].split()[-1]
+    silent = await asyncio.to_thread(_SilentClient, jp_http_port, f"{jp_base_url}api/v1/ws/silent", token)
+    try:
+        reader = await stream("reader")
+        await reader.next()
+        deadline = time.monotonic() + 10
+        while "silent" not in extension.stream._sessions:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        stuck = extension.stream._sessions["silent"]
+        filler = {"job_id": "f" * 32, "name": "x" * 20_000}
+        reading = asyncio.create_task(_collect(reader, "job_progress", 1500))
+        reading_session = extension.stream._sessions["reader"]
+        for n in range(1500):
+            extension.hub.publish("job_progress", {**filler, "n": n}, ("jobs",))
+            while reading_session.backlog() > 20:  # events at the pace a live client reads them
+                await asyncio.sleep(0.001)
+        got = await asyncio.wait_for(reading, 120)
+        assert [m["data"]["n"] for m in got] == list(range(1500)), "the reading client got every message in order"
+        assert not [m for m in reader.received if m["type"] == "lagged"]
+        assert stuck.sent_seq < stuck.seq, "the silent client is behind"
+        assert len(stuck.ring) <= extension.stream.config.ring_size
+        # Once it reads, it learns it lagged and gets the current state, not a silent loss.
+        messages = await asyncio.to_thread(silent.read_messages, "snapshot")
+        lagged = [m for m in messages if m["type"] == "lagged"]
+        assert lagged and lagged[0]["data"]["missed_to_seq"] >= lagged[0]["data"]["missed_from_seq"]
+        assert messages[-1]["seq"] == lagged[0]["seq"] + 1
+    finally:
+        silent.close()
+
+
+async def test_job_state_changes_reach_jupyters_event_bus(jp_ws_fetch, api):
+    events = Client(await jp_ws_fetch("api", "events", "subscribe"))
+    try:
+        job = await api.submit(name="on the bus", code=SHORT_JOB)
+        seen = []
+        while "succeeded" not in seen:
+            message = await events.next(180)
+            if message.get("schema_id") == JOB_STATE_SCHEMA_ID and message["job_id"] == job["id"]:
+                seen.append(message["state"])
+                assert set(message) <= {"schema_id", "version", "timestamp", "job_id", "name", "cluster_id",
+                                        "attempt", "state", "exit_code", "__timestamp__", "__schema__",
+                                        "__schema_version__", "__metadata_version__"}
+        assert seen[0] == "queued" and seen[-1] == "succeeded" and len(seen) == len(set(seen))
+    finally:
+        events.close()
