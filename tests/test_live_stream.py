@@ -11,6 +11,7 @@ import time
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from jupyter_server.auth import Authorizer
 
 from dataharbour_ext.event_bus import JOB_STATE_SCHEMA_ID
 
@@ -81,23 +82,20 @@ async def test_a_real_job_streams_its_updates_and_log_on_the_seed_address(stream
     ws = await stream("client-123", "ws")  # the seed's {base_url}ws/{client_id}, default topics
     welcome = await ws.next()
     assert welcome["type"] == "welcome" and welcome["seq"] == 1
-    assert welcome["data"] == {"client_id": "client-123", "resumed": False, "topics": ["jobs", "metrics"]}
+    assert welcome["data"] == {"client_id": "client-123", "session": welcome["data"]["session"], "resumed": False,
+                               "topics": ["jobs", "metrics"]}
     job = await api.submit(name="streamed", code=SPARK_JOB)
     await ws.send({"type": "subscribe", "topics": [{"topic": f"job_log:{job['id']}", "offset": 0}]})
-    states, lines = [], []
-    while True:
-        try:
-            message = await ws.next(40)
-        except asyncio.TimeoutError:
-            raise AssertionError(ws.received) from None
+    states, lines, complete = [], [], False
+    while not (complete and states[-1:] == ["succeeded"]):  # the log may end before the state does
+        message = await ws.next(180)
         assert set(message) == {"type", "data", "timestamp", "seq"}
         if message["type"] == "job_update" and message["data"]["id"] == job["id"]:
             states.append(message["data"]["state"])
         if message["type"] == "job_log":
-            assert message["data"]["job_id"] == job["id"]
+            assert message["data"]["job_id"] == job["id"] and not complete
             lines += message["data"]["lines"]
-            if message["data"]["complete"]:
-                break
+            complete = message["data"]["complete"]
     assert states == ["queued", "starting", "running", "succeeded"]
     assert _seqs(ws.received) == list(range(1, len(ws.received) + 1)), "seq grows by one per message"
     assert "hello from the stream 10" in lines
@@ -179,8 +177,49 @@ async def test_a_resume_beyond_the_buffer_gets_a_snapshot(stream, api, extension
     assert snapshot["type"] == "snapshot" and snapshot["seq"] == welcome["seq"] + 1
     states = {job["id"]: job["state"] for job in snapshot["data"]["jobs"]}
     assert all(states[job["id"]] == "succeeded" for job in jobs)
+    assert snapshot["data"]["complete"] is False, "the skipped messages are gone: it cannot vouch for all jobs"
     unknown = await stream("never-seen", since_seq=5)
     assert [(await unknown.next())["type"], (await unknown.next())["type"]] == ["welcome", "snapshot"]
+
+
+async def test_a_resume_names_its_session_and_a_re_created_one_is_not_taken_for_it(stream, api):
+    first = await stream("tab")
+    old_session = (await first.next())["data"]["session"]
+    first.close()
+    fresh = await stream("tab")  # the same id, connected anew without since_seq: a new session
+    new_session = (await fresh.next())["data"]["session"]
+    assert new_session != old_session
+    await fresh.send({"type": "ping"})
+    await fresh.until(lambda m: m["type"] == "pong")
+    fresh.close()
+    # The old tab comes back with its own numbering: it gets the current state, not seq 2 of another session.
+    back = await stream("tab", since_seq=1, session=old_session)
+    welcome = await back.next()
+    assert welcome["type"] == "welcome" and welcome["data"]["resumed"] is False
+    assert (await back.next())["type"] == "snapshot"
+    back.close()
+    again = await stream("tab", since_seq=welcome["seq"], session=welcome["data"]["session"])
+    replayed = await again.next()
+    assert replayed["type"] == "snapshot" and replayed["seq"] == welcome["seq"] + 1, "the one it had not had"
+    assert (await again.next())["data"]["resumed"] is True
+
+
+class NoJobsAuthorizer(Authorizer):
+    """May use the stream, may not read jobs."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return resource != "dataharbour:jobs"
+
+
+@pytest.mark.parametrize("jp_server_config", [{
+    "ServerApp": {"jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+                  "allow_unauthenticated_access": False, "authorizer_class": NoJobsAuthorizer},
+}])
+async def test_job_topics_need_permission_to_read_jobs(stream, extension):
+    ws = await stream("no-jobs")
+    assert (await ws.next())["data"]["topics"] == ["metrics"]
+    await ws.send({"type": "subscribe", "topics": ["jobs"]})
+    assert "not authorized" in (await ws.until(lambda m: m["type"] == "error"))["data"]["message"]
 
 
 async def test_bad_messages_get_an_error_and_the_stream_stays_up(stream, api):
@@ -304,9 +343,11 @@ async def test_a_client_that_never_reads_delays_nobody_and_is_skipped_forward(st
         filler = {"job_id": "f" * 32, "name": "x" * 20_000}
         reading = asyncio.create_task(_collect(reader, "job_progress", 1500))
         reading_session = extension.stream._sessions["reader"]
+        deadline = time.monotonic() + 120
         for n in range(1500):
             extension.hub.publish("job_progress", {**filler, "n": n}, ("jobs",))
             while reading_session.backlog() > 20:  # events at the pace a live client reads them
+                assert time.monotonic() < deadline, "the reading client stalled"
                 await asyncio.sleep(0.001)
         got = await asyncio.wait_for(reading, 120)
         assert [m["data"]["n"] for m in got] == list(range(1500)), "the reading client got every message in order"
@@ -318,6 +359,7 @@ async def test_a_client_that_never_reads_delays_nobody_and_is_skipped_forward(st
         lagged = [m for m in messages if m["type"] == "lagged"]
         assert lagged and lagged[0]["data"]["missed_to_seq"] >= lagged[0]["data"]["missed_from_seq"]
         assert messages[-1]["seq"] == lagged[0]["seq"] + 1
+        assert messages[-1]["data"]["reason"] == "lagged" and messages[-1]["data"]["topics"] == ["jobs", "metrics"]
     finally:
         silent.close()
 

@@ -1,11 +1,12 @@
 """WS {base_url}api/v1/ws/{client_id} (and the seed's {base_url}ws/{client_id}): live updates.
 
 Authenticated and authorized like Jupyter's own websockets: `@ws_authenticated` on `get`,
-the authorizer asked in `pre_get`, the Origin checked by `WebSocketMixin`. The protocol
-lives in services/live_stream.py; this handler only moves text.
+the authorizer asked in `pre_get`, the Origin checked by `WebSocketMixin` (for cookie
+logins). The protocol lives in services/live_stream.py; this handler only moves text.
 """
 
 import asyncio
+import re
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -14,11 +15,19 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from .jobs import AUTH_RESOURCE as JOBS_RESOURCE
+
 AUTH_RESOURCE = "dataharbour:events"
+SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+# Close codes: the client id was connected again elsewhere (do not reconnect), the server
+# is stopping (reconnect later), something broke (reconnect).
+REPLACED, GOING_AWAY, SERVER_ERROR = 4000, 1001, 1011
 
 
 class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     auth_resource = AUTH_RESOURCE
+    session = None
+    writer: asyncio.Task | None = None
 
     def set_default_headers(self):
         """JupyterHandler's API headers make no sense on a websocket upgrade."""
@@ -31,6 +40,8 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
+        # Job topics show what GET /jobs shows: the same permission.
+        self.can_read_jobs = await ensure_async(self.authorizer.is_authorized(self, user, "read", JOBS_RESOURCE))
         if not self.stream.valid_client_id(self.client_id):
             raise web.HTTPError(400, "client_id: 1-128 letters, digits, '.', '_', '~' or '-', starting with a "
                                      "letter or digit")
@@ -38,6 +49,9 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if since is not None and not (since.isascii() and since.isdigit() and len(since) <= 18):
             raise web.HTTPError(400, "since_seq: the seq of the last message received (an integer >= 0)")
         self.since_seq = int(since) if since is not None else None
+        self.session_id = self.get_query_argument("session", None)
+        if self.session_id is not None and not SESSION_ID.match(self.session_id):
+            raise web.HTTPError(400, "session: the `session` of the welcome message (16 hex digits)")
 
     @ws_authenticated
     async def get(self, client_id: str):
@@ -47,26 +61,41 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def open(self, client_id: str):
         super().open()  # Jupyter's keep-alive pings
-        self.session, self.connection = await self.stream.connect(self.current_user.username, client_id,
-                                                                  self.since_seq)
+        try:
+            self.session, self.connection = await self.stream.connect(
+                self.current_user.username, client_id, self.since_seq, session_id=self.session_id,
+                can_read_jobs=self.can_read_jobs,
+            )
+        except Exception:
+            self.log.exception("DataHarbour: opening the live stream of %s failed", client_id)
+            self.close(SERVER_ERROR, "the stream could not be opened")
+            return
         self.writer = asyncio.create_task(self._write_all(), name=f"dataharbour-ws-{client_id}")
 
     async def _write_all(self) -> None:
+        code, reason = REPLACED, "this client id was connected again elsewhere"
         try:
             async for text in self.session.outgoing(self.connection, self.stream.on_lag):
                 await self.write_message(text)
         except WebSocketClosedError:
-            pass
+            return
+        except Exception:
+            self.log.exception("DataHarbour: the live stream of %s failed", self.session.client_id)
+            code, reason = SERVER_ERROR, "the stream failed"
         finally:
-            if self.ws_connection is not None and not self.ws_connection.is_closing():
-                self.close(4000, "this client id was connected again elsewhere")
+            self.stream.disconnect(self.session, self.connection)
+        if self.stream.stopped:
+            code, reason = GOING_AWAY, "the server is stopping"
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            self.close(code, reason)
 
-    def on_message(self, message):
-        task = asyncio.create_task(self.stream.receive(self.session, message))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # receive reports errors itself
+    async def on_message(self, message):
+        # Awaited: Tornado reads the client's next message only after this one is handled.
+        if self.session is not None:
+            await self.stream.receive(self.session, message)
 
     def on_close(self):
-        writer = getattr(self, "writer", None)
-        if writer is not None:
-            writer.cancel()
+        if self.writer is not None:
+            self.writer.cancel()
+        if self.session is not None:
             self.stream.disconnect(self.session, self.connection)

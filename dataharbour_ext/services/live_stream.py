@@ -35,14 +35,16 @@ EVENT_TOPIC = re.compile(rf"^(jobs|metrics|clusters|services|job:{JOB_ID})$")
 LOG_TOPIC = re.compile(rf"^job_log:({JOB_ID})$")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TOPICS = 200
+MAX_LOG_SUBSCRIPTIONS = 20
 RECENT_JOBS_IN_SNAPSHOT = 50
+MAX_NAMED_JOBS_IN_SNAPSHOT = 1000
 
 
 @dataclass
 class StreamConfig:
     ring_size: int = 1000  # messages kept per client for a resume
     ring_bytes: int = 8 * 1024 * 1024
-    max_backlog: int = 256  # messages a client may be behind before it is skipped forward
+    max_backlog: int = 1000  # messages a client may be behind before it is skipped forward (the ring's size)
     session_ttl: float = 300.0  # seconds a session waits for its client to come back
     max_sessions: int = 10_000
 
@@ -60,6 +62,8 @@ class LiveStream:
         self._followers: dict[ClientSession, dict[str, LogFollower]] = {}
         self._unsubscribe = None
         self._reaper: asyncio.Task | None = None
+        self._follower_count = 0
+        self.stopped = False
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -68,6 +72,7 @@ class LiveStream:
         self._reaper = asyncio.create_task(self._reap_loop(), name="dataharbour-stream-reaper")
 
     async def stop(self) -> None:
+        self.stopped = True
         if self._unsubscribe:
             self._unsubscribe()
         if self._reaper:
@@ -81,24 +86,23 @@ class LiveStream:
 
     # ---- connections -----------------------------------------------------------------
 
-    async def connect(self, user: str, client_id: str, since_seq: int | None) -> tuple[ClientSession, int]:
-        """The session for this connection, and the connection's number in it."""
-        # By client id alone: with token authentication Jupyter may name the user anew on
-        # every request, and a resume must still find its session.
-        key = client_id
+    async def connect(self, user: str, client_id: str, since_seq: int | None, *, session_id: str | None = None,
+                      can_read_jobs: bool = True) -> tuple[ClientSession, int]:
+        """The session for this connection, and the connection's number in it.
+
+        Sessions are found by client id: with token authentication Jupyter may name the user
+        anew on every request, and a resume must still find its session. Anyone who may use
+        this server's token can run code as its user anyway; a client that names the
+        session it had (`session` from `welcome`) is protected from a re-created one."""
         loop_time = asyncio.get_running_loop().time()
-        session = self._sessions.get(key)
-        if since_seq is not None and session is not None:
+        session = self._sessions.get(client_id)
+        if since_seq is not None and session is not None and session_id in (None, session.id):
             connection = session.attach(loop_time)
             if session.has_since(since_seq):
                 session.sent_seq = since_seq
                 session.push_data("welcome", self._welcome(session, resumed=True))
             else:  # the missed messages are gone: what the client needs is the current state
-                for follower in self._followers.get(session, {}).values():
-                    follower.rewind_to_seen(since_seq)
-                session.sent_seq = session.seq
-                session.push_data("welcome", self._welcome(session, resumed=False))
-                session.push_data("snapshot", await self._snapshot(session, "messages since since_seq are gone"))
+                await self._skip_forward(session, connection, since_seq, "messages since since_seq are gone")
             return session, connection
         if session is not None:
             self._drop(session)  # a fresh start under a known id
@@ -106,35 +110,55 @@ class LiveStream:
             self._drop_oldest_detached()
         session = ClientSession(user, client_id, ring_size=self.config.ring_size,
                                 ring_bytes=self.config.ring_bytes, max_backlog=self.config.max_backlog)
-        self._sessions[key] = session
+        session.can_read_jobs = can_read_jobs
+        if not can_read_jobs:
+            session.topics.discard("jobs")
+        self._sessions[client_id] = session
         connection = session.attach(loop_time)
-        session.push_data("welcome", self._welcome(session, resumed=False))
-        if since_seq is not None:  # it asked to resume a session this server does not have
-            session.push_data("snapshot", await self._snapshot(session, "this server has no such session"))
+        if since_seq is None:
+            session.push_data("welcome", self._welcome(session, resumed=False))
+        else:  # it asked to resume a session this server does not have (any more)
+            await self._skip_forward(session, connection, 0, "this server has no such session", known=False)
         return session, connection
 
     def disconnect(self, session: ClientSession, connection: int) -> None:
         session.detach(connection, asyncio.get_running_loop().time())
 
-    async def on_lag(self, session: ClientSession) -> None:
-        """The client fell too far behind: skip it forward to a snapshot. Whole-state
-        messages published while the snapshot was built are sent again after it (they may
-        be newer than what it read); logs continue from what the client was sent."""
+    async def on_lag(self, session: ClientSession, connection: int) -> None:
+        """The client fell too far behind: skip it forward to a snapshot."""
+        await self._skip_forward(session, connection, session.sent_seq, "lagged", lagged=True)
+
+    async def _skip_forward(self, session: ClientSession, connection: int, seen_seq: int, reason: str, *,
+                            lagged: bool = False, known: bool = True) -> None:
+        """Replace what the client missed after `seen_seq` with the current state: `lagged`
+        (or `welcome`), then a `snapshot`, then the whole-state messages published while
+        the snapshot was read (they may be newer than what it read). Logs go on from the
+        offset the client had reached."""
         session.lagging = True
         try:
-            missed_from = session.sent_seq + 1
             mark = session.seq
-            snapshot = await self._snapshot(session, "lagged")
-            during = [entry for entry in session.entries_after(mark) if entry.resendable]
-            sent_before = session.sent_seq
+            # Jobs the skipped messages were about; if some of those are gone from the
+            # ring, the snapshot cannot name them all and says so.
+            complete = known and session.has_since(seen_seq)
+            subjects = {e.subject for e in session.entries_after(seen_seq) if e.subject and e.seq <= mark}
+            snapshot = await self._snapshot(session, reason, subjects)
+            if not session.is_current(connection):
+                return  # another connection took the session over meanwhile
+            during = _latest_per_subject([e for e in session.entries_after(mark) if e.resendable])
             session.sent_seq = session.seq
-            session.push_data("lagged", {"missed_from_seq": missed_from, "missed_to_seq": session.seq})
+            if lagged:
+                session.push_data("lagged", {"missed_from_seq": seen_seq + 1, "missed_to_seq": session.seq})
+            else:
+                session.push_data("welcome", self._welcome(session, resumed=False))
+            logs = {}
             for follower in self._followers.get(session, {}).values():
-                follower.rewind_to_seen(sent_before)
-                snapshot["logs"][follower.job_id] = follower.position()
-            session.push_data("snapshot", snapshot)
+                follower.rewind_to_seen(seen_seq)
+                session.mark_log_offset(follower.mark_key, follower.offset)
+                logs[follower.job_id] = follower.position()
+            snapshot_json = await asyncio.to_thread(_snapshot_json, snapshot, logs, complete)
+            session.push("snapshot", snapshot_json)
             for entry in during:
-                session.push(entry.type, entry.data_json, entry.timestamp)
+                session.push(entry.type, entry.data_json, entry.timestamp, subject=entry.subject)
         finally:
             session.lagging = False
 
@@ -142,7 +166,11 @@ class LiveStream:
 
     async def receive(self, session: ClientSession, text: str | bytes) -> None:
         async with session.receiving:
-            await self._receive(session, text)
+            try:
+                await self._receive(session, text)
+            except Exception:
+                log.exception("DataHarbour: handling a live-stream message from %s failed", session.client_id)
+                session.push_data("error", {"message": "the server could not handle this message"})
 
     async def _receive(self, session: ClientSession, text: str | bytes) -> None:
         try:
@@ -181,19 +209,26 @@ class LiveStream:
 
     async def _subscribe(self, session: ClientSession, message: dict) -> None:
         wanted = [_topic_request(item) for item in message["topics"]]  # all valid, or none taken
+        if not session.can_read_jobs and any(topic != "metrics" for topic, _ in wanted):
+            raise ClientMessageError("not authorized to read jobs (dataharbour:jobs)")
         for topic, _ in wanted:
-            if EVENT_TOPIC.match(topic) and topic.startswith("job:"):
+            if topic.startswith(("job:", "job_log:")):
                 await self._require_job(topic.split(":", 1)[1])
+        if self._sessions.get(session.client_id) is not session:
+            return  # dropped while the jobs were looked up
         followers = self._followers.setdefault(session, {})
+        new_logs = {topic for topic, _ in wanted if LOG_TOPIC.match(topic)} - set(followers)
+        if len(followers) + len(new_logs) > MAX_LOG_SUBSCRIPTIONS:
+            raise ClientMessageError(f"at most {MAX_LOG_SUBSCRIPTIONS} job_log subscriptions per client")
         for topic, options in wanted:
             if EVENT_TOPIC.match(topic):
                 session.topics.add(topic)
                 continue
             job_id = LOG_TOPIC.match(topic).group(1)
-            await self._require_job(job_id)
             if old := followers.pop(topic, None):
                 old.stop()
-            follower = LogFollower(session, self.jobs, job_id, **options)
+            self._follower_count += 1
+            follower = LogFollower(session, self.jobs, job_id, mark_key=f"{topic}#{self._follower_count}", **options)
             followers[topic] = follower
             follower.start()
         session.push_data("subscribed", {"topics": sorted([*session.topics, *followers])})
@@ -217,38 +252,36 @@ class LiveStream:
 
     def _on_event(self, event: Event) -> None:
         data_json: str | None = None
+        subject = next((topic[4:] for topic in event.topics if topic.startswith("job:")), None)
         for session in self._sessions.values():
             if session.topics.isdisjoint(event.topics):
                 continue
             if data_json is None:  # serialized once for every client
                 data_json = json.dumps(event.data, ensure_ascii=False)
-            session.push(event.type, data_json, event.timestamp)
+            session.push(event.type, data_json, event.timestamp, subject=subject)
 
     # ---- state for a client that lost messages ---------------------------------------
 
-    async def _snapshot(self, session: ClientSession, reason: str) -> dict:
-        jobs: dict[str, dict] = {}
+    async def _snapshot(self, session: ClientSession, reason: str, subjects: set[str]) -> dict:
+        """The current state of what the session follows: active jobs, the most recently
+        updated ones, and every job named in `subjects` or a `job:<id>` topic."""
+        jobs: dict = {}
         if "jobs" in session.topics:
             active = await self.jobs.list(JobQuery(state=[JobState(s) for s in ("queued", *ACTIVE)], limit=1000))
             recent = await self.jobs.list(JobQuery(sort="updated_at", limit=RECENT_JOBS_IN_SNAPSHOT))
             for job in [*active.jobs, *recent.jobs]:
                 jobs[job.id] = job
-        for topic in session.topics:
-            if topic.startswith("job:") and topic[4:] not in jobs:
-                try:
-                    jobs[topic[4:]] = await self.jobs.get(topic[4:])
-                except DataHarbourError:
-                    pass  # deleted: absent from the snapshot
+        wanted = {topic[4:] for topic in session.topics if topic.startswith("job:")} | subjects
+        for job_id in sorted(wanted - set(jobs))[:MAX_NAMED_JOBS_IN_SNAPSHOT]:
+            try:
+                jobs[job_id] = await self.jobs.get(job_id)
+            except DataHarbourError:
+                pass  # deleted: absent from the snapshot (its job_deleted message is resent)
         followers = self._followers.get(session, {})
-        return {
-            "reason": reason,
-            "topics": sorted([*session.topics, *followers]),
-            "jobs": [_summary(job) for job in jobs.values()],
-            "logs": {follower.job_id: follower.position() for follower in followers.values()},
-        }
+        return {"reason": reason, "topics": sorted([*session.topics, *followers]), "jobs": list(jobs.values())}
 
     def _welcome(self, session: ClientSession, *, resumed: bool) -> dict:
-        return {"client_id": session.client_id, "resumed": resumed,
+        return {"client_id": session.client_id, "session": session.id, "resumed": resumed,
                 "topics": sorted([*session.topics, *self._followers.get(session, {})])}
 
     # ---- sessions nobody came back for -----------------------------------------------
@@ -275,8 +308,18 @@ class LiveStream:
                     self._drop(session)
 
 
-def _summary(job) -> dict:
-    return job.model_dump(mode="json", exclude={"code", "runs"})
+def _snapshot_json(snapshot: dict, logs: dict, complete: bool) -> str:
+    """On a worker thread: a thousand job views are CPU work."""
+    jobs = [job.model_dump(mode="json", exclude={"code", "runs"}) for job in snapshot["jobs"]]
+    return json.dumps({**snapshot, "jobs": jobs, "logs": logs, "complete": complete}, ensure_ascii=False)
+
+
+def _latest_per_subject(entries: list) -> list:
+    """Of several whole-state messages of one type about one job, the last is enough."""
+    latest = {}
+    for entry in entries:
+        latest[(entry.type, entry.subject) if entry.subject else (entry.seq,)] = entry
+    return sorted(latest.values(), key=lambda entry: entry.seq)
 
 
 def _topic_request(item) -> tuple[str, dict]:

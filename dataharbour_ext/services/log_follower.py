@@ -19,12 +19,13 @@ IDLE_POLL_SECONDS = 0.25
 
 
 class LogFollower:
-    def __init__(self, session: ClientSession, jobs, job_id: str, *, offset: int, stream: str,
+    def __init__(self, session: ClientSession, jobs, job_id: str, *, mark_key: str, offset: int, stream: str,
                  attempt: int | None):
         self.session = session
         self.jobs = jobs
         self.job_id = job_id
         self.key = f"job_log:{job_id}"
+        self.mark_key = mark_key  # this subscription's offsets in the session's marks
         self.stream = stream
         self.attempt = attempt
         self.start_offset = offset
@@ -42,7 +43,7 @@ class LogFollower:
 
     def rewind_to_seen(self, seq: int) -> None:
         """Continue from where a client that has seen messages up to `seq` left off."""
-        seen = self.session.log_offset_seen(self.key, seq)
+        seen = self.session.log_offset_seen(self.mark_key, seq)
         self.offset = seen if seen is not None else self.start_offset
         self.generation += 1
         self._rewound.set()
@@ -65,7 +66,7 @@ class LogFollower:
                     continue  # rewound while reading: this page may repeat what the client has
                 self.attempt = page.attempt
                 if page.lines or page.complete:
-                    self.session.push("job_log", page.model_dump_json(), log_key=self.key,
+                    self.session.push("job_log", page.model_dump_json(), log_key=self.mark_key,
                                       next_offset=page.next_offset)
                     self.offset = page.next_offset
                 if page.complete:

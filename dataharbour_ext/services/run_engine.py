@@ -61,7 +61,7 @@ class Watched:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     marked_running: bool = False
     signals_mtime: float | None = None
-    progress_mtime: int | None = None
+    progress_version: tuple | None = None
     progress_read_at: float = 0.0  # loop time
     progress: dict | None = None  # the latest, as JobProgress fields
     settling: bool = False
@@ -307,12 +307,14 @@ class RunEngine:
         if not final and now - watched.progress_read_at < PROGRESS_INTERVAL:
             return
         try:
-            mtime = os.stat(watched.backend.progress_path(watched.run.run_dir)).st_mtime_ns
+            stat = os.stat(watched.backend.progress_path(watched.run.run_dir))
         except OSError:
             return
-        if mtime == watched.progress_mtime:
+        # Written by an atomic rename: a new inode each time, even within one mtime tick.
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if version == watched.progress_version:
             return
-        watched.progress_mtime, watched.progress_read_at = mtime, now
+        watched.progress_version, watched.progress_read_at = version, now
         progress = await asyncio.to_thread(watched.backend.progress, watched.run.run_dir)
         if progress is None:
             return

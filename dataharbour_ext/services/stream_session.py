@@ -9,6 +9,7 @@ skipped forward (a `lagged` message and a snapshot) instead of holding anything 
 
 import asyncio
 import json
+import secrets
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Entry:
     text: str
     log_key: str | None = None  # the job_log subscription this chunk belongs to
     next_offset: int | None = None
+    subject: str | None = None  # the job a whole-state message is about
     resendable: bool = True  # whole-state messages may be sent again after a lag; log chunks not
 
 
@@ -43,7 +45,9 @@ class ClientSession:
     def __init__(self, user: str, client_id: str, *, ring_size: int, ring_bytes: int, max_backlog: int):
         self.user = user
         self.client_id = client_id
+        self.id = secrets.token_hex(8)  # a resume must name it: a re-created session numbers anew
         self.topics: set[str] = set(DEFAULT_TOPICS)
+        self.can_read_jobs = True  # the authorizer's answer for `read` on dataharbour:jobs
         self.seq = 0
         self.sent_seq = 0
         self.ring: deque[Entry] = deque()
@@ -65,12 +69,12 @@ class ClientSession:
     # ---- what the client receives --------------------------------------------------
 
     def push(self, event_type: str, data_json: str, timestamp: str | None = None, *,
-             log_key: str | None = None, next_offset: int | None = None) -> Entry:
+             log_key: str | None = None, next_offset: int | None = None, subject: str | None = None) -> Entry:
         self.seq += 1
         timestamp = timestamp or now_iso()
         entry = Entry(self.seq, event_type, data_json, timestamp,
                       message_text(self.seq, event_type, data_json, timestamp),
-                      log_key=log_key, next_offset=next_offset, resendable=log_key is None)
+                      log_key=log_key, next_offset=next_offset, subject=subject, resendable=log_key is None)
         self.ring.append(entry)
         if log_key is not None and next_offset is not None:
             self.log_marks.append((entry.seq, log_key, next_offset))
@@ -93,6 +97,11 @@ class ClientSession:
         if since_seq == self.seq:
             return True
         return bool(self.ring) and self.ring[0].seq <= since_seq + 1
+
+    def mark_log_offset(self, log_key: str, offset: int) -> None:
+        """From the latest message on, a client's position in that log is `offset` (after a
+        rewind: what it had been sent, not the chunks skipped since)."""
+        self.log_marks.append((self.seq, log_key, offset))
 
     def log_offset_seen(self, log_key: str, seq: int) -> int | None:
         """The offset a client that has seen messages up to `seq` continues a log from."""
@@ -123,13 +132,16 @@ class ClientSession:
             self.detached_at = loop_time
             self._wake.set()
 
+    def is_current(self, connection: int) -> bool:
+        return self.connection == connection and self.attached
+
     async def outgoing(self, connection: int, on_lag) -> AsyncIterator[str]:
         """Texts to send, in order, for as long as `connection` is the session's. `on_lag`
         is awaited when the client has fallen too far behind (it pushes what replaces the
         skipped messages)."""
-        while self.connection == connection and self.attached:
+        while self.is_current(connection):
             if self.backlog() > self.max_backlog or (self.ring and self.ring[0].seq > self.sent_seq + 1):
-                await on_lag(self)
+                await on_lag(self, connection)
                 continue
             if self.sent_seq >= self.seq:
                 self._wake.clear()

@@ -53,16 +53,23 @@ def _counts() -> dict:
 class ProgressSampler:
     """Spark jobs, stages and tasks of one SparkContext, from its status tracker.
 
-    Finished jobs are read once and remembered, so a sample costs a call for the known job
-    ids plus one per stage still running. A stage of a finished job that never ran a task
-    was skipped (its shuffle output was reused) and counts nowhere."""
+    A finished job is read once and added to running totals, so a sample costs a call for
+    the known job ids plus a few per job still running, and jobs the driver forgets
+    (`spark.ui.retainedJobs`) stay counted. A stage shared by several jobs counts once. A
+    stage of a finished job that never ran a task was skipped (its shuffle output was
+    reused) and counts nowhere. Jobs in a job group are seen while they run."""
+
+    MAX_ERRORS_IN_A_ROW = 5
 
     def __init__(self, sc, path: str, interval: float = PROGRESS_INTERVAL):
         self.sc = sc
         self.path = path
         self.interval = interval
-        self.finished: dict[int, tuple[str, list]] = {}  # job id -> (status, its stages' infos)
+        self.finished_ids: set[int] = set()
+        self.finished = {"jobs": _counts(), "stages": _counts(), "tasks": _counts()}
+        self.counted_stages: set[int] = set()  # stages already in the finished totals
         self.last: dict | None = None
+        self.errors = 0
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="dataharbour-progress", daemon=True)
@@ -81,12 +88,14 @@ class ProgressSampler:
                 return
 
     def sample(self) -> bool:
-        """Write the progress if it changed; False once the tracker can no longer answer."""
+        """Write the progress if it changed; False once the tracker keeps failing."""
         with self.lock:
             try:
                 progress = self._read()
+                self.errors = 0
             except Exception:
-                return False
+                self.errors += 1
+                return self.errors < self.MAX_ERRORS_IN_A_ROW
             if progress == self.last:
                 return True
             self.last = progress
@@ -96,45 +105,58 @@ class ProgressSampler:
                 return False
             return True
 
+    @staticmethod
+    def _add_stage(counts: dict, stage, job_status: str) -> None:
+        complete = stage.numCompletedTasks >= stage.numTasks and not stage.numActiveTasks
+        ran = stage.numCompletedTasks or stage.numActiveTasks or stage.numFailedTasks
+        counts["stages"]["total"] += 1
+        counts["stages"]["done"] += complete
+        counts["stages"]["failed"] += job_status == "FAILED" and not complete
+        counts["stages"]["active"] += bool(stage.numActiveTasks) or (job_status == "RUNNING" and ran and not complete)
+        counts["tasks"]["total"] += stage.numTasks
+        counts["tasks"]["done"] += min(stage.numCompletedTasks, stage.numTasks)
+        counts["tasks"]["failed"] += stage.numFailedTasks
+        counts["tasks"]["active"] += stage.numActiveTasks
+
     def _read(self) -> dict:
         tracker = self.sc.statusTracker()
-        job_ids = set(tracker.getJobIdsForGroup(None)) | set(tracker.getActiveJobsIds())
-        jobs, stages, tasks = _counts(), _counts(), _counts()
+        job_ids = (set(tracker.getJobIdsForGroup(None)) | set(tracker.getActiveJobsIds())) - self.finished_ids
+        live = {"jobs": _counts(), "stages": _counts(), "tasks": _counts()}
+        seen_stages = set(self.counted_stages)
         current_stage = None
         for job_id in sorted(job_ids):
-            if job_id in self.finished:
-                status, infos = self.finished[job_id]
-            else:
-                info = tracker.getJobInfo(job_id)
-                if info is None:
+            info = tracker.getJobInfo(job_id)
+            if info is None:
+                continue
+            status = str(info.status)
+            ended = status in ("SUCCEEDED", "FAILED")
+            counts = self.finished if ended else live
+            counts["jobs"]["total"] += 1
+            counts["jobs"]["done"] += status == "SUCCEEDED"
+            counts["jobs"]["failed"] += status == "FAILED"
+            counts["jobs"]["active"] += status == "RUNNING"
+            for stage_id in info.stageIds:
+                if stage_id in seen_stages:
                     continue
-                status = str(info.status)
-                infos = [tracker.getStageInfo(stage_id) for stage_id in info.stageIds]
-                infos = [stage for stage in infos if stage is not None]
-                if status in ("SUCCEEDED", "FAILED"):
-                    self.finished[job_id] = (status, infos)
-            jobs["total"] += 1
-            jobs["done"] += status == "SUCCEEDED"
-            jobs["failed"] += status == "FAILED"
-            jobs["active"] += status == "RUNNING"
-            for stage in infos:
+                stage = tracker.getStageInfo(stage_id)
+                if stage is None:
+                    continue
                 ran = stage.numCompletedTasks or stage.numActiveTasks or stage.numFailedTasks
-                if status in ("SUCCEEDED", "FAILED") and not ran:
+                if ended and not ran:
                     continue  # skipped, or never reached before the job failed
-                complete = stage.numCompletedTasks >= stage.numTasks and not stage.numActiveTasks
-                stages["total"] += 1
-                stages["done"] += complete
-                stages["failed"] += status == "FAILED" and not complete
-                stages["active"] += bool(stage.numActiveTasks) or (status == "RUNNING" and ran and not complete)
-                tasks["total"] += stage.numTasks
-                tasks["done"] += min(stage.numCompletedTasks, stage.numTasks)
-                tasks["failed"] += stage.numFailedTasks
-                tasks["active"] += stage.numActiveTasks
+                seen_stages.add(stage_id)
+                if ended:
+                    self.counted_stages.add(stage_id)
+                self._add_stage(counts, stage, status)
                 if stage.numActiveTasks:
                     current_stage = stage.name
+            if ended:
+                self.finished_ids.add(job_id)
+        totals = {part: {name: self.finished[part][name] + live[part][name] for name in self.finished[part]}
+                  for part in ("jobs", "stages", "tasks")}
+        tasks = totals["tasks"]
         percent = round(100.0 * tasks["done"] / tasks["total"], 1) if tasks["total"] else 0.0
-        return {"jobs": jobs, "stages": stages, "tasks": tasks, "current_stage": current_stage,
-                "percent": percent}
+        return {**totals, "current_stage": current_stage, "percent": percent}
 
 
 class Signals:
