@@ -13,7 +13,11 @@ it ready, so API jobs start with it. Goal with the archive: median(api) / median
 gets from dataharbour_ext.spark.submit (bootstrap, quiet log config, class-data archive)
 against bare spark-submit, both run directly.
 
-    python3 bench/turnaround.py [--rounds N] [--direct] [--no-class-data]
+--progress-cost (with --direct) measures what Spark progress costs a job: the job command
+with progress sampling (the default, every 0.5 s) against the same command with it off,
+alternated; goal: the ratio moves by no more than 2%.
+
+    python3 bench/turnaround.py [--rounds N] [--direct [--progress-cost]] [--no-class-data]
 """
 
 import argparse
@@ -160,6 +164,43 @@ def report(first: str, second: str, first_times: list[float], second_times: list
     print(f"ratio {first}/{second} = {ratio:.2f} (goal <= {goal:.2f}): {'PASS' if ratio <= goal else 'FAIL'}")
 
 
+def main_progress_cost(rounds: int, class_data: bool) -> None:
+    """The job command with progress sampling vs without, no server."""
+    with tempfile.TemporaryDirectory(prefix="dataharbour-bench-progress-") as tmp:
+        state_dir = os.path.join(tmp, "state")
+        script = os.path.join(tmp, "turnaround_job.py")
+        with open(script, "w") as f:
+            f.write(PROGRAM)
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+        archive = build_class_data(state_dir) if class_data else None
+        java_options = SparkLogConfig(state_dir).java_options() + (archive.java_options() if archive else [])
+
+        def run_job(name: str, progress_interval: float) -> float:
+            run_dir = os.path.join(tmp, name)
+            os.makedirs(run_dir)
+            spec = SubmitSpec(
+                master="local[*]", app_name=name, app_file=script, local_ip=HOST,
+                signals_file=os.path.join(run_dir, "spark.json"), java_options=java_options,
+                progress_interval=progress_interval,
+            )  # fmt: skip
+            env = dict(os.environ)
+            env.update(build_environment_overlay(spec))
+            took = run_spark_submit(build_command(spec), env, tmp, os.path.join(run_dir, "output.log"), name)
+            if progress_interval and not os.path.exists(os.path.join(run_dir, "progress.json")):
+                raise BenchError(f"{name}: no progress.json was written")
+            return took
+
+        print(f"program: spark.range(1000).count() on local[*]; {rounds} rounds, progress on then off")
+        run_job("warm-on", 0.5), run_job("warm-off", 0.0)
+        on_times, off_times = [], []
+        for i in range(1, rounds + 1):
+            on, off = run_job(f"on-{i}", 0.5), run_job(f"off-{i}", 0.0)
+            on_times.append(on)
+            off_times.append(off)
+            print(f"round {i:2d}     progress on {on:7.3f}s   off {off:7.3f}s   on-off {on - off:+.3f}s")
+    report("progress on", "off", on_times, off_times, 1.02)
+
+
 def main_direct(rounds: int, class_data: bool) -> None:
     """Job command (dataharbour_ext.spark.submit) vs bare spark-submit, no server."""
     with tempfile.TemporaryDirectory(prefix="dataharbour-bench-direct-") as tmp:
@@ -208,9 +249,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each (default 5)")
     parser.add_argument("--direct", action="store_true", help="job command vs bare spark-submit, no server")
     parser.add_argument("--no-class-data", action="store_true", help="do not build the class-data archive first")
+    parser.add_argument("--progress-cost", action="store_true", help="with --direct: progress sampling on vs off")
     options = parser.parse_args()
     if not 1 <= options.rounds <= 100:
         parser.error("--rounds must be between 1 and 100")
+    if options.direct and options.progress_cost:
+        main_progress_cost(options.rounds, not options.no_class_data)
+        return
     if options.direct:
         main_direct(options.rounds, not options.no_class_data)
         return

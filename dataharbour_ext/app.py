@@ -87,6 +87,11 @@ class DataHarbourApp(ExtensionApp):
     max_name_length = Integer(200, help="Longest accepted job name.").tag(config=True)
     kill_grace_seconds = Float(10.0, help="Seconds between SIGTERM and SIGKILL when killing a job.").tag(config=True)
     poll_interval = Float(0.1, help="Seconds between checks of starting jobs.").tag(config=True)
+    progress_interval = Float(
+        0.5,
+        help="Seconds between two samples of a running job's Spark progress (in the driver's Python, "
+        "from SparkContext.statusTracker()); 0 turns progress off.",
+    ).tag(config=True)
     stream_session_ttl = Float(
         300.0,
         help="Seconds a live-stream session waits for its client to reconnect (and resume with since_seq) "
@@ -168,6 +173,7 @@ class DataHarbourApp(ExtensionApp):
                 class_data=self.class_data,
                 default_log_level=self.log_level,
                 niceness=self.run_niceness,
+                progress_interval=self.progress_interval,
             )
         }
         config = JobServiceConfig(

@@ -59,12 +59,13 @@ def test_environment_overlay_holds_only_what_the_run_adds(monkeypatch):
     )
     assert set(overlay) == {
         "MY_VAR", "SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "PYTHONUNBUFFERED",
-        "SPARK_SUBMIT_OPTS",
+        "SPARK_SUBMIT_OPTS", "DATAHARBOUR_PROGRESS_INTERVAL",
     }  # fmt: skip
     assert "s3cr3t" not in json.dumps(overlay) and "from.server" not in json.dumps(overlay)
     # Ours first (escaped for Spark's launcher), then the job's own.
     assert overlay["SPARK_SUBMIT_OPTS"] == "-Da=1 -Dpath=/state\\ dir/x -Duser.opt=2"
     assert overlay["SPARK_LOCAL_IP"] == "127.0.0.1" and overlay["PYTHONUNBUFFERED"] == "1"
+    assert overlay["DATAHARBOUR_PROGRESS_INTERVAL"] == "0.5"
     # No options at all: no SPARK_SUBMIT_OPTS in the overlay.
     assert "SPARK_SUBMIT_OPTS" not in build_environment_overlay(spec())
     # The old whole-environment form still works for callers not yet on the overlay.

@@ -28,6 +28,14 @@ import time
 
 PROGRESS_FILE = "progress.json"  # beside SIGNALS_PATH; the engine reads both
 PROGRESS_INTERVAL = 0.5
+PROGRESS_INTERVAL_VARIABLE = "DATAHARBOUR_PROGRESS_INTERVAL"  # seconds; 0 turns sampling off
+
+
+def _progress_interval() -> float:
+    try:
+        return float(os.environ.get(PROGRESS_INTERVAL_VARIABLE, PROGRESS_INTERVAL))
+    except ValueError:
+        return PROGRESS_INTERVAL
 
 
 def _write_atomically(path: str, data: dict) -> None:
@@ -179,8 +187,10 @@ class Signals:
         self.data = {"app_id": sc.applicationId, "ui_url": ui_url or None, "ready_at": time.time()}
         self.context_id = id(sc)
         _write_atomically(self.path, self.data)
-        self.sampler = ProgressSampler(sc, os.path.join(os.path.dirname(self.path), PROGRESS_FILE))
-        self.sampler.start()
+        interval = _progress_interval()
+        if interval > 0:
+            self.sampler = ProgressSampler(sc, os.path.join(os.path.dirname(self.path), PROGRESS_FILE), interval)
+            self.sampler.start()
 
     def context_stopping(self, sc) -> None:
         if self.sampler is not None and self.context_id == id(sc):

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bootstrap import PROGRESS_INTERVAL, PROGRESS_INTERVAL_VARIABLE
 from .installation import spark_home, spark_submit
 
 BOOTSTRAP = str(Path(__file__).with_name("bootstrap.py"))
@@ -26,7 +27,8 @@ BOOTSTRAP = str(Path(__file__).with_name("bootstrap.py"))
 # through the API. A cluster's own conf may turn them back on.
 DEFAULT_CONF = {"spark.ui.killEnabled": "false"}
 # What build_environment_overlay sets itself (the job's env cannot override these).
-MANAGED_ENV = ("SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "PYTHONUNBUFFERED")
+MANAGED_ENV = ("SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "PYTHONUNBUFFERED",
+               PROGRESS_INTERVAL_VARIABLE)
 
 
 @dataclass
@@ -49,6 +51,8 @@ class SubmitSpec:
     signals_file: str | None = None
     # Driver JVM options: ClassDataArchive.java_options() + SparkLogConfig.java_options().
     java_options: list[str] = field(default_factory=list)
+    # Seconds between two progress samples in the driver's Python (bootstrap.py); 0: none.
+    progress_interval: float = PROGRESS_INTERVAL
 
 
 def spark_conf(spec: SubmitSpec) -> dict[str, str]:
@@ -142,6 +146,7 @@ def build_environment_overlay(spec: SubmitSpec) -> dict[str, str]:
             "SPARK_LOCAL_IP": spec.local_ip,
             # The log is read while the job runs: print() must reach it at once.
             "PYTHONUNBUFFERED": "1",
+            PROGRESS_INTERVAL_VARIABLE: repr(float(spec.progress_interval)),
         }
     )
     # Ours first, the job's own after them (for a repeated -D or -XX the last one wins).

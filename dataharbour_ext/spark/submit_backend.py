@@ -19,6 +19,7 @@ from ..runs.identity import ProcessIdentity
 from ..runs.process import Supervised
 from ..store import JobRecord, RunRecord
 from . import driver_signals
+from .bootstrap import PROGRESS_INTERVAL
 from .class_data import ClassDataArchive
 from .log_config import SparkLogConfig
 from .submit import SubmitSpec, build_command, build_environment_overlay, spark_conf, write_properties
@@ -32,8 +33,9 @@ class SparkSubmitBackend:
 
     def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
                  class_data: ClassDataArchive | None = None, default_log_level: str | None = None,
-                 niceness: int = 0):
+                 niceness: int = 0, progress_interval: float = PROGRESS_INTERVAL):
         self.root_dir = root_dir
+        self.progress_interval = progress_interval
         self.niceness = niceness
         self.log_config = SparkLogConfig(state_dir)
         self.local_ip = local_ip
@@ -44,7 +46,7 @@ class SparkSubmitBackend:
     def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
         try:
             run_dir = folder.create(run.run_dir)
-            folder.clear_outcome(run_dir, driver_signals.SIGNALS_FILE)
+            folder.clear_outcome(run_dir, driver_signals.SIGNALS_FILE, driver_signals.PROGRESS_FILE)
             program = run_dir / PROGRAM_FILE
             _write_private(program, job.code or "")
             spec = SubmitSpec(
@@ -61,6 +63,7 @@ class SparkSubmitBackend:
                     *(self.class_data.java_options() if self.class_data else []),
                     *self.log_config.java_options(job.log_level or cluster.log_level or self.default_log_level),
                 ],
+                progress_interval=self.progress_interval,
             )
             conf = spark_conf(spec)
             if conf:
