@@ -60,8 +60,8 @@ async def test_the_writer_stops_when_the_session_is_taken_over():
     sent = []
 
     async def write(connection):
-        async for text in session.outgoing(connection, on_lag=None):
-            sent.append(text)
+        async for batch in session.outgoing(connection, on_lag=None):
+            sent.extend(batch)
 
     writer = asyncio.create_task(write(first))
     await asyncio.sleep(0)

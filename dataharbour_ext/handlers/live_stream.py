@@ -61,6 +61,8 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def open(self, client_id: str):
         super().open()  # Jupyter's keep-alive pings
+        # Updates are small and latency matters: no Nagle delay waiting for the client's ACK.
+        self.set_nodelay(True)
         try:
             self.session, self.connection = await self.stream.connect(
                 self.current_user.username, client_id, self.since_seq, session_id=self.session_id,
@@ -75,8 +77,10 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     async def _write_all(self) -> None:
         code, reason = REPLACED, "this client id was connected again elsewhere"
         try:
-            async for text in self.session.outgoing(self.connection, self.stream.on_lag):
-                await self.write_message(text)
+            async for batch in self.session.outgoing(self.connection, self.stream.on_lag):
+                for text in batch[:-1]:
+                    self.write_message(text)  # queued in order on the stream; the last one is awaited
+                await self.write_message(batch[-1])
         except WebSocketClosedError:
             return
         except Exception:

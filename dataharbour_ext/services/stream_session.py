@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 DEFAULT_TOPICS = frozenset({"jobs", "metrics"})
 LOG_MARKS = 10_000
+SEND_BATCH = 64  # messages handed to the connection at once (one wake-up, not one each)
 
 
 def now_iso() -> str:
@@ -135,10 +136,10 @@ class ClientSession:
     def is_current(self, connection: int) -> bool:
         return self.connection == connection and self.attached
 
-    async def outgoing(self, connection: int, on_lag) -> AsyncIterator[str]:
-        """Texts to send, in order, for as long as `connection` is the session's. `on_lag`
-        is awaited when the client has fallen too far behind (it pushes what replaces the
-        skipped messages)."""
+    async def outgoing(self, connection: int, on_lag) -> AsyncIterator[list[str]]:
+        """Texts to send, in order and in batches of what is waiting, for as long as
+        `connection` is the session's. `on_lag` is awaited when the client has fallen too
+        far behind (it pushes what replaces the skipped messages)."""
         while self.is_current(connection):
             if self.backlog() > self.max_backlog or (self.ring and self.ring[0].seq > self.sent_seq + 1):
                 await on_lag(self, connection)
@@ -147,9 +148,10 @@ class ClientSession:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            entry = self.ring[self.sent_seq + 1 - self.ring[0].seq]
-            self.sent_seq = entry.seq
-            yield entry.text  # returns once the connection has written it
+            first = self.sent_seq + 1 - self.ring[0].seq
+            batch = [self.ring[i].text for i in range(first, min(len(self.ring), first + SEND_BATCH))]
+            self.sent_seq += len(batch)
+            yield batch  # returns once the connection has written them
             self._sent.set()
 
     async def caught_up(self) -> None:
