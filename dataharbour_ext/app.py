@@ -14,6 +14,7 @@ from . import __version__
 from .event_bus import connect_event_bus
 from .events import EventHub
 from .handlers.routes import handler_table
+from .services.cluster_views import ClusterViews
 from .services.clusters import ClusterService
 from .services.jobs import JobService, JobServiceConfig
 from .services.live_stream import LiveStream, StreamConfig
@@ -193,7 +194,7 @@ class DataHarbourApp(ExtensionApp):
         self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
         self.settings.update(
             {"dataharbour": {"jobs": self.jobs, "clusters": self.clusters, "events": self.hub, "stream": self.stream,
-                             "app": self}}
+                             "cluster_views": ClusterViews(self.clusters, self.store, self.jobs.config), "app": self}}
         )
 
     def initialize_handlers(self) -> None:

@@ -8,7 +8,20 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from ..models import DeleteQuery, ErrorBody, Job, JobList, JobQuery, JobSubmit, LogPage, LogQuery, SparkUi
+from ..models import (
+    ClusterInfo,
+    ClusterList,
+    DeleteQuery,
+    ErrorBody,
+    Job,
+    JobList,
+    JobQuery,
+    JobSubmit,
+    LogPage,
+    LogQuery,
+    SparkUi,
+)
+from .clusters import ClusterCollectionHandler, ClusterHandler
 from .jobs import (
     JobCollectionHandler,
     JobHandler,
@@ -108,6 +121,17 @@ ROUTES: tuple[Route, ...] = (
                 ),
             ),
         ),
+    ),
+    Route(
+        "/api/v1/clusters/",
+        ClusterCollectionHandler,
+        (Operation("get", "Clusters jobs can be submitted to, with their running and queued jobs",
+                   response=ClusterList),),
+    ),
+    Route(
+        "/api/v1/clusters/{cluster_id}",
+        ClusterHandler,
+        (Operation("get", "One cluster", response=ClusterInfo, errors=(404,)),),
     ),
     # WebSocket routes: no REST operations to document (the protocol is in the README).
     Route("/api/v1/ws/{client_id}", LiveStreamHandler),

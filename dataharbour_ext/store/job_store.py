@@ -374,6 +374,15 @@ class JobStore:
         return [_run_record(row) for row in rows]
 
     @_in_thread
+    def run_counts(self, states: Iterable[str]) -> dict[tuple[str, str], int]:
+        """How many runs of this tenant are in each of `states`, by (cluster id, state)."""
+        query = (select(runs.c.cluster_id, runs.c.state, func.count())
+                 .where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)))
+                 .group_by(runs.c.cluster_id, runs.c.state))
+        with self._read() as db:
+            return {(cluster_id, state): int(count) for cluster_id, state, count in db.execute(query).all()}
+
+    @_in_thread
     def count_active(self, cluster_id: str) -> int:
         with self._read() as db:
             return int(db.scalar(
