@@ -90,6 +90,16 @@ class ServerProcess:
             time.sleep(0.3)
         raise AssertionError(f"job {job_id} still {job['state']}")
 
+    def wait_for_line(self, job_id: str, text: str, timeout: float = 120) -> None:
+        """Until the job's log holds a line containing `text`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.request("GET", f"/api/v1/jobs/{job_id}/logs?limit=100000")
+            if any(text in line for line in log["lines"]):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} never printed {text!r}")
+
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM), as `jupyter server stop` would."""

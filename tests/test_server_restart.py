@@ -54,6 +54,7 @@ def test_jobs_survive_a_server_sigkill(server, tmp_path):
     long = server.request("POST", "/api/v1/jobs/", {"name": "long", "code": GATED_SPARK_JOB.format(gate="long.go")})
     vanishing = server.request("POST", "/api/v1/jobs/", {"name": "gone", "code": "import time\ntime.sleep(600)\n"})
     server.wait(long["id"], {"running"})
+    server.wait_for_line(long["id"], "started 10")  # `running` comes when the context is up, before the count
     server.wait(short["id"], {"running"})
     server.wait(vanishing["id"], {"starting", "running"})
 
