@@ -281,3 +281,12 @@ async def test_each_4xx_is_logged_once(api, server_log, method, path, body, stat
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith(f"{status} {method} ") and f"/api/v1/{path}" in warnings[0], warnings
     assert message in warnings[0]
+
+
+async def test_jupyterlabs_cache_buster_is_not_an_unknown_field(api):
+    """ServerConnection adds `&<milliseconds>` to every GET; a named unknown field is still 400."""
+    for path, params in (("jobs/", {"limit": 5, "1795770527680": ""}), ("clusters/", {"1795770527680": ""})):
+        status, body = await api.call("GET", path, params=params)
+        assert status == 200, body
+    status, body = await api.call("GET", "jobs/", params={"limit": 5, "1795770527680": "1"})
+    assert status == 400 and "1795770527680" in body["message"]

@@ -133,7 +133,7 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
         data: dict = {}
         for raw_key, raw_values in self.request.query_arguments.items():
             key = _query_name(raw_key)
-            if key in AUTH_QUERY_ARGUMENTS:
+            if key in AUTH_QUERY_ARGUMENTS or _is_cache_buster(key, raw_values):
                 continue
             values = [_query_value(key, value) for value in raw_values]
             if key in list_fields:
@@ -156,6 +156,12 @@ class DataHarbourHandler(DomainErrorMixin, ExtensionHandlerMixin, APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(body)
+
+
+def _is_cache_buster(key: str, values: list[bytes]) -> bool:
+    """JupyterLab's ServerConnection appends `&<milliseconds>` to every GET (its default
+    `cache: 'no-store'`): a bare number with no value describes nothing."""
+    return key.isascii() and key.isdigit() and all(value == b"" for value in values)
 
 
 def _query_name(raw_key: str) -> str:

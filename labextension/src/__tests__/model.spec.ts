@@ -1,0 +1,96 @@
+import { StreamCursor, reconnectDelay } from '../cursor';
+import { IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, parseConf, visibleJobs } from '../model';
+
+function job(id: string, state: string, updated: string, attempt = 1): IJob {
+  return {
+    id, name: `job ${id}`, cluster_id: 'spark-cluster-default', state: state as IJob['state'], source: 'code',
+    args: [], conf: {}, env: {}, created_at: updated, updated_at: updated, attempt
+  };
+}
+
+function message(type: string, data: unknown, seq = 1): IStreamMessage {
+  return { type, data, timestamp: '', seq };
+}
+
+describe('applyMessage', () => {
+  it('adds and updates jobs and never goes back in time', () => {
+    let jobs = applyMessage(new Map(), message('job_update', job('a', 'queued', '2026-01-01T00:00:01Z')));
+    jobs = applyMessage(jobs, message('job_update', job('a', 'running', '2026-01-01T00:00:03Z')));
+    const stale = applyMessage(jobs, message('job_update', job('a', 'starting', '2026-01-01T00:00:02Z')));
+    expect(stale.get('a')!.state).toBe('running');
+    expect(stale).toBe(jobs);
+  });
+
+  it('keeps progress of the same attempt and drops it for a new one', () => {
+    let jobs = applyMessage(new Map(), message('job_update', job('a', 'running', '2026-01-01T00:00:01Z')));
+    const progress = { job_id: 'a', attempt: 1, percent: 50, jobs: {}, stages: {}, tasks: {}, current_stage: null };
+    jobs = applyMessage(jobs, message('job_progress', progress));
+    expect(jobs.get('a')!.progress!.percent).toBe(50);
+    jobs = applyMessage(jobs, message('job_update', job('a', 'succeeded', '2026-01-01T00:00:05Z')));
+    expect(jobs.get('a')!.progress!.percent).toBe(50);
+    jobs = applyMessage(jobs, message('job_update', job('a', 'queued', '2026-01-01T00:00:06Z', 2)));
+    expect(jobs.get('a')!.progress).toBeNull();
+    expect(applyMessage(jobs, message('job_progress', progress))).toBe(jobs); // attempt 1's progress
+  });
+
+  it('applies snapshots and deletions', () => {
+    let jobs = applyMessage(new Map(), message('snapshot', {
+      jobs: [job('a', 'succeeded', '2026-01-01T00:00:01Z'), job('b', 'running', '2026-01-01T00:00:02Z')]
+    }));
+    expect([...jobs.keys()].sort()).toEqual(['a', 'b']);
+    jobs = applyMessage(jobs, message('job_deleted', { id: 'a' }));
+    expect([...jobs.keys()]).toEqual(['b']);
+  });
+});
+
+describe('visibleJobs', () => {
+  it('filters by state and name, newest first', () => {
+    const jobs = new Map([
+      ['a', job('a', 'succeeded', '2026-01-01T00:00:01Z')],
+      ['b', job('b', 'running', '2026-01-01T00:00:02Z')]
+    ]);
+    expect(visibleJobs(jobs, {}).map(j => j.id)).toEqual(['b', 'a']);
+    expect(visibleJobs(jobs, { state: 'succeeded' }).map(j => j.id)).toEqual(['a']);
+    expect(visibleJobs(jobs, { name: 'JOB B' }).map(j => j.id)).toEqual(['b']);
+  });
+});
+
+describe('StreamCursor', () => {
+  it('resumes with the last seq of its session and drops replayed messages', () => {
+    const cursor = new StreamCursor();
+    expect(cursor.resumeParams()).toEqual({});
+    expect(cursor.accept(message('welcome', { session: 's1', resumed: false }, 1))).toBe(true);
+    expect(cursor.accept(message('job_update', {}, 2))).toBe(true);
+    expect(cursor.resumeParams()).toEqual({ since_seq: '2', session: 's1' });
+    expect(cursor.accept(message('job_update', {}, 2))).toBe(false);
+    expect(cursor.accept(message('job_update', {}, 3))).toBe(true);
+    expect(cursor.accept(message('welcome', { session: 's1', resumed: true }, 4))).toBe(true);
+    expect(cursor.gaps).toBe(0);
+  });
+
+  it('starts a new numbering when the server has a new session', () => {
+    const cursor = new StreamCursor();
+    cursor.accept(message('welcome', { session: 's1', resumed: false }, 1));
+    cursor.accept(message('job_update', {}, 40));
+    expect(cursor.accept(message('welcome', { session: 's2', resumed: false }, 1))).toBe(true);
+    expect(cursor.resumeParams()).toEqual({ since_seq: '1', session: 's2' });
+  });
+
+  it('backs off up to 30 s', () => {
+    expect(reconnectDelay(0)).toBe(500);
+    expect(reconnectDelay(3)).toBe(4000);
+    expect(reconnectDelay(20)).toBe(30000);
+  });
+});
+
+describe('helpers', () => {
+  it('formats durations, parses conf and words errors', () => {
+    expect(formatDuration(65)).toBe('1m 05s');
+    expect(formatDuration(3700)).toBe('1h 01m');
+    expect(formatDuration(null)).toBe('');
+    expect(parseConf('a=1\n# note\n b = x=y \n')).toEqual({ a: '1', b: 'x=y' });
+    expect(() => parseConf('nonsense')).toThrow('line 1');
+    expect(errorMessage(400, { message: 'code: the program is empty' })).toBe('code: the program is empty');
+    expect(errorMessage(403, '<html>')).toBe('You are not allowed to do this on this server.');
+  });
+});

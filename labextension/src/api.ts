@@ -1,0 +1,103 @@
+/**
+ * The DataHarbour REST API, through JupyterLab's ServerConnection (token and XSRF handled
+ * by JupyterLab). Errors become ApiError with the server's own message.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { IClusterInfo, IJob, IJobList, ILogPage, errorMessage } from './model';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+export interface ISubmitRequest {
+  name: string;
+  cluster_id?: string;
+  code?: string;
+  file?: string;
+  args?: string[];
+  conf?: Record<string, string>;
+}
+
+export class DataHarbourApi {
+  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  listJobs(params: Record<string, string | number> = {}): Promise<IJobList> {
+    return this.request<IJobList>('GET', 'jobs/', undefined, params);
+  }
+
+  getJob(id: string): Promise<IJob> {
+    return this.request<IJob>('GET', `jobs/${encodeURIComponent(id)}`);
+  }
+
+  submit(body: ISubmitRequest): Promise<IJob> {
+    return this.request<IJob>('POST', 'jobs/', body);
+  }
+
+  kill(id: string): Promise<IJob> {
+    return this.request<IJob>('POST', `jobs/${encodeURIComponent(id)}/kill`);
+  }
+
+  restart(id: string): Promise<IJob> {
+    return this.request<IJob>('POST', `jobs/${encodeURIComponent(id)}/restart`);
+  }
+
+  async remove(id: string, force = false): Promise<void> {
+    await this.request<void>('DELETE', `jobs/${encodeURIComponent(id)}`, undefined, force ? { force: 'true' } : {});
+  }
+
+  logs(id: string, params: Record<string, string | number>): Promise<ILogPage> {
+    return this.request<ILogPage>('GET', `jobs/${encodeURIComponent(id)}/logs`, undefined, params);
+  }
+
+  async clusters(): Promise<IClusterInfo[]> {
+    return (await this.request<{ clusters: IClusterInfo[] }>('GET', 'clusters/')).clusters;
+  }
+
+  /** Where the driver UI of a running job is proxied on this server. */
+  sparkUiUrl(id: string): string {
+    return URLExt.join(this.settings.baseUrl, 'api/v1/jobs', encodeURIComponent(id), 'spark-ui/proxy/');
+  }
+
+  private async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    params: Record<string, string | number> = {}
+  ): Promise<T> {
+    const stringParams: Record<string, string> = {};
+    Object.keys(params).forEach(key => (stringParams[key] = String(params[key])));
+    const query = URLExt.objectToQueryString(stringParams);
+    const url = URLExt.join(this.settings.baseUrl, 'api/v1', path) + query;
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (error) {
+      throw new ApiError(0, `The Jupyter server could not be reached (${(error as Error).message})`);
+    }
+    const text = await response.text();
+    let data: unknown = undefined;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, errorMessage(response.status, data));
+    }
+    return data as T;
+  }
+}

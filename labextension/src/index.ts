@@ -1,0 +1,215 @@
+/**
+ * DataHarbour for JupyterLab: a sidebar to submit Spark jobs and watch them live, commands
+ * for the palette, the file browser and the notebook toolbar, job-end notifications and a
+ * status bar item.
+ */
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, Notification, ToolbarButton } from '@jupyterlab/apputils';
+import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { IFrame, LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import iconSvg from '../style/icon.svg';
+import { DataHarbourApi } from './api';
+import { JobsModel } from './jobs';
+import { IJob } from './model';
+import { DataHarbourPanel } from './panel';
+import { LiveStream } from './stream';
+
+const PLUGIN_ID = 'dataharbour-ext:plugin';
+
+export const dataharbourIcon = new LabIcon({ name: 'dataharbour-ext:icon', svgstr: iconSvg });
+
+namespace CommandIDs {
+  export const open = 'dataharbour:open';
+  export const refresh = 'dataharbour:refresh';
+  export const runCurrent = 'dataharbour:run-current-file';
+  export const runSelected = 'dataharbour:run-selected-file';
+}
+
+interface ISettings {
+  defaultCluster: string;
+  notifications: boolean;
+  logLinesKept: number;
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'Submit Spark jobs from JupyterLab and watch their state, progress and logs live.',
+  autoStart: true,
+  optional: [ICommandPalette, ISettingRegistry, ILayoutRestorer, IStatusBar, IDefaultFileBrowser],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    settingRegistry: ISettingRegistry | null,
+    restorer: ILayoutRestorer | null,
+    statusBar: IStatusBar | null,
+    fileBrowser: IDefaultFileBrowser | null
+  ) => {
+    const settings: ISettings = { defaultCluster: 'spark-cluster-default', notifications: true, logLinesKept: 2000 };
+    const serverSettings = ServerConnection.makeSettings();
+    const api = new DataHarbourApi(serverSettings);
+    const stream = new LiveStream(serverSettings, `lab-${randomId()}`);
+    const model = new JobsModel(api, stream);
+
+    const openSparkUi = (job: IJob) => {
+      const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-forms'] });
+      frame.url = api.sparkUiUrl(job.id);
+      const widget = new MainAreaWidget({ content: frame });
+      widget.id = `dataharbour-spark-ui-${job.id}`;
+      widget.title.label = `Spark UI: ${job.name}`;
+      widget.title.icon = dataharbourIcon;
+      widget.title.closable = true;
+      app.shell.add(widget, 'main');
+    };
+
+    const panel = new DataHarbourPanel({ model, stream, openSparkUi, settings: () => settings });
+    panel.title.icon = dataharbourIcon;
+    app.shell.add(panel, 'left', { rank: 800 });
+    restorer?.add(panel, panel.id);
+
+    stream.connect();
+    void model.refresh();
+
+    model.ended.connect((_, job) => {
+      if (!settings.notifications) {
+        return;
+      }
+      const actions = [{ label: 'Show details', callback: () => showJob(job.id) }];
+      if (job.state === 'succeeded') {
+        Notification.success(`Spark job "${job.name}" succeeded`, { autoClose: 8000, actions });
+      } else {
+        const why = job.error ? `: ${job.error}` : '';
+        Notification.error(`Spark job "${job.name}" ${job.state}${why}`, { autoClose: false, actions });
+      }
+    });
+
+    const showJob = (id: string) => {
+      app.shell.activateById(panel.id);
+      panel.showJob(id);
+    };
+
+    const submitFile = async (path: string) => {
+      const name = path.split('/').pop() || path;
+      try {
+        const job = await model.submit({ name, file: path, cluster_id: settings.defaultCluster });
+        Notification.info(`Spark job "${name}" submitted`, {
+          autoClose: 4000,
+          actions: [{ label: 'Show', callback: () => showJob(job.id) }]
+        });
+      } catch (error) {
+        Notification.error(`"${name}" could not be submitted: ${(error as Error).message}`, { autoClose: false });
+      }
+    };
+
+    const currentPath = (): string | null => {
+      const widget = app.shell.currentWidget as IDocumentWidget | null;
+      const path = widget?.context?.path;
+      return path && /\.(py|ipynb)$/.test(path) ? path : null;
+    };
+
+    app.commands.addCommand(CommandIDs.open, {
+      label: 'DataHarbour: Open Spark Jobs',
+      icon: dataharbourIcon,
+      execute: () => app.shell.activateById(panel.id)
+    });
+    app.commands.addCommand(CommandIDs.refresh, {
+      label: 'DataHarbour: Refresh Jobs',
+      execute: () => model.refresh()
+    });
+    app.commands.addCommand(CommandIDs.runCurrent, {
+      label: 'DataHarbour: Run Current File as Spark Job',
+      icon: dataharbourIcon,
+      isEnabled: () => currentPath() !== null,
+      execute: async () => {
+        const widget = app.shell.currentWidget as IDocumentWidget | null;
+        const path = currentPath();
+        if (!path) {
+          return;
+        }
+        if (widget?.context?.model.dirty) {
+          await widget.context.save(); // the job runs what is on disk
+        }
+        await submitFile(path);
+      }
+    });
+    app.commands.addCommand(CommandIDs.runSelected, {
+      label: 'Run as Spark Job',
+      icon: dataharbourIcon,
+      execute: async () => {
+        const item = fileBrowser?.selectedItems().next();
+        const path = item && !item.done ? item.value.path : null;
+        if (path) {
+          await submitFile(path);
+        }
+      }
+    });
+    for (const fileType of ['python', 'notebook']) {
+      app.contextMenu.addItem({
+        command: CommandIDs.runSelected,
+        selector: `.jp-DirListing-item[data-file-type="${fileType}"]`,
+        rank: 50
+      });
+    }
+    for (const command of Object.values(CommandIDs)) {
+      palette?.addItem({ command, category: 'DataHarbour' });
+    }
+
+    // The notebook toolbar: run the notebook as a job.
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (widget: NotebookPanel, _context: DocumentRegistry.IContext<INotebookModel>) => {
+        const button = new ToolbarButton({
+          icon: dataharbourIcon,
+          tooltip: 'Run this notebook as a Spark job',
+          label: 'Spark job',
+          onClick: () => {
+            app.shell.activateById(widget.id);
+            void app.commands.execute(CommandIDs.runCurrent);
+          }
+        });
+        widget.toolbar.insertItem(10, 'dataharbour-run', button);
+        return button;
+      }
+    });
+
+    if (statusBar) {
+      const item = new Widget();
+      item.addClass('dh-StatusItem');
+      const render = () => {
+        const running = model.runningCount();
+        item.node.textContent = `Spark: ${running} running`;
+        item.node.title = 'DataHarbour Spark jobs starting or running';
+      };
+      model.changed.connect(render);
+      render();
+      item.node.onclick = () => app.shell.activateById(panel.id);
+      statusBar.registerStatusItem('dataharbour-ext:running-jobs', { item, align: 'left', rank: 50 });
+    }
+
+    if (settingRegistry) {
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(loaded => {
+          const apply = () => {
+            settings.defaultCluster = loaded.get('defaultCluster').composite as string;
+            settings.notifications = loaded.get('notifications').composite as boolean;
+            settings.logLinesKept = loaded.get('logLinesKept').composite as number;
+          };
+          apply();
+          loaded.changed.connect(apply);
+        })
+        .catch(reason => console.error('DataHarbour: settings could not be loaded', reason));
+    }
+  }
+};
+
+function randomId(): string {
+  return Math.random().toString(36).slice(2, 10);
+}
+
+export default plugin;

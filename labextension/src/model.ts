@@ -1,0 +1,203 @@
+/**
+ * What the DataHarbour API returns, and pure functions over it (unit-tested with jest).
+ */
+
+export type JobState = 'queued' | 'starting' | 'running' | 'succeeded' | 'failed' | 'killed' | 'lost';
+
+export const ACTIVE_STATES: ReadonlySet<string> = new Set(['queued', 'starting', 'running']);
+export const ALL_STATES: JobState[] = ['queued', 'starting', 'running', 'succeeded', 'failed', 'killed', 'lost'];
+
+export interface ICounts {
+  total: number;
+  done: number;
+  failed: number;
+  active: number;
+}
+
+export interface IProgress {
+  attempt: number;
+  jobs: ICounts;
+  stages: ICounts;
+  tasks: ICounts;
+  current_stage: string | null;
+  percent: number;
+  updated_at?: string;
+}
+
+export interface IJob {
+  id: string;
+  name: string;
+  cluster_id: string;
+  state: JobState;
+  source: 'code' | 'file';
+  file?: string | null;
+  args: string[];
+  conf: Record<string, string>;
+  env: Record<string, string>;
+  created_at: string;
+  updated_at: string;
+  attempt: number;
+  started_at?: string | null;
+  finished_at?: string | null;
+  duration?: number | null;
+  exit_code?: number | null;
+  spark_app_id?: string | null;
+  error?: string | null;
+  progress?: IProgress | null;
+  code?: string;
+}
+
+export interface IJobList {
+  jobs: IJob[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface ILogPage {
+  job_id: string;
+  attempt: number;
+  stream: 'all' | 'stdout';
+  offset: number;
+  next_offset: number;
+  size: number;
+  lines: string[];
+  complete: boolean;
+}
+
+export interface IClusterInfo {
+  id: string;
+  name: string;
+  kind: string;
+  master_url: string;
+  state: string;
+  max_concurrent_jobs: number;
+  running_jobs: number;
+  queued_jobs: number;
+}
+
+/** A stream message: `{type, data, timestamp, seq}`. */
+export interface IStreamMessage {
+  type: string;
+  data: any;
+  timestamp: string;
+  seq: number;
+}
+
+/** The server's `{message}` for an error answer, or a readable fallback; never raw JSON. */
+export function errorMessage(status: number, body: unknown): string {
+  if (body && typeof body === 'object' && typeof (body as any).message === 'string') {
+    return (body as any).message;
+  }
+  if (status === 403) {
+    return 'You are not allowed to do this on this server.';
+  }
+  if (status === 404) {
+    return 'Not found: it may have been deleted.';
+  }
+  return `The server answered ${status}.`;
+}
+
+export interface IJobFilter {
+  state?: string;
+  cluster?: string;
+  name?: string;
+}
+
+/** Jobs as the sidebar shows them: newest first, filtered. */
+export function visibleJobs(jobs: Map<string, IJob>, filter: IJobFilter): IJob[] {
+  const name = (filter.name || '').trim().toLowerCase();
+  return [...jobs.values()]
+    .filter(job => !filter.state || job.state === filter.state)
+    .filter(job => !filter.cluster || job.cluster_id === filter.cluster)
+    .filter(job => !name || job.name.toLowerCase().includes(name))
+    .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+}
+
+/**
+ * The job list after one stream message. An update never goes back in time: a message
+ * about an older state of a job (by `updated_at`, then attempt) than the one known is ignored.
+ */
+export function applyMessage(jobs: Map<string, IJob>, message: IStreamMessage): Map<string, IJob> {
+  switch (message.type) {
+    case 'job_update':
+      return upsert(jobs, message.data as IJob);
+    case 'job_deleted': {
+      if (!jobs.has(message.data.id)) {
+        return jobs;
+      }
+      const next = new Map(jobs);
+      next.delete(message.data.id);
+      return next;
+    }
+    case 'job_progress': {
+      const job = jobs.get(message.data.job_id);
+      if (!job || message.data.attempt !== job.attempt) {
+        return jobs;
+      }
+      const { job_id: _ignored, ...progress } = message.data;
+      return new Map(jobs).set(job.id, { ...job, progress: progress as IProgress });
+    }
+    case 'snapshot': {
+      let next = jobs;
+      for (const job of message.data.jobs as IJob[]) {
+        next = upsert(next, job);
+      }
+      return next;
+    }
+    default:
+      return jobs;
+  }
+}
+
+function upsert(jobs: Map<string, IJob>, job: IJob): Map<string, IJob> {
+  const known = jobs.get(job.id);
+  if (known && isOlder(job, known)) {
+    return jobs;
+  }
+  // Progress comes in its own messages: keep the last one unless the update brings one.
+  const progress = job.progress ?? (known && known.attempt === job.attempt ? known.progress : null);
+  return new Map(jobs).set(job.id, { ...job, progress });
+}
+
+function isOlder(candidate: IJob, known: IJob): boolean {
+  if (candidate.attempt !== known.attempt) {
+    return candidate.attempt < known.attempt;
+  }
+  return candidate.updated_at < known.updated_at;
+}
+
+/** "1m 05s" for a duration in seconds. */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) {
+    return '';
+  }
+  const whole = Math.round(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  if (h) {
+    return `${h}h ${String(m).padStart(2, '0')}m`;
+  }
+  if (m) {
+    return `${m}m ${String(s).padStart(2, '0')}s`;
+  }
+  return `${s}s`;
+}
+
+/** `key=value` lines as Spark conf; throws with the line at fault. */
+export function parseConf(text: string): Record<string, string> {
+  const conf: Record<string, string> = {};
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) {
+      return;
+    }
+    const eq = line.indexOf('=');
+    if (eq <= 0) {
+      throw new Error(`Spark conf line ${index + 1}: expected key=value`);
+    }
+    conf[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  });
+  return conf;
+}

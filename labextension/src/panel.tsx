@@ -1,0 +1,341 @@
+/**
+ * The DataHarbour sidebar: submit a job, the live job list, a job's details and its log.
+ */
+import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { IClusterInfo, IJob, ALL_STATES, ACTIVE_STATES, formatDuration, parseConf, visibleJobs } from './model';
+import { JobsModel } from './jobs';
+import { LiveStream } from './stream';
+
+export interface IPanelOptions {
+  model: JobsModel;
+  stream: LiveStream;
+  openSparkUi: (job: IJob) => void;
+  settings: () => { defaultCluster: string; logLinesKept: number };
+}
+
+export class DataHarbourPanel extends ReactWidget {
+  constructor(private readonly options: IPanelOptions) {
+    super();
+    this.id = 'dataharbour-sidebar';
+    this.addClass('dh-Panel');
+    this.title.caption = 'DataHarbour: Spark jobs';
+  }
+
+  /** Show one job's details (after a notification's "Show details"). */
+  showJob(id: string): void {
+    this._selected = id;
+    this.update();
+  }
+
+  render(): JSX.Element {
+    return (
+      <UseSignal signal={this.options.model.changed}>
+        {() => (
+          <Sidebar
+            {...this.options}
+            selected={this._selected}
+            onSelect={id => {
+              this._selected = id;
+              this.update();
+            }}
+          />
+        )}
+      </UseSignal>
+    );
+  }
+
+  private _selected: string | null = null;
+}
+
+interface ISidebarProps extends IPanelOptions {
+  selected: string | null;
+  onSelect: (id: string | null) => void;
+}
+
+function Sidebar(props: ISidebarProps): JSX.Element {
+  const { model, selected } = props;
+  const job = selected ? model.jobs.get(selected) : undefined;
+  return (
+    <div className="dh-Sidebar">
+      <header className="dh-Header">
+        <h2>DataHarbour</h2>
+        <span className={`dh-Connection dh-mod-${props.stream.status}`} title={`Live updates: ${props.stream.status}`}>
+          {props.stream.status === 'open' ? 'live' : props.stream.status}
+        </span>
+      </header>
+      {job ? (
+        <JobDetails {...props} job={job} onBack={() => props.onSelect(null)} />
+      ) : (
+        <>
+          <SubmitForm {...props} />
+          <JobList {...props} />
+        </>
+      )}
+    </div>
+  );
+}
+
+function SubmitForm(props: ISidebarProps): JSX.Element {
+  const [open, setOpen] = React.useState(false);
+  const [clusters, setClusters] = React.useState<IClusterInfo[]>([]);
+  const [name, setName] = React.useState('');
+  const [cluster, setCluster] = React.useState('');
+  const [code, setCode] = React.useState(
+    'from pyspark.sql import SparkSession\nspark = SparkSession.builder.getOrCreate()\nspark.range(10).show()\n'
+  );
+  const [args, setArgs] = React.useState('');
+  const [conf, setConf] = React.useState('');
+  const [busy, setBusy] = React.useState(false);
+  const [error, setError] = React.useState<string | null>(null);
+
+  React.useEffect(() => {
+    if (!open) {
+      return;
+    }
+    props.model.api
+      .clusters()
+      .then(found => {
+        setClusters(found);
+        const preferred = props.settings().defaultCluster;
+        setCluster(current => current || (found.some(c => c.id === preferred) ? preferred : found[0]?.id || ''));
+      })
+      .catch(e => setError(`Clusters could not be loaded: ${(e as Error).message}`));
+  }, [open]);
+
+  const submit = async (event: React.FormEvent) => {
+    event.preventDefault();
+    setError(null);
+    let parsedConf: Record<string, string>;
+    try {
+      parsedConf = parseConf(conf);
+    } catch (e) {
+      setError((e as Error).message);
+      return;
+    }
+    setBusy(true);
+    try {
+      const job = await props.model.submit({
+        name: name.trim() || 'Spark job',
+        cluster_id: cluster || undefined,
+        code,
+        args: args.split('\n').map(a => a.trim()).filter(a => a),
+        conf: parsedConf
+      });
+      setOpen(false);
+      props.onSelect(job.id);
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (!open) {
+    return (
+      <button className="jp-mod-styled jp-mod-accept dh-NewJob" onClick={() => setOpen(true)}>
+        New Spark job
+      </button>
+    );
+  }
+  return (
+    <form className="dh-Form" onSubmit={submit}>
+      <label>
+        Name
+        <input className="jp-mod-styled" value={name} placeholder="Word count" onChange={e => setName(e.target.value)} />
+      </label>
+      <label>
+        Cluster
+        <select className="jp-mod-styled" value={cluster} onChange={e => setCluster(e.target.value)}>
+          {clusters.map(c => (
+            <option key={c.id} value={c.id}>
+              {c.name} ({c.master_url})
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        PySpark code
+        <textarea className="jp-mod-styled dh-Code" value={code} rows={8} spellCheck={false}
+          onChange={e => setCode(e.target.value)} />
+      </label>
+      <label>
+        Arguments (one per line)
+        <textarea className="jp-mod-styled" value={args} rows={2} onChange={e => setArgs(e.target.value)} />
+      </label>
+      <label>
+        Spark conf (key=value per line)
+        <textarea className="jp-mod-styled" value={conf} rows={2} placeholder="spark.sql.shuffle.partitions=4"
+          onChange={e => setConf(e.target.value)} />
+      </label>
+      {error && <div className="dh-Error" role="alert">{error}</div>}
+      <div className="dh-Buttons">
+        <button type="button" className="jp-mod-styled jp-mod-reject" onClick={() => setOpen(false)}>
+          Cancel
+        </button>
+        <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
+          {busy ? 'Submitting…' : 'Run as Spark job'}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function JobList(props: ISidebarProps): JSX.Element {
+  const [state, setState] = React.useState('');
+  const [name, setName] = React.useState('');
+  const jobs = visibleJobs(props.model.jobs, { state, name });
+  return (
+    <div className="dh-Jobs">
+      <div className="dh-Filters">
+        <select className="jp-mod-styled" value={state} onChange={e => setState(e.target.value)} aria-label="State">
+          <option value="">All states</option>
+          {ALL_STATES.map(s => (
+            <option key={s} value={s}>{s}</option>
+          ))}
+        </select>
+        <input className="jp-mod-styled" placeholder="Filter by name" value={name} onChange={e => setName(e.target.value)} />
+      </div>
+      {props.model.loadError && <div className="dh-Error" role="alert">{props.model.loadError}</div>}
+      {jobs.length === 0 ? (
+        <p className="dh-Empty">
+          {props.model.jobs.size ? 'No job matches the filter.' : 'No jobs yet. Submit one above.'}
+        </p>
+      ) : (
+        <ul className="dh-JobList">
+          {jobs.map(job => (
+            <li key={job.id} className="dh-JobRow" onClick={() => props.onSelect(job.id)} title={job.id}>
+              <div className="dh-JobRow-top">
+                <span className="dh-JobName">{job.name}</span>
+                <StateBadge state={job.state} />
+              </div>
+              <div className="dh-JobRow-bottom">
+                <span>{job.cluster_id}</span>
+                <span>{formatDuration(job.duration)}</span>
+              </div>
+              {ACTIVE_STATES.has(job.state) && job.progress && <ProgressBar job={job} />}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+function StateBadge(props: { state: string }): JSX.Element {
+  return <span className={`dh-State dh-State-${props.state}`}>{props.state}</span>;
+}
+
+function ProgressBar(props: { job: IJob }): JSX.Element {
+  const p = props.job.progress!;
+  const label = `${p.percent.toFixed(0)}% · stages ${p.stages.done}/${p.stages.total} · tasks ${p.tasks.done}/${p.tasks.total}`;
+  return (
+    <div className="dh-Progress" title={p.current_stage || label}>
+      <div className="dh-Progress-bar" style={{ width: `${p.percent}%` }} />
+      <span className="dh-Progress-label">{label}</span>
+    </div>
+  );
+}
+
+function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): JSX.Element {
+  const { job, model } = props;
+  const [error, setError] = React.useState<string | null>(null);
+  const act = (what: () => Promise<void>) => async () => {
+    setError(null);
+    try {
+      await what();
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  const active = ACTIVE_STATES.has(job.state);
+  return (
+    <div className="dh-Details">
+      <button className="jp-mod-styled dh-Back" onClick={props.onBack}>← All jobs</button>
+      <h3>{job.name} <StateBadge state={job.state} /></h3>
+      <dl>
+        <dt>Id</dt><dd>{job.id}</dd>
+        <dt>Cluster</dt><dd>{job.cluster_id}</dd>
+        <dt>Attempt</dt><dd>{job.attempt}</dd>
+        {job.spark_app_id && (<><dt>Spark app</dt><dd>{job.spark_app_id}</dd></>)}
+        <dt>Duration</dt><dd>{formatDuration(job.duration) || '–'}</dd>
+        {job.exit_code !== null && job.exit_code !== undefined && (<><dt>Exit code</dt><dd>{job.exit_code}</dd></>)}
+      </dl>
+      {job.progress && <ProgressBar job={job} />}
+      {job.error && <div className="dh-Error dh-JobError">{job.error}</div>}
+      <div className="dh-Buttons">
+        {active && <button className="jp-mod-styled jp-mod-warn" onClick={act(() => model.kill(job.id))}>Kill</button>}
+        {!active && <button className="jp-mod-styled" onClick={act(() => model.restart(job.id))}>Restart</button>}
+        {!active && (
+          <button className="jp-mod-styled jp-mod-reject" onClick={act(async () => {
+            await model.remove(job.id);
+            props.onBack();
+          })}>Delete</button>
+        )}
+        {job.state === 'running' && (
+          <button className="jp-mod-styled" onClick={() => props.openSparkUi(job)}>Open Spark UI</button>
+        )}
+      </div>
+      {error && <div className="dh-Error" role="alert">{error}</div>}
+      <LogView key={`${job.id}/${job.attempt}`} {...props} />
+    </div>
+  );
+}
+
+/** The job's log: the last lines first, then new ones as the stream brings them. */
+function LogView(props: ISidebarProps & { job: IJob }): JSX.Element {
+  const { job, stream, model } = props;
+  const [lines, setLines] = React.useState<string[]>([]);
+  const [error, setError] = React.useState<string | null>(null);
+  const offset = React.useRef<number | null>(null);
+  const bottom = React.useRef<HTMLDivElement>(null);
+
+  React.useEffect(() => {
+    const keep = props.settings().logLinesKept;
+    const topic = `job_log:${job.id}`;
+    const follow = () => {
+      if (offset.current !== null) {
+        stream.subscribe([{ topic, offset: offset.current, attempt: job.attempt }], false);
+      }
+    };
+    const onMessage = (_: unknown, message: any) => {
+      if (message.type === 'job_log' && message.data.job_id === job.id && message.data.offset === offset.current) {
+        offset.current = message.data.next_offset;
+        setLines(previous => previous.concat(message.data.lines).slice(-keep));
+      } else if (message.type === 'welcome' && !message.data.resumed) {
+        follow(); // a new server session: go on from where this view is
+      }
+    };
+    stream.message.connect(onMessage);
+    model.api
+      .logs(job.id, { tail: Math.min(keep, 1000), attempt: job.attempt })
+      .then(page => {
+        setLines(page.lines);
+        offset.current = page.next_offset;
+        follow();
+      })
+      .catch(e => setError(`The log could not be read: ${(e as Error).message}`));
+    return () => {
+      stream.message.disconnect(onMessage);
+      stream.unsubscribe([topic]);
+    };
+  }, [job.id, job.attempt]);
+
+  React.useEffect(() => {
+    // A block body: newer browsers return a Promise from scrollIntoView, and an effect
+    // must return nothing or a cleanup function.
+    bottom.current?.scrollIntoView({ block: 'end' });
+  }, [lines.length]);
+
+  return (
+    <div className="dh-Log">
+      <div className="dh-Log-title">Log</div>
+      {error && <div className="dh-Error">{error}</div>}
+      <pre className="dh-Log-lines">
+        {lines.length ? lines.join('\n') : ACTIVE_STATES.has(job.state) ? 'Waiting for output…' : '(empty)'}
+        <div ref={bottom} />
+      </pre>
+    </div>
+  );
+}
