@@ -58,10 +58,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const model = new JobsModel(api, stream);
 
     const openSparkUi = (job: IJob) => {
+      const id = `dataharbour-spark-ui-${job.id}`;
+      const open = Array.from(app.shell.widgets('main')).find(widget => widget.id === id);
+      if (open) {
+        app.shell.activateById(id);
+        return;
+      }
+      // Same origin: the proxied UI loads its own pages and data through Jupyter's auth.
       const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-forms'] });
       frame.url = api.sparkUiUrl(job.id);
       const widget = new MainAreaWidget({ content: frame });
-      widget.id = `dataharbour-spark-ui-${job.id}`;
+      widget.id = id;
       widget.title.label = `Spark UI: ${job.name}`;
       widget.title.icon = dataharbourIcon;
       widget.title.closable = true;
@@ -97,7 +104,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const submitFile = async (path: string) => {
       const name = path.split('/').pop() || path;
       try {
-        const job = await model.submit({ name, file: path, cluster_id: settings.defaultCluster });
+        const job = await model.submit({ name, file: path, cluster_id: settings.defaultCluster || undefined });
         Notification.info(`Spark job "${name}" submitted`, {
           autoClose: 4000,
           actions: [{ label: 'Show', callback: () => showJob(job.id) }]
@@ -105,6 +112,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       } catch (error) {
         Notification.error(`"${name}" could not be submitted: ${(error as Error).message}`, { autoClose: false });
       }
+    };
+
+    /** Save (the job runs what is on disk) and submit a `.py` or notebook document. */
+    const submitDocument = async (widget: IDocumentWidget) => {
+      try {
+        if (widget.context.model.dirty) {
+          await widget.context.save();
+        }
+      } catch (error) {
+        Notification.error(`"${widget.context.path}" could not be saved: ${(error as Error).message}`);
+        return;
+      }
+      await submitFile(widget.context.path);
     };
 
     const currentPath = (): string | null => {
@@ -128,14 +148,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       isEnabled: () => currentPath() !== null,
       execute: async () => {
         const widget = app.shell.currentWidget as IDocumentWidget | null;
-        const path = currentPath();
-        if (!path) {
-          return;
+        if (widget && currentPath()) {
+          await submitDocument(widget);
         }
-        if (widget?.context?.model.dirty) {
-          await widget.context.save(); // the job runs what is on disk
-        }
-        await submitFile(path);
       }
     });
     app.commands.addCommand(CommandIDs.runSelected, {
@@ -167,10 +182,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           icon: dataharbourIcon,
           tooltip: 'Run this notebook as a Spark job',
           label: 'Spark job',
-          onClick: () => {
-            app.shell.activateById(widget.id);
-            void app.commands.execute(CommandIDs.runCurrent);
-          }
+          onClick: () => void submitDocument(widget)
         });
         widget.toolbar.insertItem(10, 'dataharbour-run', button);
         return button;

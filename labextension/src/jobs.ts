@@ -5,7 +5,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { DataHarbourApi, ISubmitRequest } from './api';
-import { ACTIVE_STATES, IJob, IStreamMessage, applyMessage } from './model';
+import { ACTIVE_STATES, IJob, IStreamMessage, applyMessage, mergeListing } from './model';
 import { LiveStream } from './stream';
 
 const LIST_LIMIT = 200;
@@ -16,11 +16,7 @@ export class JobsModel {
     readonly stream: LiveStream
   ) {
     stream.message.connect((_, message) => this._onMessage(message));
-    stream.statusChanged.connect((_, status) => {
-      if (status === 'closed') {
-        this._changed.emit();
-      }
-    });
+    stream.statusChanged.connect(() => this._changed.emit());
   }
 
   get jobs(): Map<string, IJob> {
@@ -41,35 +37,47 @@ export class JobsModel {
   }
 
   runningCount(): number {
-    return [...this._jobs.values()].filter(job => ACTIVE_STATES.has(job.state) && job.state !== 'queued').length;
+    return [...this._jobs.values()].filter(job => job.state === 'starting' || job.state === 'running').length;
   }
 
+  /** The newest jobs and every active one over REST, merged with what the stream said meanwhile. */
   async refresh(): Promise<void> {
+    if (this._refreshing) {
+      this._refreshAgain = true; // one at a time; the latest wish wins
+      return;
+    }
+    this._refreshing = true;
+    this._touched = new Set();
+    this._deleted = new Set();
     try {
-      const listing = await this.api.listJobs({ limit: LIST_LIMIT, sort: 'created_at', order: 'desc' });
-      let jobs = new Map<string, IJob>();
-      for (const job of listing.jobs) {
-        jobs.set(job.id, { ...job, progress: job.progress ?? this._jobs.get(job.id)?.progress ?? null });
-      }
-      // Jobs the stream told of that the page does not hold (newer than the page) stay.
-      for (const [id, job] of this._jobs) {
-        if (!jobs.has(id) && ACTIVE_STATES.has(job.state)) {
-          jobs = jobs.set(id, job);
-        }
-      }
-      this._jobs = jobs;
+      const [recent, active] = await Promise.all([
+        this.api.listJobs({ limit: LIST_LIMIT, sort: 'created_at', order: 'desc' }),
+        this.api.listJobs({ state: [...ACTIVE_STATES].join(','), limit: 1000 })
+      ]);
+      this._update(mergeListing(this._jobs, [...recent.jobs, ...active.jobs], this._touched, this._deleted));
       this._loadError = null;
     } catch (error) {
       this._loadError = (error as Error).message;
+    } finally {
+      this._refreshing = false;
+      this._touched = null;
+      this._deleted = null;
     }
     this._changed.emit();
+    if (this._refreshAgain) {
+      this._refreshAgain = false;
+      void this.refresh();
+    }
   }
 
   async submit(request: ISubmitRequest): Promise<IJob> {
     const job = await this.api.submit(request);
     this._mine.add(job.id);
-    this._jobs = new Map(this._jobs).set(job.id, job);
-    this._changed.emit();
+    this._onMessage({ type: 'job_update', data: job, timestamp: '', seq: 0 });
+    const known = this._jobs.get(job.id);
+    if (known && !ACTIVE_STATES.has(known.state)) {
+      this._ended.emit(known); // it ended before the answer came back
+    }
     return job;
   }
 
@@ -90,20 +98,34 @@ export class JobsModel {
   }
 
   private _onMessage(message: IStreamMessage): void {
-    if (message.type === 'welcome' && !message.data.resumed) {
-      void this.refresh(); // a new session: what happened while away comes from the list
-      return;
+    if ((message.type === 'welcome' && !message.data.resumed) || message.type === 'lagged') {
+      void this.refresh(); // what happened while away (deletions too) comes from the list
+      if (message.type === 'welcome') {
+        return;
+      }
     }
+    if (message.type === 'job_update' || message.type === 'job_progress') {
+      this._touched?.add(message.data.id ?? message.data.job_id);
+    } else if (message.type === 'job_deleted') {
+      this._deleted?.add(message.data.id);
+    } else if (message.type === 'snapshot') {
+      (message.data.jobs as IJob[]).forEach(job => this._touched?.add(job.id));
+    }
+    this._update(applyMessage(this._jobs, message));
+  }
+
+  /** Take a new job map; tell of jobs of this tab that have ended, however we learnt it. */
+  private _update(next: Map<string, IJob>): void {
     const before = this._jobs;
-    this._jobs = applyMessage(before, message);
-    if (this._jobs === before) {
+    if (next === before) {
       return;
     }
-    if (message.type === 'job_update') {
-      const job = message.data as IJob;
-      const previous = before.get(job.id);
-      if (this._mine.has(job.id) && !ACTIVE_STATES.has(job.state) && (!previous || ACTIVE_STATES.has(previous.state))) {
-        this._ended.emit(this._jobs.get(job.id)!);
+    this._jobs = next;
+    for (const id of this._mine) {
+      const was = before.get(id);
+      const now = next.get(id);
+      if (now && !ACTIVE_STATES.has(now.state) && (!was || ACTIVE_STATES.has(was.state))) {
+        this._ended.emit(now);
       }
     }
     this._changed.emit();
@@ -112,6 +134,10 @@ export class JobsModel {
   private _jobs = new Map<string, IJob>();
   private _mine = new Set<string>();
   private _loadError: string | null = null;
+  private _refreshing = false;
+  private _refreshAgain = false;
+  private _touched: Set<string> | null = null;
+  private _deleted: Set<string> | null = null;
   private _changed = new Signal<this, void>(this);
   private _ended = new Signal<this, IJob>(this);
 }

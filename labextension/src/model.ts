@@ -150,14 +150,50 @@ export function applyMessage(jobs: Map<string, IJob>, message: IStreamMessage): 
   }
 }
 
+/**
+ * The job map after a REST refresh that started before some stream messages arrived:
+ * listed jobs are merged (never going back in time); a job the listing does not hold stays
+ * only if the stream told of it while the request was under way (`touched`).
+ */
+export function mergeListing(
+  current: Map<string, IJob>,
+  listed: IJob[],
+  touched: ReadonlySet<string>,
+  deleted: ReadonlySet<string>
+): Map<string, IJob> {
+  const next = new Map<string, IJob>();
+  for (const [id, job] of current) {
+    if (touched.has(id)) {
+      next.set(id, job);
+    }
+  }
+  for (const job of listed) {
+    if (deleted.has(job.id)) {
+      continue;
+    }
+    const merged = merge(next.get(job.id) ?? current.get(job.id), job);
+    if (merged) {
+      next.set(job.id, merged);
+    } else if (!next.has(job.id)) {
+      next.set(job.id, current.get(job.id)!);
+    }
+  }
+  return next;
+}
+
 function upsert(jobs: Map<string, IJob>, job: IJob): Map<string, IJob> {
-  const known = jobs.get(job.id);
+  const merged = merge(jobs.get(job.id), job);
+  return merged ? new Map(jobs).set(job.id, merged) : jobs;
+}
+
+/** `job` over what is known of it, or null when it is older than that. */
+function merge(known: IJob | undefined, job: IJob): IJob | null {
   if (known && isOlder(job, known)) {
-    return jobs;
+    return null;
   }
   // Progress comes in its own messages: keep the last one unless the update brings one.
   const progress = job.progress ?? (known && known.attempt === job.attempt ? known.progress : null);
-  return new Map(jobs).set(job.id, { ...job, progress });
+  return { ...job, progress };
 }
 
 function isOlder(candidate: IJob, known: IJob): boolean {

@@ -66,7 +66,7 @@ function Sidebar(props: ISidebarProps): JSX.Element {
         </span>
       </header>
       {job ? (
-        <JobDetails {...props} job={job} onBack={() => props.onSelect(null)} />
+        <JobDetails key={job.id} {...props} job={job} onBack={() => props.onSelect(null)} />
       ) : (
         <>
           <SubmitForm {...props} />
@@ -289,52 +289,64 @@ function LogView(props: ISidebarProps & { job: IJob }): JSX.Element {
   const [lines, setLines] = React.useState<string[]>([]);
   const [error, setError] = React.useState<string | null>(null);
   const offset = React.useRef<number | null>(null);
-  const bottom = React.useRef<HTMLDivElement>(null);
+  const pre = React.useRef<HTMLPreElement>(null);
+  const atBottom = React.useRef(true);
 
   React.useEffect(() => {
     const keep = props.settings().logLinesKept;
     const topic = `job_log:${job.id}`;
-    const follow = () => {
-      if (offset.current !== null) {
-        stream.subscribe([{ topic, offset: offset.current, attempt: job.attempt }], false);
-      }
-    };
+    let cancelled = false;
     const onMessage = (_: unknown, message: any) => {
-      if (message.type === 'job_log' && message.data.job_id === job.id && message.data.offset === offset.current) {
+      if (message.type === 'job_log' && message.data.job_id === job.id && offset.current !== null) {
+        if (message.data.offset !== offset.current) {
+          stream.resync(topic); // not where this view is (an older subscription's page): go on from here
+          return;
+        }
         offset.current = message.data.next_offset;
         setLines(previous => previous.concat(message.data.lines).slice(-keep));
-      } else if (message.type === 'welcome' && !message.data.resumed) {
-        follow(); // a new server session: go on from where this view is
+      } else if (message.type === 'error' && message.data.topic === topic) {
+        setError(message.data.message);
       }
     };
     stream.message.connect(onMessage);
     model.api
       .logs(job.id, { tail: Math.min(keep, 1000), attempt: job.attempt })
       .then(page => {
+        if (cancelled) {
+          return;
+        }
         setLines(page.lines);
         offset.current = page.next_offset;
-        follow();
+        stream.followLog(topic, () => ({ offset: offset.current, attempt: job.attempt }));
       })
-      .catch(e => setError(`The log could not be read: ${(e as Error).message}`));
+      .catch(e => !cancelled && setError(`The log could not be read: ${(e as Error).message}`));
     return () => {
+      cancelled = true;
       stream.message.disconnect(onMessage);
-      stream.unsubscribe([topic]);
+      stream.unfollowLog(topic);
     };
   }, [job.id, job.attempt]);
 
   React.useEffect(() => {
-    // A block body: newer browsers return a Promise from scrollIntoView, and an effect
-    // must return nothing or a cleanup function.
-    bottom.current?.scrollIntoView({ block: 'end' });
-  }, [lines.length]);
+    // Follow the end only while the reader is there; never scroll the panel around them.
+    if (pre.current && atBottom.current) {
+      pre.current.scrollTop = pre.current.scrollHeight;
+    }
+  }, [lines]);
+
+  const onScroll = () => {
+    const node = pre.current;
+    if (node) {
+      atBottom.current = node.scrollHeight - node.scrollTop - node.clientHeight < 24;
+    }
+  };
 
   return (
     <div className="dh-Log">
       <div className="dh-Log-title">Log</div>
       {error && <div className="dh-Error">{error}</div>}
-      <pre className="dh-Log-lines">
+      <pre className="dh-Log-lines" ref={pre} onScroll={onScroll}>
         {lines.length ? lines.join('\n') : ACTIVE_STATES.has(job.state) ? 'Waiting for output…' : '(empty)'}
-        <div ref={bottom} />
       </pre>
     </div>
   );

@@ -57,24 +57,45 @@ export class LiveStream {
     };
   }
 
-  /**
-   * Topics are strings (`jobs`, `job:<id>`) or `{topic: 'job_log:<id>', offset}`. Remembered
-   * topics are subscribed again when the server starts a new session; a log view passes
-   * `remember = false` and subscribes again itself, from the offset it has reached.
-   */
-  subscribe(topics: Array<string | Record<string, unknown>>, remember = true): void {
-    if (remember) {
-      for (const topic of topics) {
-        const key = typeof topic === 'string' ? topic : String(topic.topic);
-        this._topics.set(key, topic);
-      }
+  /** Follow `jobs`, `job:<id>`...: subscribed again whenever the server starts a new session. */
+  subscribe(topics: string[]): void {
+    topics.forEach(topic => this._topics.add(topic));
+    if (!this._send({ type: 'subscribe', topics })) {
+      this._topicsChanged = true;
     }
-    this._send({ type: 'subscribe', topics });
   }
 
   unsubscribe(topics: string[]): void {
     topics.forEach(topic => this._topics.delete(topic));
-    this._send({ type: 'unsubscribe', topics });
+    if (!this._send({ type: 'unsubscribe', topics })) {
+      topics.forEach(topic => this._unfollowed.add(topic));
+    }
+  }
+
+  /**
+   * Follow a job's log from wherever its view has got to (`position()` is asked each time
+   * the subscription is sent: now, after a new server session, after a reconnect that
+   * missed the change, or on `resync`).
+   */
+  followLog(topic: string, position: () => Record<string, unknown>): void {
+    this._logs.set(topic, position);
+    this._unfollowed.delete(topic);
+    if (!this._sendLogs([topic])) {
+      this._pendingLogs.add(topic);
+    }
+  }
+
+  unfollowLog(topic: string): void {
+    this._logs.delete(topic);
+    this._pendingLogs.delete(topic);
+    if (!this._send({ type: 'unsubscribe', topics: [topic] })) {
+      this._unfollowed.add(topic);
+    }
+  }
+
+  /** Subscribe a log again from the view's position (its pages stopped lining up). */
+  resync(topic: string): void {
+    this._sendLogs([topic]);
   }
 
   dispose(): void {
@@ -94,18 +115,44 @@ export class LiveStream {
     if (!this._cursor.accept(message)) {
       return;
     }
-    if (message.type === 'welcome' && !message.data.resumed && this._topics.size) {
-      // A new session knows nothing of what this client followed.
-      this._send({ type: 'subscribe', topics: [...this._topics.values()] });
+    if (message.type === 'welcome') {
+      if (!message.data.resumed) {
+        // A new session knows nothing of what this client followed.
+        if (this._topics.size) {
+          this._send({ type: 'subscribe', topics: [...this._topics] });
+        }
+        this._sendLogs([...this._logs.keys()]);
+      } else {
+        // The session kept its subscriptions; what changed while the socket was down did not reach it.
+        if (this._unfollowed.size) {
+          this._send({ type: 'unsubscribe', topics: [...this._unfollowed] });
+        }
+        if (this._topicsChanged && this._topics.size) {
+          this._send({ type: 'subscribe', topics: [...this._topics] });
+        }
+        this._sendLogs([...this._pendingLogs]);
+      }
+      this._unfollowed.clear();
+      this._pendingLogs.clear();
+      this._topicsChanged = false;
     }
     this._message.emit(message);
   }
 
-  private _send(message: unknown): void {
+  private _sendLogs(topics: string[]): boolean {
+    const wanted = topics
+      .filter(topic => this._logs.has(topic))
+      .map(topic => ({ topic, ...this._logs.get(topic)!() }));
+    return wanted.length === 0 || this._send({ type: 'subscribe', topics: wanted });
+  }
+
+  /** False when the socket is not open (the welcome of the next connection catches up). */
+  private _send(message: unknown): boolean {
     if (this._socket && this._socket.readyState === WebSocket.OPEN) {
       this._socket.send(JSON.stringify(message));
+      return true;
     }
-    // Not connected: the subscriptions are sent again when the new session welcomes us.
+    return false;
   }
 
   private _setStatus(status: ConnectionStatus): void {
@@ -121,7 +168,11 @@ export class LiveStream {
   private _attempt = 0;
   private _timer = 0;
   private _disposed = false;
-  private _topics = new Map<string, string | Record<string, unknown>>();
+  private _topics = new Set<string>();
+  private _logs = new Map<string, () => Record<string, unknown>>();
+  private _pendingLogs = new Set<string>();
+  private _unfollowed = new Set<string>();
+  private _topicsChanged = false;
   private _message = new Signal<this, IStreamMessage>(this);
   private _statusChanged = new Signal<this, ConnectionStatus>(this);
 }

@@ -1,5 +1,5 @@
 import { StreamCursor, reconnectDelay } from '../cursor';
-import { IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, parseConf, visibleJobs } from '../model';
+import { IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, mergeListing, parseConf, visibleJobs } from '../model';
 
 function job(id: string, state: string, updated: string, attempt = 1): IJob {
   return {
@@ -92,5 +92,19 @@ describe('helpers', () => {
     expect(() => parseConf('nonsense')).toThrow('line 1');
     expect(errorMessage(400, { message: 'code: the program is empty' })).toBe('code: the program is empty');
     expect(errorMessage(403, '<html>')).toBe('You are not allowed to do this on this server.');
+  });
+});
+
+describe('mergeListing', () => {
+  it('keeps what the stream said during the request and drops what it deleted', () => {
+    const current = new Map([
+      ['a', job('a', 'succeeded', '2026-01-01T00:00:09Z')], // the stream's word, newer than the listing
+      ['gone', job('gone', 'running', '2026-01-01T00:00:01Z')] // not listed, not touched: deleted elsewhere
+    ]);
+    const listed = [job('a', 'running', '2026-01-01T00:00:05Z'), job('b', 'queued', '2026-01-01T00:00:05Z'),
+      job('c', 'queued', '2026-01-01T00:00:05Z')];
+    const merged = mergeListing(current, listed, new Set(['a']), new Set(['c']));
+    expect(merged.get('a')!.state).toBe('succeeded');
+    expect([...merged.keys()].sort()).toEqual(['a', 'b']);
   });
 });
