@@ -22,11 +22,13 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    """A real `jupyter server` process with the extension, on loopback."""
+    """A real `jupyter server` (or, with `lab=True`, `jupyter lab`) process with the
+    extension, on loopback."""
 
     def __init__(self, base: str, *, db_url: str | None = None, root: str | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), lab: bool = False):
         self.base = base
+        self.lab = lab
         self.db_url = db_url
         self.root = root or os.path.join(base, "root")
         self.extra_args = extra_args
@@ -42,10 +44,14 @@ class ServerProcess:
             JUPYTER_DATA_DIR=os.path.join(self.base, "data"),
             JUPYTER_CONFIG_DIR=os.path.join(self.base, "config"),
             JUPYTER_RUNTIME_DIR=os.path.join(self.base, "runtime"),
+            # JupyterLab's workspaces and user settings: the test's own, not the machine's.
+            JUPYTERLAB_WORKSPACES_DIR=os.path.join(self.base, "lab-workspaces"),
+            JUPYTERLAB_SETTINGS_DIR=os.path.join(self.base, "lab-settings"),
+            SPARK_LOCAL_IP="127.0.0.1",
         )
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
+                sys.executable, "-m", "jupyter", "lab" if self.lab else "server", "--no-browser", "--allow-root",
                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                 "--ServerApp.jpserver_extensions=dataharbour_ext=True",

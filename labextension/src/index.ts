@@ -90,6 +90,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const actions = [{ label: 'Show details', callback: () => showJob(job.id) }];
       if (job.state === 'succeeded') {
         Notification.success(`Spark job "${job.name}" succeeded`, { autoClose: 8000, actions });
+      } else if (job.state === 'killed') {
+        Notification.info(`Spark job "${job.name}" was killed`, { autoClose: 5000, actions });
       } else {
         const why = job.error ? `: ${job.error}` : '';
         Notification.error(`Spark job "${job.name}" ${job.state}${why}`, { autoClose: false, actions });

@@ -214,7 +214,9 @@ function JobList(props: ISidebarProps): JSX.Element {
                 <span>{job.cluster_id}</span>
                 <span>{formatDuration(job.duration)}</span>
               </div>
-              {ACTIVE_STATES.has(job.state) && job.progress && <ProgressBar job={job} />}
+              {ACTIVE_STATES.has(job.state) && job.progress && job.progress.tasks.total > 0 && (
+                <ProgressBar job={job} />
+              )}
             </li>
           ))}
         </ul>
@@ -262,7 +264,7 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
         <dt>Duration</dt><dd>{formatDuration(job.duration) || '–'}</dd>
         {job.exit_code !== null && job.exit_code !== undefined && (<><dt>Exit code</dt><dd>{job.exit_code}</dd></>)}
       </dl>
-      {job.progress && <ProgressBar job={job} />}
+      {job.progress && job.progress.tasks.total > 0 && <ProgressBar job={job} />}
       {job.error && <div className="dh-Error dh-JobError">{job.error}</div>}
       <div className="dh-Buttons">
         {active && <button className="jp-mod-styled jp-mod-warn" onClick={act(() => model.kill(job.id))}>Kill</button>}
