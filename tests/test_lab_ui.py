@@ -71,10 +71,18 @@ def _open_sidebar(page) -> None:
     expect(page.locator(".dh-Sidebar")).to_be_visible(timeout=30_000)
 
 
+def _type_code(page, code: str) -> None:
+    """Into the form's CodeMirror editor, replacing what is there."""
+    page.click(".dh-CodeEditor .cm-content")
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(code)
+
+
 def _submit(page, name: str, code: str) -> None:
     page.click(".dh-NewJob")
     page.fill(".dh-Form input", name)
-    page.fill(".dh-Form textarea.dh-Code", code)
+    _type_code(page, code)
     page.click(".dh-Form button[type=submit]")
     expect(page.locator(".dh-Details h3")).to_contain_text(name, timeout=30_000)
 
@@ -109,7 +117,7 @@ def test_submit_watch_kill_and_a_readable_error(lab, page):
 
     page.click(".dh-Back")
     page.click(".dh-NewJob")
-    page.fill(".dh-Form textarea.dh-Code", "   ")
+    _type_code(page, "   ")
     page.click(".dh-Form button[type=submit]")
     expect(page.locator(".dh-Form .dh-Error")).to_have_text("code: the program is empty")
     _shot(page, "5-bad-submission.png")

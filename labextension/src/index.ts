@@ -5,6 +5,7 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification, ToolbarButton } from '@jupyterlab/apputils';
+import { CodeEditor, IEditorServices } from '@jupyterlab/codeeditor';
 import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
@@ -18,7 +19,7 @@ import iconSvg from '../style/icon.svg';
 import { DataHarbourApi } from './api';
 import { JobsModel } from './jobs';
 import { IJob } from './model';
-import { DataHarbourPanel } from './panel';
+import { DataHarbourPanel, EditorFactory } from './panel';
 import { LiveStream } from './stream';
 
 const PLUGIN_ID = 'dataharbour-ext:plugin';
@@ -42,14 +43,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Submit Spark jobs from JupyterLab and watch their state, progress and logs live.',
   autoStart: true,
-  optional: [ICommandPalette, ISettingRegistry, ILayoutRestorer, IStatusBar, IDefaultFileBrowser],
+  optional: [ICommandPalette, ISettingRegistry, ILayoutRestorer, IStatusBar, IDefaultFileBrowser, IEditorServices],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     settingRegistry: ISettingRegistry | null,
     restorer: ILayoutRestorer | null,
     statusBar: IStatusBar | null,
-    fileBrowser: IDefaultFileBrowser | null
+    fileBrowser: IDefaultFileBrowser | null,
+    editorServices: IEditorServices | null
   ) => {
     const settings: ISettings = { defaultCluster: 'spark-cluster-default', notifications: true, logLinesKept: 2000 };
     const serverSettings = ServerConnection.makeSettings();
@@ -75,7 +77,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.add(widget, 'main');
     };
 
-    const panel = new DataHarbourPanel({ model, stream, openSparkUi, settings: () => settings });
+    // JupyterLab's own CodeMirror for the job's code (a plain text area without it).
+    const makeEditor: EditorFactory | undefined = editorServices
+      ? (host, initial, onChange) => {
+          const editorModel = new CodeEditor.Model({ mimeType: 'text/x-python' });
+          editorModel.sharedModel.setSource(initial);
+          editorModel.sharedModel.changed.connect(() => onChange(editorModel.sharedModel.getSource()));
+          const editor = editorServices.factoryService.newInlineEditor({
+            host,
+            model: editorModel,
+            config: { lineNumbers: true }
+          });
+          return {
+            dispose: () => {
+              editor.dispose();
+              editorModel.dispose();
+            }
+          };
+        }
+      : undefined;
+
+    const panel = new DataHarbourPanel({ model, stream, openSparkUi, makeEditor, settings: () => settings });
     panel.title.icon = dataharbourIcon;
     app.shell.add(panel, 'left', { rank: 800 });
     restorer?.add(panel, panel.id);

@@ -8,9 +8,17 @@ import { IClusterInfo, IJob, ALL_STATES, ACTIVE_STATES, formatDuration, parseCon
 import { JobsModel } from './jobs';
 import { LiveStream } from './stream';
 
+/** A code editor in `host` (JupyterLab's CodeMirror), reporting every change. */
+export type EditorFactory = (
+  host: HTMLElement,
+  initial: string,
+  onChange: (source: string) => void
+) => { dispose(): void };
+
 export interface IPanelOptions {
   model: JobsModel;
   stream: LiveStream;
+  makeEditor?: EditorFactory;
   openSparkUi: (job: IJob) => void;
   settings: () => { defaultCluster: string; logLinesKept: number };
 }
@@ -157,8 +165,12 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
       </label>
       <label>
         PySpark code
-        <textarea className="jp-mod-styled dh-Code" value={code} rows={8} spellCheck={false}
-          onChange={e => setCode(e.target.value)} />
+        {props.makeEditor ? (
+          <CodeEditorBox makeEditor={props.makeEditor} initial={code} onChange={setCode} />
+        ) : (
+          <textarea className="jp-mod-styled dh-Code" value={code} rows={8} spellCheck={false}
+            onChange={e => setCode(e.target.value)} />
+        )}
       </label>
       <label>
         Arguments (one per line)
@@ -182,10 +194,21 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
   );
 }
 
+function CodeEditorBox(props: { makeEditor: EditorFactory; initial: string; onChange: (s: string) => void }) {
+  const host = React.useRef<HTMLDivElement>(null);
+  React.useEffect(() => {
+    const editor = props.makeEditor(host.current!, props.initial, props.onChange);
+    return () => editor.dispose();
+  }, []);
+  return <div className="dh-CodeEditor" ref={host} />;
+}
+
 function JobList(props: ISidebarProps): JSX.Element {
   const [state, setState] = React.useState('');
+  const [cluster, setCluster] = React.useState('');
   const [name, setName] = React.useState('');
-  const jobs = visibleJobs(props.model.jobs, { state, name });
+  const jobs = visibleJobs(props.model.jobs, { state, cluster, name });
+  const clusters = [...new Set([...props.model.jobs.values()].map(job => job.cluster_id))].sort();
   return (
     <div className="dh-Jobs">
       <div className="dh-Filters">
@@ -195,6 +218,15 @@ function JobList(props: ISidebarProps): JSX.Element {
             <option key={s} value={s}>{s}</option>
           ))}
         </select>
+        {clusters.length > 1 && (
+          <select className="jp-mod-styled" value={cluster} onChange={e => setCluster(e.target.value)}
+            aria-label="Cluster">
+            <option value="">All clusters</option>
+            {clusters.map(c => (
+              <option key={c} value={c}>{c}</option>
+            ))}
+          </select>
+        )}
         <input className="jp-mod-styled" placeholder="Filter by name" value={name} onChange={e => setName(e.target.value)} />
       </div>
       {props.model.loadError && <div className="dh-Error" role="alert">{props.model.loadError}</div>}
