@@ -344,6 +344,11 @@ class LogQuery(BaseModel):
     )
     limit: int = Field(1000, ge=1, le=100_000, description="Maximum number of lines.")
     tail: int | None = Field(None, ge=1, le=100_000, description="Return the last N lines instead of a page.")
+    before: int | None = Field(
+        None, ge=0, le=MAX_INDEX,
+        description="With `tail`: the last N lines before this byte offset (the `offset` of a page already read), "
+        "to read further back.",
+    )
     stream: Literal["all", "stdout"] = Field(
         "all",
         description="`all`: everything the run printed (the program, Spark's warnings and errors); `stdout`: the "

@@ -290,3 +290,13 @@ async def test_jupyterlabs_cache_buster_is_not_an_unknown_field(api):
         assert status == 200, body
     status, body = await api.call("GET", "jobs/", params={"limit": 5, "1795770527680": "1"})
     assert status == 400 and "1795770527680" in body["message"]
+
+
+async def test_before_goes_with_tail(api):
+    job = await api.submit(name="short", code="print('a')\nprint('b')\n")
+    await api.wait(job["id"])
+    status, body = await api.call("GET", f"jobs/{job['id']}/logs", params={"before": 2})
+    assert status == 400 and body["message"] == "before: goes with tail: the last N lines before that offset"
+    last = await api.logs(job["id"], tail=1)
+    earlier = await api.logs(job["id"], tail=1, before=last["offset"])
+    assert earlier["next_offset"] == last["offset"] and earlier["lines"] != last["lines"]

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
-
 from server_process import ServerProcess, stop_runs_under
 
 CHROMIUM = "/usr/bin/chromium"
@@ -123,6 +122,24 @@ def test_submit_watch_kill_and_a_readable_error(lab, page):
     _shot(page, "5-bad-submission.png")
 
 
+def test_the_log_view_loads_earlier_lines_on_scroll(lab, page):
+    _open_sidebar(page)
+    _submit(page, "chatty", "for i in range(2500):\n    print(f'line {i:04d}')\n")
+    expect(page.locator(".dh-Details .dh-State")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    page.click(".dh-Back")  # opened again, the view starts from the last 1000 lines
+    page.locator(".dh-JobRow", has_text="chatty").click()
+    log = page.locator(".dh-Log-lines")
+    expect(log).to_contain_text("line 2499", timeout=30_000)
+    expect(log).not_to_contain_text("line 1499")
+    for earliest in ("line 1000", "line 0500", "line 0000"):
+        log.evaluate("node => { node.scrollTop = 0; node.dispatchEvent(new Event('scroll')); }")
+        expect(log).to_contain_text(earliest, timeout=30_000)
+    text = log.inner_text()
+    numbers = [int(line[5:]) for line in text.splitlines() if line.startswith("line ")]
+    assert numbers == list(range(2500)), "every line once, in order"
+    _shot(page, "6-log-scrolled-back.png")
+
+
 def test_run_the_open_notebook_from_its_toolbar(lab, page):
     page.goto(f"http://127.0.0.1:{lab.port}/lab/tree/pipeline.ipynb?token={lab.token}")
     button = page.locator(".jp-NotebookPanel-toolbar [data-jp-item-name='dataharbour-run'] button")
@@ -134,4 +151,4 @@ def test_run_the_open_notebook_from_its_toolbar(lab, page):
     page.locator(".dh-JobRow", has_text="pipeline.ipynb").click()
     expect(page.locator(".dh-Details .dh-State")).to_have_text(re.compile("succeeded"), timeout=JOB_TIMEOUT_MS)
     expect(page.locator(".dh-Log-lines")).to_contain_text("from the notebook toolbar", timeout=30_000)
-    _shot(page, "6-notebook-job.png")
+    _shot(page, "7-notebook-job.png")

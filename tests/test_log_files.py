@@ -99,3 +99,21 @@ def test_enormous_line_pages_split_on_character_boundaries(tmp_path, monkeypatch
         pieces += page.lines
         offset = page.next_offset
     assert "".join(pieces) == text
+
+
+def test_tails_before_an_offset_walk_back_to_the_start_with_no_gap(tmp_path):
+    """How a log view loads earlier lines: each tail ends where the previous one began."""
+    path = tmp_path / "walk.log"
+    path.write_text("".join(f"line {i:04d}\n" for i in range(5000)) + "partial")
+    got, before = [], None
+    part = read_tail(str(path), 700, final=False)
+    assert part.lines[-1] == "line 4999" and part.size == path.stat().st_size
+    got = part.lines
+    before = part.offset
+    while before > 0:
+        part = read_tail(str(path), 700, final=False, before=before)
+        assert part.next_offset == before and part.lines
+        got = part.lines + got
+        before = part.offset
+    assert got == [f"line {i:04d}" for i in range(5000)]
+    assert read_tail(str(path), 10, final=False, before=0).lines == []

@@ -161,8 +161,10 @@ class JobService:
             raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
         path = self._backend(run).log_path(run.run_dir, query.stream)
         final = JobState(run.state).is_terminal
+        if query.before is not None and not query.tail:
+            raise InvalidInput("before", "goes with tail: the last N lines before that offset")
         if query.tail:
-            part = await self._on_cpu_thread(read_tail, path, query.tail, final=final)
+            part = await self._on_cpu_thread(read_tail, path, query.tail, final=final, before=query.before)
         else:
             part = await self._on_cpu_thread(read_page, path, query.offset, query.limit, final=final)
         return LogPage(

@@ -79,14 +79,18 @@ def read_page(path: str, offset: int, limit: int, *, final: bool) -> LogSlice:
     return LogSlice(_decode(bytes(data[:end])), offset, offset + end, size)
 
 
-def read_tail(path: str, count: int, *, final: bool) -> LogSlice:
-    """The last `count` whole lines, reading backwards block by block from the end.
+def read_tail(path: str, count: int, *, final: bool, before: int | None = None) -> LogSlice:
+    """The last `count` whole lines, reading backwards block by block from the end, or
+    from `before` (the `offset` of an earlier slice: a line start) to read further back.
 
     Reads at most MAX_TAIL_BYTES: a tail of enormous lines is cut to what fits.
     """
-    size = _size(path)
+    file_size = _size(path)
+    size = file_size if before is None else min(before, file_size)
+    if before is not None:
+        final = True  # `before` is where a line starts: everything up to it is whole lines
     if size == 0:
-        return LogSlice([], 0, 0, 0)
+        return LogSlice([], 0, 0, file_size)
     blocks: list[bytes] = []  # newest first
     newlines = 0
     end = size if final else None  # None: the end of the last whole line is still unknown
@@ -106,7 +110,7 @@ def read_tail(path: str, count: int, *, final: bool) -> LogSlice:
             blocks.append(block)
             newlines += block.count(b"\n")
     if end is None or not blocks:
-        return LogSlice([], 0, 0, size)
+        return LogSlice([], 0, 0, file_size)
     data = b"".join(reversed(blocks))
     # `count` lines need the newline that ends the line before them (unless the file starts).
     body = data[:-1] if data.endswith(b"\n") else data
@@ -122,4 +126,4 @@ def read_tail(path: str, count: int, *, final: bool) -> LogSlice:
     else:  # the byte cap cut the oldest line: drop its partial start
         first_nl = data.find(b"\n")
         start = first_nl + 1 if 0 <= first_nl < len(data) - 1 else 0
-    return LogSlice(_decode(data[start:]), pos + start, end, size)
+    return LogSlice(_decode(data[start:]), pos + start, end, file_size)

@@ -317,12 +317,36 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
   );
 }
 
-/** The job's log: the last lines first, then new ones as the stream brings them. */
+const EARLIER_LINES = 500;
+
+/** Log lines as the pages they came in, each with the byte offset of its first line. */
+interface ISegment {
+  offset: number;
+  lines: string[];
+}
+
+/** Drop whole pages from the front beyond `keep` lines: the first kept page's offset stays exact. */
+function trimFront(segments: ISegment[], keep: number): ISegment[] {
+  let total = segments.reduce((sum, segment) => sum + segment.lines.length, 0);
+  let start = 0;
+  while (start < segments.length - 1 && total - segments[start].lines.length >= keep) {
+    total -= segments[start].lines.length;
+    start += 1;
+  }
+  return start ? segments.slice(start) : segments;
+}
+
+/**
+ * The job's log: the last lines first, then new ones as the stream brings them; scrolling to
+ * the top loads earlier ones.
+ */
 function LogView(props: ISidebarProps & { job: IJob }): JSX.Element {
   const { job, stream, model } = props;
-  const [lines, setLines] = React.useState<string[]>([]);
+  const [segments, setSegments] = React.useState<ISegment[]>([]);
   const [error, setError] = React.useState<string | null>(null);
   const offset = React.useRef<number | null>(null);
+  const loadingEarlier = React.useRef(false);
+  const keepScroll = React.useRef<number | null>(null); // scrollHeight before earlier lines went in
   const pre = React.useRef<HTMLPreElement>(null);
   const atBottom = React.useRef(true);
 
@@ -337,7 +361,10 @@ function LogView(props: ISidebarProps & { job: IJob }): JSX.Element {
           return;
         }
         offset.current = message.data.next_offset;
-        setLines(previous => previous.concat(message.data.lines).slice(-keep));
+        if (message.data.lines.length) {
+          const page = { offset: message.data.offset, lines: message.data.lines };
+          setSegments(previous => trimFront(previous.concat([page]), keep));
+        }
       } else if (message.type === 'error' && message.data.topic === topic) {
         setError(message.data.message);
       }
@@ -349,7 +376,7 @@ function LogView(props: ISidebarProps & { job: IJob }): JSX.Element {
         if (cancelled) {
           return;
         }
-        setLines(page.lines);
+        setSegments([{ offset: page.offset, lines: page.lines }]);
         offset.current = page.next_offset;
         stream.followLog(topic, () => ({ offset: offset.current, attempt: job.attempt }));
       })
@@ -362,24 +389,55 @@ function LogView(props: ISidebarProps & { job: IJob }): JSX.Element {
   }, [job.id, job.attempt]);
 
   React.useEffect(() => {
-    // Follow the end only while the reader is there; never scroll the panel around them.
-    if (pre.current && atBottom.current) {
-      pre.current.scrollTop = pre.current.scrollHeight;
+    const node = pre.current;
+    if (!node) {
+      return;
     }
-  }, [lines]);
+    if (keepScroll.current !== null) {
+      node.scrollTop += node.scrollHeight - keepScroll.current; // earlier lines went in above: stay put
+      keepScroll.current = null;
+    } else if (atBottom.current) {
+      // Follow the end only while the reader is there; never scroll the panel around them.
+      node.scrollTop = node.scrollHeight;
+    }
+  }, [segments]);
+
+  const loadEarlier = () => {
+    const from = segments.length ? segments[0].offset : 0;
+    if (loadingEarlier.current || from === 0) {
+      return; // busy, or the log's start is already shown
+    }
+    loadingEarlier.current = true;
+    model.api
+      .logs(job.id, { tail: EARLIER_LINES, before: from, attempt: job.attempt })
+      .then(page => {
+        keepScroll.current = pre.current?.scrollHeight ?? null;
+        setSegments(previous =>
+          previous.length && previous[0].offset === from ? [{ offset: page.offset, lines: page.lines }, ...previous] : previous
+        );
+      })
+      .catch(e => setError(`Earlier lines could not be read: ${(e as Error).message}`))
+      .finally(() => (loadingEarlier.current = false));
+  };
 
   const onScroll = () => {
     const node = pre.current;
     if (node) {
       atBottom.current = node.scrollHeight - node.scrollTop - node.clientHeight < 24;
+      if (node.scrollTop < 16) {
+        loadEarlier();
+      }
     }
   };
 
+  const lines = ([] as string[]).concat(...segments.map(segment => segment.lines));
+  const atStart = !segments.length || segments[0].offset === 0;
   return (
     <div className="dh-Log">
       <div className="dh-Log-title">Log</div>
       {error && <div className="dh-Error">{error}</div>}
       <pre className="dh-Log-lines" ref={pre} onScroll={onScroll}>
+        {lines.length && !atStart ? '⋯ scroll up for earlier lines\n' : ''}
         {lines.length ? lines.join('\n') : ACTIVE_STATES.has(job.state) ? 'Waiting for output…' : '(empty)'}
       </pre>
     </div>
