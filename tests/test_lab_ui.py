@@ -121,6 +121,19 @@ def test_submit_watch_kill_and_a_readable_error(lab, page):
     expect(page.locator(".dh-Form .dh-Error")).to_have_text("code: the program is empty")
     _shot(page, "5-bad-submission.png")
 
+    # Every action is in the command palette: restart the killed job from there.
+    page.click(".dh-Form button:has-text('Cancel')")
+    page.locator(".dh-JobRow", has_text="long").click()
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type('DataHarbour: Restart Job "long"')
+    page.keyboard.press("Enter")
+    expect(page.locator(".dh-Details dd").nth(2)).to_have_text("2", timeout=30_000)  # attempt 2
+    expect(page.locator(".dh-Details .dh-State")).to_have_text(re.compile("queued|starting|running"))
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type('DataHarbour: Kill Job "long"')
+    page.keyboard.press("Enter")
+    expect(page.locator(".dh-Details .dh-State")).to_have_text("killed", timeout=60_000)
+
 
 def test_the_log_view_loads_earlier_lines_on_scroll(lab, page):
     _open_sidebar(page)

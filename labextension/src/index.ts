@@ -18,7 +18,7 @@ import { Widget } from '@lumino/widgets';
 import iconSvg from '../style/icon.svg';
 import { DataHarbourApi } from './api';
 import { JobsModel } from './jobs';
-import { IJob } from './model';
+import { ACTIVE_STATES as ACTIVE, IJob } from './model';
 import { DataHarbourPanel, EditorFactory } from './panel';
 import { LiveStream } from './stream';
 
@@ -31,6 +31,10 @@ namespace CommandIDs {
   export const refresh = 'dataharbour:refresh';
   export const runCurrent = 'dataharbour:run-current-file';
   export const runSelected = 'dataharbour:run-selected-file';
+  export const newJob = 'dataharbour:new-job';
+  export const killJob = 'dataharbour:kill-job';
+  export const restartJob = 'dataharbour:restart-job';
+  export const deleteJob = 'dataharbour:delete-job';
 }
 
 interface ISettings {
@@ -161,6 +165,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'DataHarbour: Open Spark Jobs',
       icon: dataharbourIcon,
       execute: () => app.shell.activateById(panel.id)
+    });
+    app.commands.addCommand(CommandIDs.newJob, {
+      label: 'DataHarbour: New Spark Job',
+      icon: dataharbourIcon,
+      execute: () => {
+        app.shell.activateById(panel.id);
+        panel.showForm();
+      }
+    });
+    // The job shown in the sidebar's details view, from the palette.
+    const jobCommand = (id: string, label: string, when: (job: IJob) => boolean, act: (job: IJob) => Promise<void>) =>
+      app.commands.addCommand(id, {
+        label: () => (panel.selectedJob ? `DataHarbour: ${label} "${panel.selectedJob.name}"` : `DataHarbour: ${label}`),
+        isEnabled: () => Boolean(panel.selectedJob && when(panel.selectedJob)),
+        execute: async () => {
+          const job = panel.selectedJob;
+          if (!job) {
+            return;
+          }
+          try {
+            await act(job);
+          } catch (error) {
+            Notification.error(`${label} "${job.name}": ${(error as Error).message}`, { autoClose: false });
+          }
+        }
+      });
+    jobCommand(CommandIDs.killJob, 'Kill Job', job => ACTIVE.has(job.state), job => model.kill(job.id));
+    jobCommand(CommandIDs.restartJob, 'Restart Job', job => !ACTIVE.has(job.state), job => model.restart(job.id));
+    jobCommand(CommandIDs.deleteJob, 'Delete Job', job => !ACTIVE.has(job.state), async job => {
+      await model.remove(job.id);
+      panel.showJob('');
     });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'DataHarbour: Refresh Jobs',

@@ -37,6 +37,18 @@ export class DataHarbourPanel extends ReactWidget {
     this.update();
   }
 
+  /** The job whose details are shown, if any (the palette's job commands act on it). */
+  get selectedJob(): IJob | undefined {
+    return this._selected ? this.options.model.jobs.get(this._selected) : undefined;
+  }
+
+  /** Back to the list with the submit form open. */
+  showForm(): void {
+    this._selected = null;
+    this._formRequests += 1;
+    this.update();
+  }
+
   render(): JSX.Element {
     return (
       <UseSignal signal={this.options.model.changed}>
@@ -44,6 +56,7 @@ export class DataHarbourPanel extends ReactWidget {
           <Sidebar
             {...this.options}
             selected={this._selected}
+            formRequests={this._formRequests}
             onSelect={id => {
               this._selected = id;
               this.update();
@@ -55,10 +68,12 @@ export class DataHarbourPanel extends ReactWidget {
   }
 
   private _selected: string | null = null;
+  private _formRequests = 0;
 }
 
 interface ISidebarProps extends IPanelOptions {
   selected: string | null;
+  formRequests: number;
   onSelect: (id: string | null) => void;
 }
 
@@ -97,6 +112,12 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
   const [conf, setConf] = React.useState('');
   const [busy, setBusy] = React.useState(false);
   const [error, setError] = React.useState<string | null>(null);
+
+  React.useEffect(() => {
+    if (props.formRequests) {
+      setOpen(true); // "New Spark Job" from the command palette
+    }
+  }, [props.formRequests]);
 
   React.useEffect(() => {
     if (!open) {
