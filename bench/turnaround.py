@@ -164,29 +164,41 @@ def report(first: str, second: str, first_times: list[float], second_times: list
     print(f"ratio {first}/{second} = {ratio:.2f} (goal <= {goal:.2f}): {'PASS' if ratio <= goal else 'FAIL'}")
 
 
-def main_progress_cost(rounds: int, class_data: bool) -> None:
-    """The job command with progress sampling vs without, no server."""
-    with tempfile.TemporaryDirectory(prefix="dataharbour-bench-progress-") as tmp:
+class JobCommand:
+    """The exact command and environment a job gets (dataharbour_ext.spark.submit), run
+    directly in a temporary folder, without a server."""
+
+    def __init__(self, tmp: str, class_data: bool):
+        self.tmp = tmp
         state_dir = os.path.join(tmp, "state")
-        script = os.path.join(tmp, "turnaround_job.py")
-        with open(script, "w") as f:
+        self.script = os.path.join(tmp, "turnaround_job.py")
+        with open(self.script, "w") as f:
             f.write(PROGRAM)
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         archive = build_class_data(state_dir) if class_data else None
-        java_options = SparkLogConfig(state_dir).java_options() + (archive.java_options() if archive else [])
+        self.java_options = SparkLogConfig(state_dir).java_options() + (archive.java_options() if archive else [])
+
+    def run(self, name: str, progress_interval: float = 0.5) -> float:
+        run_dir = os.path.join(self.tmp, name)
+        os.makedirs(run_dir)
+        spec = SubmitSpec(
+            master="local[*]", app_name=name, app_file=self.script, local_ip=HOST,
+            signals_file=os.path.join(run_dir, "spark.json"), java_options=self.java_options,
+            progress_interval=progress_interval,
+        )  # fmt: skip
+        env = dict(os.environ)
+        env.update(build_environment_overlay(spec))
+        return run_spark_submit(build_command(spec), env, self.tmp, os.path.join(run_dir, "output.log"), name)
+
+
+def main_progress_cost(rounds: int, class_data: bool) -> None:
+    """The job command with progress sampling vs without, no server."""
+    with tempfile.TemporaryDirectory(prefix="dataharbour-bench-progress-") as tmp:
+        command = JobCommand(tmp, class_data)
 
         def run_job(name: str, progress_interval: float) -> float:
-            run_dir = os.path.join(tmp, name)
-            os.makedirs(run_dir)
-            spec = SubmitSpec(
-                master="local[*]", app_name=name, app_file=script, local_ip=HOST,
-                signals_file=os.path.join(run_dir, "spark.json"), java_options=java_options,
-                progress_interval=progress_interval,
-            )  # fmt: skip
-            env = dict(os.environ)
-            env.update(build_environment_overlay(spec))
-            took = run_spark_submit(build_command(spec), env, tmp, os.path.join(run_dir, "output.log"), name)
-            if progress_interval and not os.path.exists(os.path.join(run_dir, "progress.json")):
+            took = command.run(name, progress_interval)
+            if progress_interval and not os.path.exists(os.path.join(tmp, name, "progress.json")):
                 raise BenchError(f"{name}: no progress.json was written")
             return took
 
@@ -204,37 +216,19 @@ def main_progress_cost(rounds: int, class_data: bool) -> None:
 def main_direct(rounds: int, class_data: bool) -> None:
     """Job command (dataharbour_ext.spark.submit) vs bare spark-submit, no server."""
     with tempfile.TemporaryDirectory(prefix="dataharbour-bench-direct-") as tmp:
-        state_dir = os.path.join(tmp, "state")
-        script = os.path.join(tmp, "turnaround_job.py")
-        with open(script, "w") as f:
-            f.write(PROGRAM)
-        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-        archive = build_class_data(state_dir) if class_data else None
-        java_options = SparkLogConfig(state_dir).java_options() + (archive.java_options() if archive else [])
+        command = JobCommand(tmp, class_data)
         bare_env = dict(os.environ)
         bare_env.update({"SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable})
-        bare_argv = [spark_submit(), "--master", "local[*]", script]
-
-        def run_job(i: int) -> float:
-            run_dir = os.path.join(tmp, f"run-{i}")
-            os.makedirs(run_dir)
-            spec = SubmitSpec(
-                master="local[*]", app_name=f"bench-direct-{i}", app_file=script, local_ip=HOST,
-                signals_file=os.path.join(run_dir, "spark.json"), java_options=java_options,
-            )  # fmt: skip
-            env = dict(os.environ)
-            env.update(build_environment_overlay(spec))
-            return run_spark_submit(build_command(spec), env, tmp, os.path.join(run_dir, "output.log"), "job command")
-
+        bare_argv = [spark_submit(), "--master", "local[*]", command.script]
         bare_log = os.path.join(tmp, "bare.log")
         print(f"program: spark.range(1000).count() on local[*]; {rounds} rounds, job command then bare")
-        print(f"job command JVM options: {' '.join(java_options)}")
-        job_warm = run_job(0)
+        print(f"job command JVM options: {' '.join(command.java_options)}")
+        job_warm = command.run("run-0")
         bare_warm = run_spark_submit(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
         print(f"warm-up      job {job_warm:7.3f}s   bare {bare_warm:7.3f}s")
         job_times, bare_times = [], []
         for i in range(1, rounds + 1):
-            job = run_job(i)
+            job = command.run(f"run-{i}")
             bare = run_spark_submit(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
             job_times.append(job)
             bare_times.append(bare)
