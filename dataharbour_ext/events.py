@@ -21,10 +21,6 @@ class Event:
     topics: tuple[str, ...]
     timestamp: str
 
-    def message(self) -> dict:
-        """The stream message without its per-client `seq`."""
-        return {"type": self.type, "data": self.data, "timestamp": self.timestamp}
-
 
 Subscriber = Callable[[Event], None]
 

@@ -25,7 +25,7 @@ from ..events import Event, EventHub
 from ..models import JobQuery, JobState
 from .job_states import ACTIVE
 from .log_follower import LogFollower
-from .stream_session import DEFAULT_TOPICS, ClientSession
+from .stream_session import ClientSession
 
 log = logging.getLogger("dataharbour_ext.stream")
 
@@ -352,5 +352,3 @@ def _topic_request(item) -> tuple[str, dict]:
         raise ClientMessageError(f"{topic}: stream must be 'all' or 'stdout'")
     return topic, {"offset": offset, "stream": stream, "attempt": attempt}
 
-
-__all__ = ["DEFAULT_TOPICS", "LiveStream", "StreamConfig"]
