@@ -1,4 +1,4 @@
-"""Pydantic request/response models. The OpenAPI document is generated from these."""
+"""Jobs: what a submission may say, and jobs, runs, logs as the API shows them."""
 
 import re
 from datetime import datetime, timezone
@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from .secrets import redact_mapping
+from ..secrets import redact_mapping
 
 DEFAULT_CLUSTER_ID = "spark-cluster-default"
 
@@ -283,29 +283,6 @@ class Job(JobSummary):
     runs: list[JobRun] = Field(description="All attempts, oldest first.")
 
 
-class ClusterInfo(BaseModel):
-    """A Spark cluster jobs can be submitted to."""
-
-    id: str
-    name: str
-    kind: Literal["local", "standalone", "external"] = Field(
-        description="`local`: Spark inside each job's driver (local[N]); `standalone`: launched by this server; "
-        "`external`: an existing master (spark://, k8s://, yarn) jobs are submitted to."
-    )
-    master_url: str
-    ui_url: str | None = Field(None, description="The cluster's own web UI, when it has one.")
-    state: Literal["starting", "running", "stopping", "stopped", "failed", "unknown"] = Field(
-        description="`unknown`: an external master this server has not probed."
-    )
-    max_concurrent_jobs: int = Field(description="Jobs of this cluster that run at once; more wait queued.")
-    running_jobs: int = Field(description="Jobs starting or running on it now.")
-    queued_jobs: int
-
-
-class ClusterList(BaseModel):
-    clusters: list[ClusterInfo]
-
-
 class JobSort(str, Enum):
     created_at = "created_at"
     updated_at = "updated_at"
@@ -382,8 +359,3 @@ class DeleteQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     force: bool = Field(False, description="Kill the job first if it is still queued or running.")
-
-
-class ErrorBody(BaseModel):
-    message: str
-    reason: str | None = None
