@@ -8,20 +8,33 @@ from urllib.parse import quote
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Float, Integer, Type, Unicode, default
+from tornado.log import LogFormatter  # what Jupyter's console lines are formatted with
+from traitlets import Bool, Dict, Float, Integer, TraitError, Type, Unicode, default, validate
 
 from . import __version__
 from .event_bus import connect_event_bus
 from .events import EventHub
 from .handlers.routes import handler_table
+from .runs.identity import HOSTNAME
 from .services.cluster_views import ClusterViews
 from .services.clusters import ClusterService
+from .services.dashboard import DashboardService
+from .services.health import AirflowCheck, JupyterCheck, ObjectStorageCheck, PlatformSettings, PostgresCheck
 from .services.jobs import JobService, JobServiceConfig
 from .services.live_stream import LiveStream, StreamConfig
+from .services.metrics_history import MetricsHistoryView
+from .services.metrics_sampler import MetricsSampler
+from .services.monitoring_overview import MonitoringOverviewService
+from .services.notebook_count import NotebookCounter
+from .services.server_log_buffer import ServerLogBuffer
+from .services.service_health import ServiceHealth
+from .services.service_logs import ServiceLogs
 from .spark.class_data import ClassDataArchive
 from .spark.log_config import SparkLogConfig
 from .spark.submit_backend import SparkSubmitBackend
 from .store import JobStore
+from .store.job_statistics import JobStatistics
+from .store.metrics_store import MetricsStore
 
 
 def postgres_url_from_environment() -> str | None:
@@ -102,6 +115,81 @@ class DataHarbourApp(ExtensionApp):
         0.0, help="Delete finished jobs, their runs and run folders this many days after they ended (0: never)."
     ).tag(config=True)
 
+    # ---- monitoring -------------------------------------------------------------------
+    metrics_interval = Float(
+        2.0,
+        help="Seconds between two samples of the machine's metrics (CPU, memory, disk, network, kernels, jobs); "
+        "each is stored for the history and sent on the live stream. 0 turns sampling off: "
+        "/monitoring/metrics then measures when asked, and the history stays as it was.",
+    ).tag(config=True)
+    metrics_retention_hours = Float(168.0, help="Hours metric samples are kept for the history.").tag(config=True)
+
+    @validate("metrics_interval")
+    def _check_metrics_interval(self, proposal) -> float:
+        if proposal["value"] != 0 and proposal["value"] < 0.1:
+            raise TraitError("metrics_interval: 0 (off) or at least 0.1 seconds")
+        return proposal["value"]
+
+    @validate("metrics_retention_hours")
+    def _check_metrics_retention(self, proposal) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError("metrics_retention_hours: more than 0")
+        return proposal["value"]
+
+    # ---- platform services (health, logs) ---------------------------------------------
+    service_check_timeout = Float(
+        3.0, help="Seconds each platform service's health check may take before it counts as unhealthy.",
+    ).tag(config=True)
+    service_check_cache_seconds = Float(
+        5.0, help="Seconds GET /monitoring/services reuses the latest checks instead of checking again.",
+    ).tag(config=True)
+    service_check_interval = Float(
+        15.0,
+        help="Seconds between background checks of the platform services; a change of status is a "
+        "`service_update` message on the live stream's `services` topic. 0 turns them off (checks then run "
+        "only when asked).",
+    ).tag(config=True)
+    service_environment = Dict(
+        value_trait=Unicode(),
+        help="Values of the seed's variables (MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, "
+        "MINIO_BUCKET_NAME, MINIO_SECURE, AIRFLOW_BASE_URL, AIRFLOW_USERNAME, AIRFLOW_PASSWORD, POSTGRES_HOST, "
+        "POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB) for the platform service checks, over "
+        "the server's environment. An unset address means that service is disabled.",
+    ).tag(config=True)
+    server_log_records = Integer(
+        2000, min=1, help="Jupyter server log records kept in memory for GET /monitoring/services/jupyter/logs.",
+    ).tag(config=True)
+
+    @validate("service_check_timeout")
+    def _check_service_check_timeout(self, proposal) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError("service_check_timeout: more than 0 seconds")
+        return proposal["value"]
+
+    @validate("service_check_interval", "service_check_cache_seconds")
+    def _check_service_check_times(self, proposal) -> float:
+        if proposal["value"] < 0:
+            raise TraitError(f"{proposal['trait'].name}: 0 or more seconds")
+        return proposal["value"]
+
+    # ---- dashboard --------------------------------------------------------------------
+    dashboard_cache_seconds = Float(
+        1.0, min=0.0,
+        help="Seconds the dashboard's job statistics are reused while this server writes nothing to the store "
+        "(its own writes show at once); for as long again the previous numbers are served while new ones are "
+        "computed, so another server's writes to a shared store show within twice this time.",
+    ).tag(config=True)
+    dashboard_notebook_scan_limit = Integer(
+        20000, min=1,
+        help="Files and folders the dashboard looks at at most when it counts the notebooks under the root "
+        "(the count then says it is truncated).",
+    ).tag(config=True)
+    dashboard_notebook_cache_seconds = Float(
+        60.0, min=0.0,
+        help="Seconds the dashboard's notebook count is reused; an older one is served while a new count runs "
+        "in the background.",
+    ).tag(config=True)
+
     # ---- storage ----------------------------------------------------------------------
     state_dir = Unicode(help="Folder for the database and run folders; default <jupyter data dir>/dataharbour.").tag(
         config=True
@@ -146,20 +234,41 @@ class DataHarbourApp(ExtensionApp):
                 service_log.addHandler(handler)
         service_log.propagate = not server_log.handlers
 
+    def _keep_server_logs(self) -> ServerLogBuffer:
+        """The server's own records and ours (the extension's handlers log to this app's
+        logger, the services to `dataharbour_ext`), formatted as its console lines, in memory."""
+        serverapp = self.serverapp
+        formatter = LogFormatter(fmt=serverapp.log_format, datefmt=serverapp.log_datefmt, color=False)
+        buffer = ServerLogBuffer(self.server_log_records, formatter)
+        buffer.attach(serverapp.log, self.log, logging.getLogger("dataharbour_ext"))
+        return buffer
+
     def initialize_settings(self) -> None:
         self._route_service_logs()
+        self.server_logs = self._keep_server_logs()
         if self.gil_switch_interval > 0:
             sys.setswitchinterval(self.gil_switch_interval)
         # Job records and run folders can hold credentials (env, conf): owner-only.
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
+        self.root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
         self.hub = EventHub()
         if getattr(self.serverapp, "event_logger", None) is not None:
             connect_event_bus(self.hub, self.serverapp.event_logger)
         self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
                                        default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
-        root_dir = os.path.abspath(os.path.expanduser(self.serverapp.root_dir))
+        # What handlers reach through `self.services[...]`, one group per capability.
+        self.settings["dataharbour"] = {
+            "app": self, "events": self.hub, "clusters": self.clusters,
+            **self._build_jobs(), **self._build_metrics(), **self._build_platform_services(),
+            **self._build_dashboard(),
+        }
+        self.settings["dataharbour"]["monitoring_overview"] = MonitoringOverviewService(
+            self.metrics, self.service_health, self.settings["dataharbour"]["dashboard"].statistics
+        )
+
+    def _build_jobs(self) -> dict:
         # The archive is built with the options real runs get, so it holds what they load.
         self.class_data = ClassDataArchive(
             self.state_dir, enabled=self.class_data_sharing, log=self.log, local_ip=self.spark_local_ip,
@@ -167,7 +276,7 @@ class DataHarbourApp(ExtensionApp):
         )
         backends = {
             SparkSubmitBackend.name: SparkSubmitBackend(
-                root_dir=root_dir,
+                root_dir=self.root_dir,
                 state_dir=self.state_dir,
                 local_ip=self.spark_local_ip,
                 stop_grace_seconds=self.kill_grace_seconds,
@@ -178,7 +287,7 @@ class DataHarbourApp(ExtensionApp):
             )
         }
         config = JobServiceConfig(
-            root_dir=root_dir,
+            root_dir=self.root_dir,
             runs_dir=os.path.join(self.state_dir, "runs"),
             max_concurrent_jobs=self.max_concurrent_jobs,
             max_code_bytes=self.max_code_bytes,
@@ -192,10 +301,41 @@ class DataHarbourApp(ExtensionApp):
             self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends
         )
         self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
-        self.settings.update(
-            {"dataharbour": {"jobs": self.jobs, "clusters": self.clusters, "events": self.hub, "stream": self.stream,
-                             "cluster_views": ClusterViews(self.clusters, self.store, self.jobs.config), "app": self}}
+        return {"jobs": self.jobs, "stream": self.stream,
+                "cluster_views": ClusterViews(self.clusters, self.store, self.jobs.config)}
+
+    def _build_metrics(self) -> dict:
+        self.metrics_store = MetricsStore(self.store, HOSTNAME)
+        # `await metrics.current()`: the latest sample, or one taken now.
+        self.metrics = MetricsSampler(
+            interval=self.metrics_interval, retention_hours=self.metrics_retention_hours, disk_path=self.root_dir,
+            host=HOSTNAME, hub=self.hub, job_store=self.store, metrics_store=self.metrics_store,
+            kernel_manager=self.serverapp.kernel_manager, session_manager=self.serverapp.session_manager,
         )
+        history = MetricsHistoryView(self.metrics_store, interval=self.metrics_interval,
+                                     retention_hours=self.metrics_retention_hours)
+        return {"metrics": self.metrics, "metrics_history": history}
+
+    def _build_platform_services(self) -> dict:
+        platform = PlatformSettings.from_environment({**os.environ, **self.service_environment})
+        self.service_health = ServiceHealth(
+            self.hub, self.clusters,
+            JupyterCheck(self.serverapp.kernel_manager, self.serverapp.session_manager),
+            [ObjectStorageCheck(platform.minio), AirflowCheck(platform.airflow), PostgresCheck(platform.postgres)],
+            timeout=self.service_check_timeout, cache_seconds=self.service_check_cache_seconds,
+            interval=self.service_check_interval,
+        )
+        logs = ServiceLogs(self.service_health)
+        logs.register("jupyter", self.server_logs)
+        return {"service_health": self.service_health, "service_logs": logs}
+
+    def _build_dashboard(self) -> dict:
+        self.notebook_counter = NotebookCounter(self.serverapp.contents_manager,
+                                                limit=self.dashboard_notebook_scan_limit,
+                                                ttl=self.dashboard_notebook_cache_seconds)
+        dashboard = DashboardService(JobStatistics(self.store, ttl=self.dashboard_cache_seconds), self.jobs,
+                                     self.clusters, self.notebook_counter)
+        return {"dashboard": dashboard}
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handler_table())
@@ -203,6 +343,11 @@ class DataHarbourApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         self.stream.start()
         await self.jobs.start()
+        self.metrics.start()
+        self.service_health.start()
+        # Logging may have been reconfigured since initialize_settings (a changed logging
+        # trait, a test harness that clears the server's handlers): keep recording.
+        self.server_logs.attach(*self.server_logs.loggers)
         if self.freeze_gc_after_start:
             gc.collect()
             gc.freeze()
@@ -215,6 +360,11 @@ class DataHarbourApp(ExtensionApp):
     async def stop_extension(self) -> None:
         # Runs are detached and keep going; the next server start re-attaches to them.
         await self.stream.stop()
+        await self.metrics.stop()
+        await self.service_health.stop()
         await self.jobs.stop()
         self.class_data.stop()
+        self.notebook_counter.stop()
+        self.metrics_store.close()  # before the job store disposes of the engine they share
         self.store.close()
+        self.server_logs.detach()

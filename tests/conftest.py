@@ -31,7 +31,10 @@ def jp_server_config(dataharbour_config):
         },
         # The class-data archive has tests of its own; a build per test server would only
         # compete with the tests for the two cores.
-        "DataHarbourApp": {"kill_grace_seconds": 5.0, "class_data_sharing": False, **dataharbour_config},
+        # No background metrics either: its `metrics` messages (a default topic) would interleave with
+        # the messages the live-stream tests count; the metrics tests turn it on.
+        "DataHarbourApp": {"kill_grace_seconds": 5.0, "class_data_sharing": False, "metrics_interval": 0.0,
+                           **dataharbour_config},
     }
 
 
@@ -173,7 +176,7 @@ def _empty_postgres(url: str) -> str:
 
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS runs, jobs, admission, alembic_version CASCADE"))
+        connection.execute(text("DROP TABLE IF EXISTS runs, jobs, admission, metric_samples, alembic_version CASCADE"))
     engine.dispose()
     return url
 

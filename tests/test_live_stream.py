@@ -220,6 +220,28 @@ async def test_job_topics_need_permission_to_read_jobs(stream, extension):
     assert (await ws.next())["data"]["topics"] == ["metrics"]
     await ws.send({"type": "subscribe", "topics": ["jobs"]})
     assert "not authorized" in (await ws.until(lambda m: m["type"] == "error"))["data"]["message"]
+    await ws.send({"type": "subscribe", "topics": ["services"]})  # monitoring is another permission
+    assert (await ws.until(lambda m: m["type"] == "subscribed"))["data"]["topics"] == ["metrics", "services"]
+
+
+class NoMonitoringAuthorizer(Authorizer):
+    """May use the stream and read jobs, may not read monitoring."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return resource != "dataharbour:monitoring"
+
+
+@pytest.mark.parametrize("jp_server_config", [{
+    "ServerApp": {"jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+                  "allow_unauthenticated_access": False, "authorizer_class": NoMonitoringAuthorizer},
+}])
+async def test_monitoring_topics_need_permission_to_read_monitoring(stream, extension):
+    ws = await stream("no-monitoring")
+    assert (await ws.next())["data"]["topics"] == ["jobs"]
+    for topic in ("metrics", "services"):
+        await ws.send({"type": "subscribe", "topics": [topic]})
+        error = await ws.until(lambda m: m["type"] == "error")
+        assert error["data"]["message"] == f"{topic}: not authorized to read monitoring (dataharbour:monitoring)"
 
 
 async def test_bad_messages_get_an_error_and_the_stream_stays_up(stream, api):

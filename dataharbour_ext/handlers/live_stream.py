@@ -16,6 +16,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .jobs import AUTH_RESOURCE as JOBS_RESOURCE
+from .monitoring import AUTH_RESOURCE as MONITORING_RESOURCE
 
 AUTH_RESOURCE = "dataharbour:events"
 SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -42,6 +43,8 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             raise web.HTTPError(403)
         # Job topics show what GET /jobs shows: the same permission.
         self.can_read_jobs = await ensure_async(self.authorizer.is_authorized(self, user, "read", JOBS_RESOURCE))
+        self.can_read_monitoring = await ensure_async(
+            self.authorizer.is_authorized(self, user, "read", MONITORING_RESOURCE))
         if not self.stream.valid_client_id(self.client_id):
             raise web.HTTPError(400, "client_id: 1-128 letters, digits, '.', '_', '~' or '-', starting with a "
                                      "letter or digit")
@@ -66,7 +69,7 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         try:
             self.session, self.connection = await self.stream.connect(
                 self.current_user.username, client_id, self.since_seq, session_id=self.session_id,
-                can_read_jobs=self.can_read_jobs,
+                can_read_jobs=self.can_read_jobs, can_read_monitoring=self.can_read_monitoring,
             )
         except Exception:
             self.log.exception("DataHarbour: opening the live stream of %s failed", client_id)

@@ -11,6 +11,9 @@ from pydantic import BaseModel
 from ..models import (
     ClusterInfo,
     ClusterList,
+    DashboardOverview,
+    DashboardStats,
+    DashboardTrends,
     DeleteQuery,
     ErrorBody,
     Job,
@@ -19,9 +22,18 @@ from ..models import (
     JobSubmit,
     LogPage,
     LogQuery,
+    MetricsHistory,
+    MetricsHistoryQuery,
+    MetricsSample,
+    MonitoringOverview,
+    ServiceList,
+    ServiceLogs,
+    ServiceLogsQuery,
     SparkUi,
+    TrendsQuery,
 )
 from .clusters import ClusterCollectionHandler, ClusterHandler
+from .dashboard import DashboardOverviewHandler, DashboardStatsHandler, DashboardTrendsHandler
 from .jobs import (
     JobCollectionHandler,
     JobHandler,
@@ -31,7 +43,9 @@ from .jobs import (
     JobSparkUiHandler,
 )
 from .live_stream import LiveStreamHandler
+from .monitoring import MetricsHandler, MetricsHistoryHandler
 from .openapi import OpenApiHandler
+from .platform_services import MonitoringOverviewHandler, ServiceListHandler, ServiceLogsHandler
 from .spark_ui_proxy import SparkUiProxyHandler
 
 
@@ -132,6 +146,55 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/clusters/{cluster_id}",
         ClusterHandler,
         (Operation("get", "One cluster", response=ClusterInfo, errors=(404,)),),
+    ),
+    Route(
+        "/api/v1/monitoring/metrics",
+        MetricsHandler,
+        (Operation("get", "The latest sample of the machine's CPU, memory, swap, disk, network, processes, "
+                   "and of this server's kernels, sessions and jobs", response=MetricsSample),),
+    ),
+    Route(
+        "/api/v1/monitoring/metrics/history",
+        MetricsHistoryHandler,
+        (Operation("get", "Stored samples of this host, raw or downsampled (min/avg/max per step), as chart columns",
+                   response=MetricsHistory, query=MetricsHistoryQuery, errors=(400,)),),
+    ),
+    Route(
+        "/api/v1/monitoring/services",
+        ServiceListHandler,
+        (Operation("get", "Health of every platform service: Jupyter, each Spark cluster, object storage, Airflow, "
+                   "PostgreSQL (checked concurrently with a timeout, cached briefly)", response=ServiceList),),
+    ),
+    Route(
+        "/api/v1/monitoring/services/{name}/logs",
+        ServiceLogsHandler,
+        (Operation("get", "The latest log lines of a service this server runs or keeps logs of (`jupyter`: this "
+                   "server's own records)", response=ServiceLogs, query=ServiceLogsQuery, errors=(400, 404),
+                   error_notes=((404, "an unknown service, or one that runs outside this server"),)),),
+    ),
+    Route(
+        "/api/v1/monitoring/overview",
+        MonitoringOverviewHandler,
+        (Operation("get", "The latest metrics, every platform service's health and the jobs by state, in one call",
+                   response=MonitoringOverview),),
+    ),
+    Route(
+        "/api/v1/dashboard/stats",
+        DashboardStatsHandler,
+        (Operation("get", "Job statistics (jobs by state, success rate, mean and p95 duration), active clusters "
+                   "and notebooks under the root", response=DashboardStats),),
+    ),
+    Route(
+        "/api/v1/dashboard/trends",
+        DashboardTrendsHandler,
+        (Operation("get", "Runs that succeeded and that failed per day over the last `days` days (zero-filled), "
+                   "in the time zone `tz`", response=DashboardTrends, query=TrendsQuery, errors=(400,)),),
+    ),
+    Route(
+        "/api/v1/dashboard/overview",
+        DashboardOverviewHandler,
+        (Operation("get", "Stats, trends and the most recently updated jobs in one call", response=DashboardOverview,
+                   query=TrendsQuery, errors=(400,)),),
     ),
     # WebSocket routes: no REST operations to document (the protocol is in the README).
     Route("/api/v1/ws/{client_id}", LiveStreamHandler),

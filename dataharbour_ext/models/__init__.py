@@ -5,6 +5,18 @@ from .clusters import (  # noqa: F401
     ClusterInfo,
     ClusterList,
 )
+from .dashboard import (  # noqa: F401
+    DEFAULT_TREND_DAYS,
+    MAX_TREND_DAYS,
+    RECENT_JOBS,
+    DashboardOverview,
+    DashboardStats,
+    DashboardTrends,
+    JobStateCounts,
+    TrendPoint,
+    TrendsQuery,
+    time_zone,
+)
 from .errors import (  # noqa: F401
     ErrorBody,
 )
@@ -45,4 +57,25 @@ from .jobs import (  # noqa: F401
     UtcDatetime,
     as_utc,
     redact,
+)
+from .metrics import (  # noqa: F401
+    CpuMetrics,
+    DiskMetrics,
+    JobMetrics,
+    JupyterMetrics,
+    MemoryMetrics,
+    MetricsHistory,
+    MetricsHistoryQuery,
+    MetricsSample,
+    NetworkMetrics,
+    SeriesPoints,
+    SwapMetrics,
+)
+from .services import (  # noqa: F401
+    MAX_SERVICE_LOG_LINES,
+    MonitoringOverview,
+    ServiceList,
+    ServiceLogs,
+    ServiceLogsQuery,
+    ServiceStatus,
 )

@@ -32,6 +32,9 @@ log = logging.getLogger("dataharbour_ext.stream")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 JOB_ID = r"[A-Za-z0-9_-]{1,64}"
 EVENT_TOPIC = re.compile(rf"^(jobs|metrics|clusters|services|job:{JOB_ID})$")
+# What GET /monitoring/* shows (permission `read` on dataharbour:monitoring); every other
+# topic shows what GET /jobs and /clusters show (`read` on dataharbour:jobs).
+MONITORING_TOPICS = frozenset({"metrics", "services"})
 LOG_TOPIC = re.compile(rf"^job_log:({JOB_ID})$")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TOPICS = 200
@@ -87,7 +90,7 @@ class LiveStream:
     # ---- connections -----------------------------------------------------------------
 
     async def connect(self, user: str, client_id: str, since_seq: int | None, *, session_id: str | None = None,
-                      can_read_jobs: bool = True) -> tuple[ClientSession, int]:
+                      can_read_jobs: bool = True, can_read_monitoring: bool = True) -> tuple[ClientSession, int]:
         """The session for this connection, and the connection's number in it.
 
         Sessions are found by client id: with token authentication Jupyter may name the user
@@ -111,8 +114,11 @@ class LiveStream:
         session = ClientSession(user, client_id, ring_size=self.config.ring_size,
                                 ring_bytes=self.config.ring_bytes, max_backlog=self.config.max_backlog)
         session.can_read_jobs = can_read_jobs
+        session.can_read_monitoring = can_read_monitoring
         if not can_read_jobs:
             session.topics.discard("jobs")
+        if not can_read_monitoring:
+            session.topics -= MONITORING_TOPICS
         self._sessions[client_id] = session
         connection = session.attach(loop_time)
         if since_seq is None:
@@ -209,8 +215,11 @@ class LiveStream:
 
     async def _subscribe(self, session: ClientSession, message: dict) -> None:
         wanted = [_topic_request(item) for item in message["topics"]]  # all valid, or none taken
-        if not session.can_read_jobs and any(topic != "metrics" for topic, _ in wanted):
-            raise ClientMessageError("not authorized to read jobs (dataharbour:jobs)")
+        for topic, _ in wanted:
+            if topic in MONITORING_TOPICS and not session.can_read_monitoring:
+                raise ClientMessageError(f"{topic}: not authorized to read monitoring (dataharbour:monitoring)")
+            if topic not in MONITORING_TOPICS and not session.can_read_jobs:
+                raise ClientMessageError("not authorized to read jobs (dataharbour:jobs)")
         for topic, _ in wanted:
             if topic.startswith(("job:", "job_log:")):
                 await self._require_job(topic.split(":", 1)[1])

@@ -49,6 +49,7 @@ class ClientSession:
         self.id = secrets.token_hex(8)  # a resume must name it: a re-created session numbers anew
         self.topics: set[str] = set(DEFAULT_TOPICS)
         self.can_read_jobs = True  # the authorizer's answer for `read` on dataharbour:jobs
+        self.can_read_monitoring = True  # and for `read` on dataharbour:monitoring
         self.seq = 0
         self.sent_seq = 0
         self.ring: deque[Entry] = deque()

@@ -10,14 +10,12 @@ that writers from two servers queue up instead of failing; PostgreSQL (psycopg 3
 cluster's admission row while it counts that cluster's active runs.
 """
 
-import asyncio
-import functools
 import getpass
 import hashlib
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,9 +27,11 @@ from sqlalchemy.engine import Engine, make_url
 
 from .migrate import upgrade_to_latest
 from .records import JobRecord, Owner, RunRecord
+from .store_thread import in_store_thread
 from .tables import admission, jobs, runs
 
 ACTIVE_STATES = ("starting", "running")
+TERMINAL_STATES = ("succeeded", "failed", "killed", "lost")
 CLAIM_SCAN = 500
 # How long a list's `total` may be reused while this server wrote nothing: counting 100,000
 # rows costs more than the page itself; another server's writes show within this time.
@@ -196,15 +196,11 @@ def _job_summary_record(row) -> JobRecord:
     return job
 
 
-def _in_thread(method: Callable) -> Callable:
-    """Run a blocking store method on the store's thread pool; callers await it."""
-
-    @functools.wraps(method)
-    async def wrapper(self: "JobStore", *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(method, self, *args, **kwargs))
-
-    return wrapper
+def _ended_run_seconds(run: RunRecord) -> float | None:
+    """The job's `duration` column: its latest run's length once it ended, if it started."""
+    if run.state in TERMINAL_STATES and run.started_at is not None and run.finished_at is not None:
+        return (run.finished_at - run.started_at).total_seconds()
+    return None
 
 
 class JobStore:
@@ -247,17 +243,18 @@ class JobStore:
 
     # ---- jobs ------------------------------------------------------------------------
 
-    @_in_thread
+    @in_store_thread
     def add_job(self, job: JobRecord, run: RunRecord) -> None:
         with self._write() as db:
             db.execute(insert(jobs).values(
                 id=job.id, name=job.name, cluster_id=job.cluster_id, state=job.state, code=job.code or "",
                 file=job.file, args=job.args, conf=job.conf, env=job.env, attempt=job.attempt,
                 created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level, tenant=self.tenant,
+                duration=_ended_run_seconds(run) if run.attempt == job.attempt else None,
             ))
             db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))
 
-    @_in_thread
+    @in_store_thread
     def get_job(self, job_id: str, *, detail: bool = True) -> JobRecord | None:
         with self._read() as db:
             if not detail:
@@ -270,7 +267,7 @@ class JobStore:
             run_rows = db.execute(select(runs).where(runs.c.job_id == job_id).order_by(runs.c.attempt)).all()
             return _job_record(row, run_rows)
 
-    @_in_thread
+    @in_store_thread
     def list_jobs(
         self,
         *,
@@ -314,7 +311,7 @@ class JobStore:
         self._totals[key] = (generation, now, total)
         return total
 
-    @_in_thread
+    @in_store_thread
     def new_attempt(self, job_id: str, expected_attempt: int, run: RunRecord, *, from_states: Iterable[str],
                     now: datetime) -> bool:
         """Queue attempt `run.attempt` if the job is still at `expected_attempt` in one of
@@ -324,14 +321,14 @@ class JobStore:
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.tenant == self.tenant, jobs.c.attempt == expected_attempt,
                        jobs.c.state.in_(list(from_states)))
-                .values(attempt=run.attempt, state=run.state, updated_at=now)
+                .values(attempt=run.attempt, state=run.state, updated_at=now, duration=None)
             ).rowcount
             if changed != 1:
                 return False
             db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))
             return True
 
-    @_in_thread
+    @in_store_thread
     def delete_job(self, job_id: str, *, from_states: Iterable[str]) -> bool:
         """Remove a job and its runs if it is in one of `from_states`."""
         with self._write() as db:
@@ -342,7 +339,7 @@ class JobStore:
             db.execute(delete(jobs).where(jobs.c.id == job_id))
             return True
 
-    @_in_thread
+    @in_store_thread
     def jobs_finished_before(self, cutoff: datetime, states: Iterable[str], limit: int = 500) -> list[str]:
         with self._read() as db:
             rows = db.execute(
@@ -357,13 +354,13 @@ class JobStore:
     def _run_is(self, job_id: str, attempt: int):
         return and_(runs.c.job_id == job_id, runs.c.attempt == attempt, runs.c.tenant == self.tenant)
 
-    @_in_thread
+    @in_store_thread
     def get_run(self, job_id: str, attempt: int) -> RunRecord | None:
         with self._read() as db:
             row = db.execute(select(runs).where(self._run_is(job_id, attempt))).first()
         return _run_record(row) if row else None
 
-    @_in_thread
+    @in_store_thread
     def runs_in_states(self, states: Iterable[str], *, owner_instance: str | None = None) -> list[RunRecord]:
         """Runs in the given states (of one owner if given), oldest queued first."""
         query = select(runs).where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)))
@@ -373,7 +370,7 @@ class JobStore:
             rows = db.execute(query.order_by(runs.c.queued_at, runs.c.job_id)).all()
         return [_run_record(row) for row in rows]
 
-    @_in_thread
+    @in_store_thread
     def run_counts(self, states: Iterable[str]) -> dict[tuple[str, str], int]:
         """How many runs of this tenant are in each of `states`, by (cluster id, state)."""
         query = (select(runs.c.cluster_id, runs.c.state, func.count())
@@ -382,7 +379,7 @@ class JobStore:
         with self._read() as db:
             return {(cluster_id, state): int(count) for cluster_id, state, count in db.execute(query).all()}
 
-    @_in_thread
+    @in_store_thread
     def count_active(self, cluster_id: str) -> int:
         with self._read() as db:
             return int(db.scalar(
@@ -390,7 +387,7 @@ class JobStore:
                                            runs.c.state.in_(ACTIVE_STATES))
             ) or 0)
 
-    @_in_thread
+    @in_store_thread
     def transition(self, job_id: str, attempt: int, from_states: Iterable[str], to_state: str, *,
                    now: datetime, **values) -> RunRecord | None:
         """Move a run from one of `from_states` to `to_state` (with other column `values`)
@@ -409,13 +406,14 @@ class JobStore:
         ).rowcount
         if changed != 1:
             return None
+        run = _run_record(db.execute(select(runs).where(self._run_is(job_id, attempt))).first())
         db.execute(
-            update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt).values(state=to_state, updated_at=now)
+            update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt)
+            .values(state=to_state, updated_at=now, duration=_ended_run_seconds(run))
         )
-        row = db.execute(select(runs).where(self._run_is(job_id, attempt))).first()
-        return _run_record(row)
+        return run
 
-    @_in_thread
+    @in_store_thread
     def update_run(self, job_id: str, attempt: int, *, touch_job: datetime | None = None, **values) -> None:
         """Set facts about a run that are not state changes (app id, UI address, pid)."""
         if "owner" in values:
@@ -426,12 +424,19 @@ class JobStore:
                 db.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.attempt == attempt)
                            .values(updated_at=touch_job))
 
-    @_in_thread
+    @in_store_thread
     def claim_next(self, owner: Owner, limits: Mapping[str, int], default_limit: int, *,
                    now: datetime) -> RunRecord | None:
         """Take the oldest queued run whose cluster has a free slot: `queued -> starting`,
         owned by `owner`. Only one server can win a run, and a cluster's limit holds across
         servers because its admission row stays locked while its active runs are counted."""
+        # The admission loop asks every second: with nothing queued, a read answers without
+        # taking the write lock or bumping the write generation (which would expire every
+        # cache keyed on it, the dashboard's and the list totals', once a second).
+        with self._read() as db:
+            if db.scalar(select(runs.c.job_id).where(runs.c.tenant == self.tenant, runs.c.state == "queued")
+                         .limit(1)) is None:
+                return None
         with self._write() as db:
             queued = db.execute(
                 select(runs.c.job_id, runs.c.attempt, runs.c.cluster_id)
@@ -465,14 +470,14 @@ class JobStore:
         if self.dialect == "postgresql":
             db.execute(select(admission.c.cluster_id).where(admission.c.cluster_id == key).with_for_update())
 
-    @_in_thread
+    @in_store_thread
     def heartbeat(self, owner: Owner, now: datetime) -> None:
         """Tell servers on other hosts that this owner still watches its runs."""
         with self._write() as db:
             db.execute(update(runs).where(runs.c.tenant == self.tenant, runs.c.owner_instance == owner.instance,
                                           runs.c.state.in_(ACTIVE_STATES)).values(owner_seen_at=now))
 
-    @_in_thread
+    @in_store_thread
     def adopt(self, job_id: str, attempt: int, previous_instance: str | None, owner: Owner, *,
               now: datetime) -> bool:
         """Become the owner of a run whose previous owner is gone; one server wins."""

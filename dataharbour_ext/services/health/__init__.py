@@ -1,0 +1,29 @@
+"""Health checks of the platform services, one module each; `HealthCheck.run` gives every
+one's answer as a `ServiceStatus` within its timeout."""
+
+from ..clusters import Cluster
+from .airflow import AirflowCheck
+from .check import Finding, HealthCheck, Unhealthy
+from .jupyter import JupyterCheck
+from .object_storage import ObjectStorageCheck
+from .postgresql import PostgresCheck
+from .settings import AirflowSettings, MinioSettings, PlatformSettings, PostgresSettings
+from .spark_local import LocalSparkCheck
+from .spark_standalone import StandaloneSparkCheck
+from .unchecked import UncheckedSparkCheck
+
+
+def spark_cluster_check(cluster: Cluster) -> HealthCheck:
+    """The check that fits the cluster's master URL."""
+    if cluster.master_url.startswith("local"):
+        return LocalSparkCheck(cluster)
+    if cluster.master_url.startswith("spark://"):
+        return StandaloneSparkCheck(cluster)
+    return UncheckedSparkCheck(cluster)
+
+
+__all__ = [
+    "AirflowCheck", "AirflowSettings", "Finding", "HealthCheck", "JupyterCheck", "LocalSparkCheck", "MinioSettings",
+    "ObjectStorageCheck", "PlatformSettings", "PostgresCheck", "PostgresSettings", "StandaloneSparkCheck",
+    "UncheckedSparkCheck", "Unhealthy", "spark_cluster_check",
+]
