@@ -26,8 +26,9 @@ class ServerProcess:
     extension, on loopback."""
 
     def __init__(self, base: str, *, db_url: str | None = None, root: str | None = None,
-                 extra_args: tuple[str, ...] = (), lab: bool = False):
+                 extra_args: tuple[str, ...] = (), lab: bool = False, env: dict[str, str | None] | None = None):
         self.base = base
+        self.env = env or {}  # added to (or, for None values, removed from) the test's environment
         self.lab = lab
         self.db_url = db_url
         self.root = root or os.path.join(base, "root")
@@ -49,6 +50,11 @@ class ServerProcess:
             JUPYTERLAB_SETTINGS_DIR=os.path.join(self.base, "lab-settings"),
             SPARK_LOCAL_IP="127.0.0.1",
         )
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "jupyter", "lab" if self.lab else "server", "--no-browser", "--allow-root",

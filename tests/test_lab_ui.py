@@ -1,9 +1,11 @@
 """The sidebar in real Chromium against a real `jupyter lab` with the built plugin: what a
 user does and sees. Screenshots of each view go to test-artifacts/lab_ui/."""
 
+import contextlib
 import json
 import os
 import re
+import socket
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -45,8 +47,9 @@ def lab(tmp_path):
     stop_runs_under(str(tmp_path))  # a run outlives its server by design
 
 
-@pytest.fixture
-def page(lab):
+@contextlib.contextmanager
+def _browser_on(server):
+    """JupyterLab of `server` in headless Chromium; fails the test on any error in the page."""
     assert os.path.exists(CHROMIUM), "the browser tests need Debian's chromium: apt-get install -y chromium"
     os.makedirs(ARTIFACTS, exist_ok=True)
     errors: list[str] = []
@@ -54,11 +57,42 @@ def page(lab):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://127.0.0.1:{lab.port}/lab?token={lab.token}")
+        page.goto(f"http://127.0.0.1:{server.port}/lab?token={server.token}")
         page.wait_for_selector(".jp-LabShell", timeout=90_000)
         yield page
         browser.close()
     assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(lab):
+    with _browser_on(lab) as page:
+        yield page
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def platform_lab(tmp_path):
+    """JupyterLab whose platform services are real and in three states: PostgreSQL (the
+    machine's) healthy, an Airflow address where nothing listens unhealthy, object storage
+    not configured. Samples twice a second so the charts move within the test."""
+    server = ServerProcess(
+        str(tmp_path), lab=True,
+        db_url="sqlite:///" + os.path.join(str(tmp_path), "store.db"),  # POSTGRES_* would move the store there
+        env={"POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": "5432", "POSTGRES_USER": "postgres",
+             "POSTGRES_DB": "test", "POSTGRES_PASSWORD": None,
+             "AIRFLOW_BASE_URL": f"http://127.0.0.1:{_free_port()}", "MINIO_ENDPOINT": None},
+        extra_args=("--DataHarbourApp.metrics_interval=0.5", "--DataHarbourApp.service_check_interval=2"),
+    )
+    server.start()
+    yield server
+    server.stop()
+    stop_runs_under(str(tmp_path))
 
 
 def _shot(page, name: str) -> None:
@@ -88,7 +122,7 @@ def _submit(page, name: str, code: str) -> None:
 
 def test_submit_watch_kill_and_a_readable_error(lab, page):
     _open_sidebar(page)
-    expect(page.locator(".dh-Empty")).to_have_text("No jobs yet. Submit one above.")
+    expect(page.locator("#dataharbour-jobs .dh-Empty")).to_have_text("No jobs yet. Submit one above.")
     expect(page.locator(".dh-Connection")).to_have_text("live", timeout=30_000)
     _shot(page, "1-empty.png")
 
@@ -165,3 +199,64 @@ def test_run_the_open_notebook_from_its_toolbar(lab, page):
     expect(page.locator(".dh-Details .dh-State")).to_have_text(re.compile("succeeded"), timeout=JOB_TIMEOUT_MS)
     expect(page.locator(".dh-Log-lines")).to_contain_text("from the notebook toolbar", timeout=30_000)
     _shot(page, "7-notebook-job.png")
+
+
+def _chart_points(page, selector: str) -> tuple[int, float]:
+    chart = page.locator(selector)
+    return int(chart.get_attribute("data-points") or 0), float(chart.get_attribute("data-last") or 0)
+
+
+def test_platform_panel_shows_live_metrics_service_health_and_job_statistics(platform_lab, page_on_platform_lab):
+    page = page_on_platform_lab
+    job = platform_lab.request("POST", "/api/v1/jobs/", {"name": "counted", "code": "print('counted')"})
+    platform_lab.wait(job["id"], {"succeeded"}, timeout=240)
+
+    _open_sidebar(page)
+    page.click(".dh-TabBar .lm-TabBar-tab:has-text('Platform')")
+    platform = page.locator("#dataharbour-platform")
+    expect(platform.locator(".dh-CpuChart canvas").first).to_be_visible(timeout=30_000)
+
+    # The chart is back-filled from the history, then moves with each live sample.
+    expect(platform.locator(".dh-CpuChart")).not_to_have_attribute("data-points", "0", timeout=30_000)
+    points, last = _chart_points(page, "#dataharbour-platform .dh-CpuChart")
+    page.wait_for_function(
+        f"Number(document.querySelector('#dataharbour-platform .dh-CpuChart').dataset.last) > {last}", timeout=15_000)
+    later_points, later_last = _chart_points(page, "#dataharbour-platform .dh-CpuChart")
+    assert later_last > last and later_points >= points
+    expect(platform.locator(".dh-Figures").first).to_contain_text("cores")
+
+    # Each service's badge shows its real state; the reason is on hover.
+    expect(platform.locator(".dh-Service-healthy", has_text="jupyter")).to_be_visible(timeout=30_000)
+    expect(platform.locator(".dh-Service-healthy", has_text="postgresql")).to_be_visible()
+    expect(platform.locator(".dh-Service-healthy", has_text="spark-cluster-default")).to_be_visible()
+    airflow = platform.locator(".dh-Service-unhealthy", has_text="airflow")
+    expect(airflow).to_be_visible()
+    assert "unhealthy" in (airflow.get_attribute("title") or "")
+    expect(platform.locator(".dh-Service-disabled", has_text="minio")).to_be_visible()
+
+    # The dashboard counts the job that ran, and the trend chart has its 14 days.
+    expect(platform.locator(".dh-StateCounts .dh-State-succeeded")).to_have_text("succeeded 1", timeout=30_000)
+    expect(platform.locator(".dh-TrendChart")).to_have_attribute("data-points", "14")
+    _shot(page, "8-platform.png")
+
+    # A service's logs are a click away: the Jupyter server's own lines.
+    platform.locator(".dh-Service", has_text="jupyter").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.locator(".dh-ServiceLog")).to_contain_text("DataHarbour", timeout=30_000)
+    _shot(page, "9-service-logs.png")
+    dialog.locator("button:has-text('Close')").click()
+
+    # Readable in the dark theme too.
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("Use Theme: JupyterLab Dark")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("body[data-jp-theme-name='JupyterLab Dark']", state="attached", timeout=30_000)
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=30_000)  # the theme is loaded
+    expect(platform.locator(".dh-CpuChart canvas").first).to_be_visible()
+    _shot(page, "10-platform-dark.png")
+
+
+@pytest.fixture
+def page_on_platform_lab(platform_lab):
+    with _browser_on(platform_lab) as page:
+        yield page

@@ -6,6 +6,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { IClusterInfo, IJob, IJobList, ILogPage, errorMessage } from './model';
+import { IDashboardOverview, IMetricsHistory, IServiceStatus } from './platform_model';
 
 export class ApiError extends Error {
   constructor(
@@ -58,6 +59,27 @@ export class DataHarbourApi {
 
   async clusters(): Promise<IClusterInfo[]> {
     return (await this.request<{ clusters: IClusterInfo[] }>('GET', 'clusters/')).clusters;
+  }
+
+  /** The latest sample of the machine (`GET /monitoring/metrics`). */
+  metrics(): Promise<any> {
+    return this.request<any>('GET', 'monitoring/metrics');
+  }
+
+  metricsHistory(minutes: number): Promise<IMetricsHistory> {
+    return this.request<IMetricsHistory>('GET', 'monitoring/metrics/history', undefined, { minutes });
+  }
+
+  services(): Promise<{ services: IServiceStatus[] }> {
+    return this.request<{ services: IServiceStatus[] }>('GET', 'monitoring/services');
+  }
+
+  serviceLogs(name: string, lines: number): Promise<{ name: string; lines: string[] }> {
+    return this.request('GET', `monitoring/services/${encodeURIComponent(name)}/logs`, undefined, { lines });
+  }
+
+  dashboardOverview(days: number, tz: string): Promise<IDashboardOverview> {
+    return this.request<IDashboardOverview>('GET', 'dashboard/overview', undefined, { days, tz });
   }
 
   /** Where the driver UI of a running job is proxied on this server. */

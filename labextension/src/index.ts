@@ -19,7 +19,10 @@ import iconSvg from '../style/icon.svg';
 import { DataHarbourApi } from './api';
 import { JobsModel } from './jobs';
 import { ACTIVE_STATES as ACTIVE, IJob } from './model';
-import { DataHarbourPanel, EditorFactory } from './panel';
+import { EditorFactory, JobsPanel } from './jobs_panel';
+import { PlatformModel } from './platform';
+import { PlatformPanel } from './platform_panel';
+import { DataHarbourSidebar } from './sidebar';
 import { LiveStream } from './stream';
 
 const PLUGIN_ID = 'dataharbour-ext:plugin';
@@ -29,6 +32,7 @@ export const dataharbourIcon = new LabIcon({ name: 'dataharbour-ext:icon', svgst
 namespace CommandIDs {
   export const open = 'dataharbour:open';
   export const refresh = 'dataharbour:refresh';
+  export const openPlatform = 'dataharbour:open-platform';
   export const runCurrent = 'dataharbour:run-current-file';
   export const runSelected = 'dataharbour:run-selected-file';
   export const newJob = 'dataharbour:new-job';
@@ -101,10 +105,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       : undefined;
 
-    const panel = new DataHarbourPanel({ model, stream, openSparkUi, makeEditor, settings: () => settings });
-    panel.title.icon = dataharbourIcon;
-    app.shell.add(panel, 'left', { rank: 800 });
-    restorer?.add(panel, panel.id);
+    const sidebar = new DataHarbourSidebar(stream);
+    sidebar.title.icon = dataharbourIcon;
+    const panel = new JobsPanel({ model, stream, openSparkUi, makeEditor, settings: () => settings });
+    sidebar.addPanel(panel, 100);
+    const platform = new PlatformPanel(new PlatformModel(api, stream));
+    sidebar.addPanel(platform, 200);
+    app.shell.add(sidebar, 'left', { rank: 800 });
+    restorer?.add(sidebar, sidebar.id);
+    /** The sidebar, on its Jobs tab. */
+    const showJobs = () => {
+      app.shell.activateById(sidebar.id);
+      sidebar.showPanel(panel);
+    };
 
     stream.connect();
     void model.refresh();
@@ -125,7 +138,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     const showJob = (id: string) => {
-      app.shell.activateById(panel.id);
+      showJobs();
       panel.showJob(id);
     };
 
@@ -164,13 +177,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.open, {
       label: 'DataHarbour: Open Spark Jobs',
       icon: dataharbourIcon,
-      execute: () => app.shell.activateById(panel.id)
+      execute: showJobs
+    });
+    app.commands.addCommand(CommandIDs.openPlatform, {
+      label: 'DataHarbour: Open Platform Monitoring',
+      icon: dataharbourIcon,
+      execute: () => {
+        app.shell.activateById(sidebar.id);
+        sidebar.showPanel(platform);
+      }
     });
     app.commands.addCommand(CommandIDs.newJob, {
       label: 'DataHarbour: New Spark Job',
       icon: dataharbourIcon,
       execute: () => {
-        app.shell.activateById(panel.id);
+        showJobs();
         panel.showForm();
       }
     });
@@ -258,7 +279,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       };
       model.changed.connect(render);
       render();
-      item.node.onclick = () => app.shell.activateById(panel.id);
+      item.node.onclick = showJobs;
       statusBar.registerStatusItem('dataharbour-ext:running-jobs', { item, align: 'left', rank: 50 });
     }
 

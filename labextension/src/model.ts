@@ -5,6 +5,7 @@
 export type JobState = 'queued' | 'starting' | 'running' | 'succeeded' | 'failed' | 'killed' | 'lost';
 
 export const ACTIVE_STATES: ReadonlySet<string> = new Set(['queued', 'starting', 'running']);
+export const TERMINAL_STATES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'killed', 'lost']);
 export const ALL_STATES: JobState[] = ['queued', 'starting', 'running', 'succeeded', 'failed', 'killed', 'lost'];
 
 export interface ICounts {

@@ -1,5 +1,5 @@
 /**
- * The DataHarbour sidebar: submit a job, the live job list, a job's details and its log.
+ * The sidebar's Jobs panel: submit a job, the live job list, a job's details and its log.
  */
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import * as React from 'react';
@@ -23,12 +23,13 @@ export interface IPanelOptions {
   settings: () => { defaultCluster: string; logLinesKept: number };
 }
 
-export class DataHarbourPanel extends ReactWidget {
+export class JobsPanel extends ReactWidget {
   constructor(private readonly options: IPanelOptions) {
     super();
-    this.id = 'dataharbour-sidebar';
+    this.id = 'dataharbour-jobs';
     this.addClass('dh-Panel');
-    this.title.caption = 'DataHarbour: Spark jobs';
+    this.title.label = 'Jobs';
+    this.title.caption = 'Submit Spark jobs and watch them';
   }
 
   /** Show one job's details (after a notification's "Show details"). */
@@ -82,12 +83,6 @@ function Sidebar(props: ISidebarProps): JSX.Element {
   const job = selected ? model.jobs.get(selected) : undefined;
   return (
     <div className="dh-Sidebar">
-      <header className="dh-Header">
-        <h2>DataHarbour</h2>
-        <span className={`dh-Connection dh-mod-${props.stream.status}`} title={`Live updates: ${props.stream.status}`}>
-          {props.stream.status === 'open' ? 'live' : props.stream.status}
-        </span>
-      </header>
       {job ? (
         <JobDetails key={job.id} {...props} job={job} onBack={() => props.onSelect(null)} />
       ) : (
