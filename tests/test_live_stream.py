@@ -241,7 +241,30 @@ async def test_monitoring_topics_need_permission_to_read_monitoring(stream, exte
     for topic in ("metrics", "services"):
         await ws.send({"type": "subscribe", "topics": [topic]})
         error = await ws.until(lambda m: m["type"] == "error")
-        assert error["data"]["message"] == f"{topic}: not authorized to read monitoring (dataharbour:monitoring)"
+        assert error["data"] == {"message": f"{topic}: not authorized to read monitoring (dataharbour:monitoring)",
+                                 "topic": topic}
+
+
+class LimitedByQueryAuthorizer(Authorizer):
+    """Refuses monitoring to connections that say `?limited=1`."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return not (resource == "dataharbour:monitoring" and handler.get_query_argument("limited", "") == "1")
+
+
+@pytest.mark.parametrize("jp_server_config", [{
+    "ServerApp": {"jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+                  "allow_unauthenticated_access": False, "authorizer_class": LimitedByQueryAuthorizer},
+}])
+async def test_a_resume_with_fewer_rights_starts_afresh(stream, extension):
+    ws = await stream("shared-id")
+    welcome = await ws.next()
+    assert welcome["data"]["topics"] == ["jobs", "metrics"]
+    ws.close()
+    limited = await stream("shared-id", since_seq=str(welcome["seq"]), limited="1")
+    again = await limited.next()
+    assert again["type"] == "welcome" and again["data"]["resumed"] is False
+    assert again["data"]["topics"] == ["jobs"], "not the metrics the earlier connection could read"
 
 
 async def test_bad_messages_get_an_error_and_the_stream_stays_up(stream, api):

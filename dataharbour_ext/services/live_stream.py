@@ -53,7 +53,11 @@ class StreamConfig:
 
 
 class ClientMessageError(Exception):
-    pass
+    """A client's message the stream refuses; `topic` names the topic it is about, if one."""
+
+    def __init__(self, message: str, topic: str | None = None):
+        super().__init__(message)
+        self.topic = topic
 
 
 class LiveStream:
@@ -99,7 +103,11 @@ class LiveStream:
         session it had (`session` from `welcome`) is protected from a re-created one."""
         loop_time = asyncio.get_running_loop().time()
         session = self._sessions.get(client_id)
-        if since_seq is not None and session is not None and session_id in (None, session.id):
+        # A resume carries on what the session was allowed to see: only for a connection
+        # allowed the same (else it starts afresh, with what this one may read).
+        same_rights = session is not None and (session.can_read_jobs, session.can_read_monitoring) == (
+            can_read_jobs, can_read_monitoring)
+        if since_seq is not None and same_rights and session_id in (None, session.id):
             connection = session.attach(loop_time)
             if session.has_since(since_seq):
                 session.sent_seq = since_seq
@@ -189,7 +197,7 @@ class LiveStream:
             elif kind == "unsubscribe":
                 self._unsubscribe_topics(session, message)
         except ClientMessageError as error:
-            session.push_data("error", {"message": str(error)})
+            session.push_data("error", {"message": str(error), **({"topic": error.topic} if error.topic else {})})
 
     def _parse(self, text: str | bytes) -> dict:
         if isinstance(text, bytes):
@@ -217,9 +225,9 @@ class LiveStream:
         wanted = [_topic_request(item) for item in message["topics"]]  # all valid, or none taken
         for topic, _ in wanted:
             if topic in MONITORING_TOPICS and not session.can_read_monitoring:
-                raise ClientMessageError(f"{topic}: not authorized to read monitoring (dataharbour:monitoring)")
+                raise ClientMessageError(f"{topic}: not authorized to read monitoring (dataharbour:monitoring)", topic)
             if topic not in MONITORING_TOPICS and not session.can_read_jobs:
-                raise ClientMessageError("not authorized to read jobs (dataharbour:jobs)")
+                raise ClientMessageError("not authorized to read jobs (dataharbour:jobs)", topic)
         for topic, _ in wanted:
             if topic.startswith(("job:", "job_log:")):
                 await self._require_job(topic.split(":", 1)[1])
