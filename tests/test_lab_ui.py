@@ -70,28 +70,25 @@ def page(lab):
         yield page
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def platform_lab(tmp_path):
     """JupyterLab whose platform services are real and in three states: PostgreSQL (the
     machine's) healthy, an Airflow address where nothing listens unhealthy, object storage
     not configured. Samples twice a second so the charts move within the test."""
+    closed = socket.socket()  # bound, never listening: connections to it are refused, and no one else takes it
+    closed.bind(("127.0.0.1", 0))
     server = ServerProcess(
         str(tmp_path), lab=True,
         db_url="sqlite:///" + os.path.join(str(tmp_path), "store.db"),  # POSTGRES_* would move the store there
         env={"POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": "5432", "POSTGRES_USER": "postgres",
              "POSTGRES_DB": "test", "POSTGRES_PASSWORD": None,
-             "AIRFLOW_BASE_URL": f"http://127.0.0.1:{_free_port()}", "MINIO_ENDPOINT": None},
+             "AIRFLOW_BASE_URL": f"http://127.0.0.1:{closed.getsockname()[1]}", "MINIO_ENDPOINT": None},
         extra_args=("--DataHarbourApp.metrics_interval=0.5", "--DataHarbourApp.service_check_interval=2"),
     )
     server.start()
     yield server
     server.stop()
+    closed.close()
     stop_runs_under(str(tmp_path))
 
 
@@ -240,7 +237,7 @@ def test_platform_panel_shows_live_metrics_service_health_and_job_statistics(pla
     _shot(page, "8-platform.png")
 
     # A service's logs are a click away: the Jupyter server's own lines.
-    platform.locator(".dh-Service", has_text="jupyter").click()
+    platform.locator("button.dh-Service", has_text="jupyter").click()
     dialog = page.locator(".jp-Dialog")
     expect(dialog.locator(".dh-ServiceLog")).to_contain_text("DataHarbour", timeout=30_000)
     _shot(page, "9-service-logs.png")
@@ -252,6 +249,8 @@ def test_platform_panel_shows_live_metrics_service_health_and_job_statistics(pla
     page.keyboard.press("Enter")
     page.wait_for_selector("body[data-jp-theme-name='JupyterLab Dark']", state="attached", timeout=30_000)
     expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=30_000)  # the theme is loaded
+    # The charts are drawn again in the dark theme's colours.
+    expect(platform.locator(".dh-CpuChart")).to_have_attribute("data-theme", "JupyterLab Dark")
     expect(platform.locator(".dh-CpuChart canvas").first).to_be_visible()
     _shot(page, "10-platform-dark.png")
 

@@ -66,8 +66,13 @@ export class DataHarbourApi {
     return this.request<any>('GET', 'monitoring/metrics');
   }
 
-  metricsHistory(minutes: number): Promise<IMetricsHistory> {
-    return this.request<IMetricsHistory>('GET', 'monitoring/metrics/history', undefined, { minutes });
+  /** The stored samples of the last `minutes`: every one (`raw`), or the server's default steps. */
+  metricsHistory(minutes: number, resolution: 'raw' | 'default' = 'default'): Promise<IMetricsHistory> {
+    const params: Record<string, number> = { minutes };
+    if (resolution === 'raw') {
+      params.step = 1; // at or below the interval: the samples themselves
+    }
+    return this.request<IMetricsHistory>('GET', 'monitoring/metrics/history', undefined, params);
   }
 
   services(): Promise<{ services: IServiceStatus[] }> {

@@ -128,7 +128,11 @@ export function Chart(props: IChartProps): JSX.Element {
   const latest = React.useRef(props);
   latest.current = props;
   const [theme, setTheme] = React.useState(document.body.dataset.jpThemeName ?? '');
-  const layout = props.series.map(s => `${s.label}:${Boolean(s.min && s.max)}`).join('|');
+  // What the chart is built from; a change of any of it builds a new chart (data alone does not).
+  const layout = [
+    ...props.series.map(s => `${s.label}:${s.colour}:${Boolean(s.min && s.max)}`),
+    props.range?.join('-'), props.bars, props.height, props.timeFormat
+  ].join('|');
 
   React.useEffect(() => {
     const observer = new MutationObserver(() => setTheme(document.body.dataset.jpThemeName ?? ''));
@@ -160,7 +164,8 @@ export function Chart(props: IChartProps): JSX.Element {
   // How many points are drawn and the newest one's time: what a test (or a curious user) can read.
   const last = props.timestamps.length ? props.timestamps[props.timestamps.length - 1] : '';
   return (
-    <div className={`dh-Chart ${props.className ?? ''}`} data-points={props.timestamps.length} data-last={last}>
+    <div className={`dh-Chart ${props.className ?? ''}`} data-points={props.timestamps.length} data-last={last}
+      data-theme={theme}>
       <div ref={host} />
       <ul className="dh-ChartLegend">
         {props.series.map(s => (

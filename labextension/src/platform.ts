@@ -6,7 +6,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { DataHarbourApi } from './api';
-import { IStreamMessage, TERMINAL_STATES } from './model';
+import { IStreamMessage } from './model';
 import {
   EMPTY_WINDOW,
   IDashboardOverview,
@@ -22,6 +22,7 @@ import { LiveStream } from './stream';
 /** The charted series, as the history names them. */
 export const CHART_SERIES = ['cpu_percent', 'memory_percent', 'network_rx_bytes_per_sec', 'network_tx_bytes_per_sec'];
 export const WINDOW_MINUTES = 15;
+const MONITORING_TOPICS: ReadonlySet<string> = new Set(['metrics', 'services']);
 const DASHBOARD_DAYS = 14;
 const DASHBOARD_RELOAD_DELAY_MS = 1000;
 
@@ -67,6 +68,11 @@ export class PlatformModel {
     return this._errors;
   }
 
+  /** The server takes no samples (`metrics_interval` = 0): the charts cannot move. */
+  get samplingOff(): boolean {
+    return this._samplingOff;
+  }
+
   /** Load everything and follow the stream; later calls do nothing. */
   start(): void {
     if (this._started) {
@@ -87,11 +93,18 @@ export class PlatformModel {
   }
 
   private async _loadMetrics(): Promise<void> {
+    const load = ++this._metricsLoads;
+    this._historyLoaded = false; // samples from now on wait for this history
     await this._load('metrics', async () => {
-      const [history, latest] = await Promise.all([this.api.metricsHistory(WINDOW_MINUTES), this.api.metrics()]);
+      // step = the interval: every sample, as the live points that follow are.
+      const [history, latest] = await Promise.all([this.api.metricsHistory(WINDOW_MINUTES, 'raw'), this.api.metrics()]);
+      if (load !== this._metricsLoads) {
+        return; // a newer load is on its way; its answer wins
+      }
       if (!this._latest || Date.parse(latest.timestamp) > Date.parse(this._latest.timestamp)) {
         this._latest = latest;
       }
+      this._samplingOff = history.interval === 0;
       // Live samples that came while the history was on its way go on after it.
       let window = windowFromHistory(history, CHART_SERIES);
       for (const [timestamp, values] of this._pending) {
@@ -110,10 +123,23 @@ export class PlatformModel {
   }
 
   private async _loadDashboard(): Promise<void> {
+    const load = ++this._dashboardLoads;
     const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
     await this._load('dashboard', async () => {
-      this._dashboard = await this.api.dashboardOverview(DASHBOARD_DAYS, tz);
+      const overview = await this.api.dashboardOverview(DASHBOARD_DAYS, tz);
+      if (load === this._dashboardLoads) {
+        this._dashboard = overview;
+      }
     });
+    this._reloadAtMidnight();
+  }
+
+  /** The trend's days are the browser's: a new day starts a new bar. */
+  private _reloadAtMidnight(): void {
+    window.clearTimeout(this._midnightTimer);
+    const now = new Date();
+    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 0, 0, 5);
+    this._midnightTimer = window.setTimeout(() => void this._loadDashboard(), midnight.getTime() - now.getTime());
   }
 
   private async _load(part: string, load: () => Promise<void>): Promise<void> {
@@ -140,17 +166,17 @@ export class PlatformModel {
     } else if (message.type === 'service_update') {
       this._services = applyServiceStatus(this._services, message.data as IServiceStatus);
       this._changed.emit();
-    } else if (
-      (message.type === 'job_update' && TERMINAL_STATES.has(message.data.state)) ||
-      message.type === 'job_deleted'
-    ) {
-      this._scheduleDashboard();
+    } else if (message.type === 'job_update' || message.type === 'job_deleted') {
+      this._scheduleDashboard(); // a state changed: the counts did
+    } else if (message.type === 'error' && MONITORING_TOPICS.has(message.data.topic)) {
+      this._errors[message.data.topic] = message.data.message; // e.g. not allowed to read monitoring
+      this._changed.emit();
     } else if ((message.type === 'welcome' && !message.data.resumed) || message.type === 'lagged') {
       void this.reload(); // a new session: whatever happened meanwhile comes from REST
     }
   }
 
-  /** Job endings come in bursts: one reload for a burst. */
+  /** Job updates come in bursts: one reload a second at most. */
   private _scheduleDashboard(): void {
     if (this._dashboardTimer === null) {
       this._dashboardTimer = window.setTimeout(() => {
@@ -161,6 +187,10 @@ export class PlatformModel {
   }
 
   private _started = false;
+  private _samplingOff = false;
+  private _metricsLoads = 0;
+  private _dashboardLoads = 0;
+  private _midnightTimer = 0;
   private _historyLoaded = false;
   private _pending: [number, Record<string, number | null>][] = [];
   private _window: IWindow = EMPTY_WINDOW;

@@ -49,23 +49,23 @@ function PartError(props: { model: PlatformModel; part: string }): JSX.Element |
 }
 
 function Machine(props: { model: PlatformModel }): JSX.Element {
-  const { window, latest } = props.model;
-  const ts = window.timestamps;
+  const { window: points, latest } = props.model;
+  const ts = points.timestamps;
   const percentSeries = React.useMemo(
     () => [
-      { label: 'CPU', colour: '--jp-brand-color1', values: window.series.cpu_percent ?? [],
-        min: window.min.cpu_percent, max: window.max.cpu_percent },
-      { label: 'Memory', colour: '--jp-warn-color1', values: window.series.memory_percent ?? [],
-        min: window.min.memory_percent, max: window.max.memory_percent }
+      { label: 'CPU', colour: '--jp-brand-color1', values: points.series.cpu_percent ?? [],
+        min: points.min.cpu_percent, max: points.max.cpu_percent },
+      { label: 'Memory', colour: '--jp-warn-color1', values: points.series.memory_percent ?? [],
+        min: points.min.memory_percent, max: points.max.memory_percent }
     ],
-    [window]
+    [points]
   );
   const networkSeries = React.useMemo(
     () => [
-      { label: 'In', colour: '--jp-success-color1', values: window.series.network_rx_bytes_per_sec ?? [] },
-      { label: 'Out', colour: '--jp-info-color1', values: window.series.network_tx_bytes_per_sec ?? [] }
+      { label: 'In', colour: '--jp-success-color1', values: points.series.network_rx_bytes_per_sec ?? [] },
+      { label: 'Out', colour: '--jp-info-color1', values: points.series.network_tx_bytes_per_sec ?? [] }
     ],
-    [window]
+    [points]
   );
   return (
     <section className="dh-Section dh-Machine">
@@ -90,6 +90,8 @@ function Machine(props: { model: PlatformModel }): JSX.Element {
           <Chart className="dh-CpuChart" timestamps={ts} series={percentSeries} range={[0, 100]} format={v => formatPercent(v)} height={110} />
           <Chart className="dh-NetworkChart" timestamps={ts} series={networkSeries} format={formatRate} height={90} />
         </>
+      ) : props.model.samplingOff ? (
+        <p className="dh-Empty">This server takes no samples (DataHarbourApp.metrics_interval is 0): no charts.</p>
       ) : (
         !props.model.errors.metrics && <p className="dh-Empty">Waiting for the first sample…</p>
       )}
@@ -102,7 +104,13 @@ function Services(props: { model: PlatformModel }): JSX.Element {
     let body: JSX.Element;
     try {
       const lines = await props.model.serviceLogs(service.name);
-      body = <pre className="dh-ServiceLog">{lines.length ? lines.join('\n') : '(no lines yet)'}</pre>;
+      // Opened at the end: the newest lines are the ones wanted.
+      const toEnd = (node: HTMLPreElement | null) => node && (node.scrollTop = node.scrollHeight);
+      body = (
+        <pre className="dh-ServiceLog" ref={toEnd}>
+          {lines.length ? lines.join('\n') : '(no lines yet)'}
+        </pre>
+      );
     } catch (error) {
       body = <p className="dh-Error">{(error as Error).message}</p>;
     }
@@ -114,18 +122,19 @@ function Services(props: { model: PlatformModel }): JSX.Element {
       <PartError model={props.model} part="services" />
       <ul className="dh-ServiceList">
         {props.model.services.map(service => (
-          <li
-            key={service.name}
-            className={`dh-Service dh-Service-${service.status}`}
-            title={describe(service)}
-            onClick={() => void showLogs(service)}
-          >
-            <span className="dh-HealthDot" aria-hidden="true" />
-            <span className="dh-ServiceName">{service.name}</span>
-            <span className="dh-ServiceStatus">{service.status}</span>
-            <span className="dh-Muted">
-              {service.status === 'healthy' && typeof service.latency_ms === 'number' ? `${Math.round(service.latency_ms)} ms` : ''}
-            </span>
+          <li key={service.name}>
+            <button
+              className={`dh-Service dh-Service-${service.status}`}
+              title={describe(service)}
+              onClick={() => void showLogs(service)}
+            >
+              <span className="dh-HealthDot" aria-hidden="true" />
+              <span className="dh-ServiceName">{service.name}</span>
+              <span className="dh-ServiceStatus">{service.status}</span>
+              <span className="dh-Muted">
+                {service.status === 'healthy' && typeof service.latency_ms === 'number' ? `${Math.round(service.latency_ms)} ms` : ''}
+              </span>
+            </button>
           </li>
         ))}
       </ul>

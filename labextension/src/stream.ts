@@ -118,17 +118,15 @@ export class LiveStream {
     if (message.type === 'welcome') {
       if (!message.data.resumed) {
         // A new session knows nothing of what this client followed.
-        if (this._topics.size) {
-          this._send({ type: 'subscribe', topics: [...this._topics] });
-        }
+        this._subscribeEach([...this._topics]);
         this._sendLogs([...this._logs.keys()]);
       } else {
         // The session kept its subscriptions; what changed while the socket was down did not reach it.
         if (this._unfollowed.size) {
           this._send({ type: 'unsubscribe', topics: [...this._unfollowed] });
         }
-        if (this._topicsChanged && this._topics.size) {
-          this._send({ type: 'subscribe', topics: [...this._topics] });
+        if (this._topicsChanged) {
+          this._subscribeEach([...this._topics]);
         }
         this._sendLogs([...this._pendingLogs]);
       }
@@ -137,6 +135,11 @@ export class LiveStream {
       this._topicsChanged = false;
     }
     this._message.emit(message);
+  }
+
+  /** One message per topic: a topic this user may not read is refused alone, not with the others. */
+  private _subscribeEach(topics: string[]): void {
+    topics.forEach(topic => this._send({ type: 'subscribe', topics: [topic] }));
   }
 
   private _sendLogs(topics: string[]): boolean {
