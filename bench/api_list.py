@@ -35,18 +35,12 @@ import httpx
 import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server import BenchError, BenchServer, run_bench  # noqa: E402
+from server import BenchError, BenchServer, cpu_seconds, insert_jobs, run_bench, server_on_store  # noqa: E402
 
-from dataharbour_ext.store import JobStore  # noqa: E402
-from dataharbour_ext.store.tables import jobs, runs  # noqa: E402
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 FOLDER = "bench50"
 FOLDER_FILES = 50
 GOAL_RATIO = 1.0
 GOAL_P99_MS = 25.0
-BATCH = 5000
 
 CODE = (
     "from pyspark.sql import SparkSession, functions as F\n"
@@ -73,7 +67,7 @@ def _code(i: int) -> str:
     return text
 
 
-def _rows(i: int, runs_dir: str, start: datetime, rng: random.Random) -> tuple[dict, dict]:
+def _rows(i: int, runs_dir: str, start: datetime, rng: random.Random) -> tuple[dict, list[dict]]:
     job_id = uuid.uuid4().hex
     roll = rng.random()
     state, exit_code, error = "succeeded", 0, None
@@ -101,30 +95,15 @@ def _rows(i: int, runs_dir: str, start: datetime, rng: random.Random) -> tuple[d
         "owner_boot_id": "0f3c1d2e-bench", "owner_instance": "old-server-instance", "owner_pid": 4242,
         "owner_start_ticks": 1000,
     }  # fmt: skip
-    return job, run
+    return job, [run]
 
 
 def fill_store(url: str, count: int, runs_dir: str) -> float:
     """Create the schema (JobStore's migrations) and insert `count` finished jobs with one
     run each. Returns the seconds it took."""
-    start = time.perf_counter()
-    store = JobStore(url)
-    try:
-        rng = random.Random(1)
-        first = datetime(2026, 1, 1) - timedelta(seconds=30 * count)
-        for base in range(0, count, BATCH):
-            pairs = [_rows(i, runs_dir, first, rng) for i in range(base, min(count, base + BATCH))]
-            with store.engine.begin() as db:
-                db.execute(jobs.insert(), [job for job, _ in pairs])
-                db.execute(runs.insert(), [run for _, run in pairs])
-        if store.dialect == "postgresql":
-            # What autovacuum does shortly after a bulk load anyway (stats, visibility map).
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-                db.exec_driver_sql("VACUUM ANALYZE jobs")
-                db.exec_driver_sql("VACUUM ANALYZE runs")
-    finally:
-        store.close()
-    return time.perf_counter() - start
+    rng = random.Random(1)
+    first = datetime(2026, 1, 1) - timedelta(seconds=30 * count)
+    return insert_jobs(url, (_rows(i, runs_dir, first, rng) for i in range(count)))
 
 
 def make_folder(root_dir: str) -> None:
@@ -134,16 +113,6 @@ def make_folder(root_dir: str) -> None:
         suffix = (".py", ".ipynb", ".csv", ".txt", ".json")[i % 5]
         with open(os.path.join(folder, f"file_{i:02d}{suffix}"), "w") as f:
             f.write("{}\n" if suffix in (".ipynb", ".json") else f"line {i}\n" * 40)
-
-
-# ---- PostgreSQL database ----------------------------------------------------------------
-
-
-def pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=10) as connection:
-        connection.execute(sql)
 
 
 # ---- load -------------------------------------------------------------------------------
@@ -192,11 +161,6 @@ async def load(client: httpx.AsyncClient, path: str, clients: int, seconds: floa
     return latencies, time.perf_counter() - start, errors
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
 async def measure(server: BenchServer, endpoints: list[Endpoint], clients: int, seconds: float, rounds: int,
                   solo_requests: int) -> None:  # fmt: skip
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -241,20 +205,9 @@ def check_responses(server: BenchServer, count: int) -> None:
 
 
 def run_store(kind: str, options) -> tuple[Endpoint, Endpoint]:
-    db_name = f"dataharbour_bench_{os.getpid()}"
     extra_args = ["--DataHarbourApp.class_data_sharing=False"]
-    if kind == "postgresql":
-        pg_admin(f'DROP DATABASE IF EXISTS "{db_name}"')
-        pg_admin(f'CREATE DATABASE "{db_name}"')
-        url = PG_URL.format(db=db_name)
-        extra_args.append(f"--DataHarbourApp.db_url={url}")
-    server = BenchServer(extra_args=extra_args)
-    try:
-        state_dir = os.path.join(server.data_dir, "dataharbour")
-        if kind == "sqlite":
-            url = "sqlite:///" + os.path.join(state_dir, "dataharbour.db")
-        os.makedirs(state_dir, mode=0o700)
-        filled = fill_store(url, options.jobs, os.path.join(state_dir, "runs"))
+    with server_on_store(kind, f"dataharbour_bench_{os.getpid()}", extra_args) as (server, url):
+        filled = fill_store(url, options.jobs, os.path.join(server.state_dir, "runs"))
         print(f"\n== {kind}: {options.jobs} jobs written in {filled:.1f}s "
               f"({url.replace(server.tmp, '<tmp>')})")  # fmt: skip
         make_folder(server.root_dir)
@@ -267,13 +220,6 @@ def run_store(kind: str, options) -> tuple[Endpoint, Endpoint]:
             )
             asyncio.run(measure(server, endpoints, options.clients, options.seconds, options.rounds,
                                 options.solo_requests))  # fmt: skip
-    finally:
-        server.stop()
-        if kind == "postgresql":
-            try:
-                pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            except Exception as error:  # noqa: BLE001 - report, the bench result still stands
-                print(f"warning: could not drop database {db_name}: {error}", file=sys.stderr)
     return endpoints[0], endpoints[1]
 
 

@@ -35,15 +35,13 @@ from datetime import datetime, timedelta, timezone
 import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from api_list import FOLDER, FOLDER_FILES, PG_URL, make_folder, percentile, pg_admin  # noqa: E402
-from server import HOST, BenchError, BenchServer, run_bench  # noqa: E402
-
-from dataharbour_ext.store import JobStore  # noqa: E402
-from dataharbour_ext.store.tables import jobs, runs  # noqa: E402
+from api_list import FOLDER, FOLDER_FILES, make_folder, percentile  # noqa: E402
+from server import HOST, BenchError, BenchServer, cpu_seconds, insert_jobs, run_bench, server_on_store  # noqa: E402
 
 GOAL_P99_MS = 25.0
-BATCH = 5000
 DAYS = 30
+# The runs whose length the dashboard's mean and p95 are over (a kill or a loss is no program's end).
+TIMED_STATES = ("succeeded", "failed")
 OVERVIEW = "/api/v1/dashboard/overview"
 CONTENTS = f"/api/contents/{FOLDER}"
 CODE = (
@@ -94,34 +92,25 @@ def _rows(i: int, now: datetime, runs_dir: str, rng: random.Random) -> tuple[dic
         "code": CODE, "file": None, "args": ["--day", created.date().isoformat()],
         "conf": {"spark.executor.memory": "2g"}, "env": {"STAGE": "prod"}, "attempt": attempt,
         "created_at": created, "updated_at": finished, "log_level": None, "tenant": "bench",
-        "duration": (finished - started).total_seconds() if started else None,
+        "duration": (finished - started).total_seconds() if started and state in TIMED_STATES else None,
     }  # fmt: skip
     return job, runs_rows
 
 
 def fill_store(url: str, count: int, runs_dir: str) -> tuple[float, list[str]]:
     """Create the schema (JobStore's migrations) and insert `count` finished jobs. Returns
-    the seconds it took and the ids of the jobs, newest last."""
-    start = time.perf_counter()
-    store = JobStore(url, tenant="bench")
+    the seconds it took and the ids of the jobs, in the order written."""
+    rng = random.Random(8)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
     ids = []
-    try:
-        rng = random.Random(8)
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        for base in range(0, count, BATCH):
-            pairs = [_rows(i, now, runs_dir, rng) for i in range(base, min(count, base + BATCH))]
-            with store.engine.begin() as db:
-                db.execute(jobs.insert(), [job for job, _ in pairs])
-                db.execute(runs.insert(), [run for _, job_runs in pairs for run in job_runs])
-            ids += [job["id"] for job, _ in pairs]
-        if store.dialect == "postgresql":
-            # What autovacuum does shortly after a bulk load anyway (stats, visibility map).
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-                db.exec_driver_sql("VACUUM ANALYZE jobs")
-                db.exec_driver_sql("VACUUM ANALYZE runs")
-    finally:
-        store.close()
-    return time.perf_counter() - start, ids
+
+    def rows():
+        for i in range(count):
+            job, job_runs = _rows(i, now, runs_dir, rng)
+            ids.append(job["id"])
+            yield job, job_runs
+
+    return insert_jobs(url, rows(), tenant="bench"), ids
 
 
 # ---- timing -----------------------------------------------------------------------------
@@ -194,37 +183,19 @@ def measure(server: BenchServer, ids: list[str], requests: int) -> dict[str, dic
 
 
 def run_store(kind: str, options) -> dict:
-    db_name = f"dataharbour_bench_dashboard_{os.getpid()}"
     extra_args = ["--DataHarbourApp.class_data_sharing=False", "--DataHarbourApp.store_tenant=bench",
                   f"--DataHarbourApp.dashboard_cache_seconds={options.cache_seconds}"]
-    url = None
-    if kind == "postgresql":
-        pg_admin(f'DROP DATABASE IF EXISTS "{db_name}"')
-        pg_admin(f'CREATE DATABASE "{db_name}"')
-        url = PG_URL.format(db=db_name)
-        extra_args.append(f"--DataHarbourApp.db_url={url}")
-    server = BenchServer(extra_args=extra_args)
-    try:
-        state_dir = os.path.join(server.data_dir, "dataharbour")
-        os.makedirs(state_dir, mode=0o700)
-        url = url or "sqlite:///" + os.path.join(state_dir, "dataharbour.db")
-        filled, ids = fill_store(url, options.jobs, os.path.join(state_dir, "runs"))
+    with server_on_store(kind, f"dataharbour_bench_dashboard_{os.getpid()}", extra_args) as (server, url):
+        filled, ids = fill_store(url, options.jobs, os.path.join(server.state_dir, "runs"))
         print(f"\n== {kind}: {options.jobs} jobs written in {filled:.1f}s")
         make_folder(server.root_dir)
         with server:
             process = psutil.Process(server.process.pid)
-            cpu_before = sum(process.cpu_times()[:2])
+            cpu_before = cpu_seconds(process)
             started = time.perf_counter()
             results = measure(server, ids, options.requests)
-            cpu = (sum(process.cpu_times()[:2]) - cpu_before) / (time.perf_counter() - started)
+            cpu = (cpu_seconds(process) - cpu_before) / (time.perf_counter() - started)
             print(f"  server CPU {100 * cpu:.0f}% of a core over the run, load average {os.getloadavg()[0]:.2f}")
-    finally:
-        server.stop()
-        if kind == "postgresql":
-            try:
-                pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            except Exception as error:  # noqa: BLE001 - report, the bench result still stands
-                print(f"warning: could not drop database {db_name}: {error}", file=sys.stderr)
     return results
 
 

@@ -27,7 +27,7 @@ import tornado.websocket
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
-from server import BenchError, BenchServer, run_bench  # noqa: E402
+from server import BenchError, BenchServer, cpu_seconds, run_bench  # noqa: E402
 
 GOAL_SHARE_OF_CORE = 0.01
 
@@ -52,11 +52,6 @@ async def listen(server: BenchServer, client_id: str, seconds: float) -> int:
     finally:
         connection.close()
     return metrics
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 async def measure(servers: dict[str, BenchServer], seconds: float, clients: int) -> dict[str, dict]:

@@ -3,6 +3,11 @@
     with BenchServer() as server:
         status, job = server.request("POST", "api/v1/jobs/", {"name": "x", "code": "print(1)"})
 
+    with server_on_store("postgresql", "dataharbour_bench_x") as (server, url):
+        insert_jobs(url, rows)  # before it starts
+        with server:
+            ...
+
 The server runs as a subprocess on 127.0.0.1 with a random token, and all its state
 (Jupyter data/config/runtime dirs, the DataHarbour store and run folders, the root dir)
 lives in one temporary folder that is removed at the end. On exit it kills any job still
@@ -11,6 +16,7 @@ leftover process group that still runs from the temporary folder (job supervisor
 detached session leaders, so they would otherwise outlive the server).
 """
 
+import itertools
 import json
 import os
 import secrets
@@ -23,11 +29,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import psutil
 
 HOST = "127.0.0.1"
 TERMINAL_STATES = frozenset({"succeeded", "failed", "killed", "lost"})
+# The machine's PostgreSQL: user postgres, trust auth on loopback.
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+INSERT_BATCH = 5000
 
 
 class BenchError(RuntimeError):
@@ -59,6 +71,70 @@ def run_bench(main) -> None:
     sys.exit(0)
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time (user + system) the process has used so far."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def pg_admin(sql: str) -> None:
+    """Run one statement on the machine's PostgreSQL, outside a transaction (CREATE/DROP DATABASE)."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=10) as connection:
+        connection.execute(sql)
+
+
+@contextmanager
+def server_on_store(kind: str, db_name: str, extra_args: Sequence[str] = ()) -> Iterator[tuple["BenchServer", str]]:
+    """A BenchServer, not started yet, whose DataHarbour store is `kind`: "sqlite" (the default
+    store, in the server's data folder) or "postgresql" (a fresh database `db_name`). Yields the
+    server and the store's URL, so that the store can be filled before the server starts; on
+    exit stops the server and drops the database."""
+    args = list(extra_args)
+    url = None
+    if kind == "postgresql":
+        pg_admin(f'DROP DATABASE IF EXISTS "{db_name}"')
+        pg_admin(f'CREATE DATABASE "{db_name}"')
+        url = PG_URL.format(db=db_name)
+        args.append(f"--DataHarbourApp.db_url={url}")
+    server = BenchServer(extra_args=args)
+    try:
+        os.makedirs(server.state_dir, mode=0o700)
+        yield server, url or "sqlite:///" + os.path.join(server.state_dir, "dataharbour.db")
+    finally:
+        server.stop()
+        if kind == "postgresql":
+            try:
+                pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            except Exception as error:  # noqa: BLE001 - report, the bench result still stands
+                print(f"warning: could not drop database {db_name}: {error}", file=sys.stderr)
+
+
+def insert_jobs(url: str, jobs_with_runs: Iterable[tuple[dict, list[dict]]], tenant: str | None = None) -> float:
+    """Create the schema (JobStore's migrations) and insert rows of the `jobs` and `runs`
+    tables straight into them, a batch of jobs per transaction. Returns the seconds it took."""
+    from dataharbour_ext.store import JobStore
+    from dataharbour_ext.store.tables import jobs, runs
+
+    start = time.perf_counter()
+    store = JobStore(url, tenant=tenant)
+    try:
+        rows = iter(jobs_with_runs)
+        while batch := list(itertools.islice(rows, INSERT_BATCH)):
+            with store.engine.begin() as db:
+                db.execute(jobs.insert(), [job for job, _ in batch])
+                db.execute(runs.insert(), [run for _, job_runs in batch for run in job_runs])
+        if store.dialect == "postgresql":
+            # What autovacuum does shortly after a bulk load anyway (stats, visibility map).
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+                db.exec_driver_sql("VACUUM ANALYZE jobs")
+                db.exec_driver_sql("VACUUM ANALYZE runs")
+    finally:
+        store.close()
+    return time.perf_counter() - start
+
+
 class BenchServer:
     def __init__(
         self,
@@ -81,6 +157,7 @@ class BenchServer:
         self.data_dir = os.path.join(self.tmp, "data")
         self.config_dir = os.path.join(self.tmp, "config")
         self.runtime_dir = os.path.join(self.tmp, "runtime")
+        self.state_dir = os.path.join(self.data_dir, "dataharbour")  # DataHarbour's store and run folders
         for path in (self.root_dir, self.data_dir, self.config_dir, self.runtime_dir):
             os.makedirs(path)
         self.server_log = os.path.join(self.tmp, "jupyter-server.log")
@@ -92,7 +169,7 @@ class BenchServer:
     # ---- paths ----------------------------------------------------------------------
 
     def run_dir(self, job_id: str, attempt: int = 1) -> str:
-        return os.path.join(self.data_dir, "dataharbour", "runs", job_id, str(attempt))
+        return os.path.join(self.state_dir, "runs", job_id, str(attempt))
 
     def log_path(self, job_id: str, attempt: int = 1) -> str:
         return os.path.join(self.run_dir(job_id, attempt), "output.log")

@@ -1,5 +1,6 @@
 """DataHarbourApp: the Jupyter Server extension. Config, services and the handler table."""
 
+import asyncio
 import gc
 import logging
 import os
@@ -141,7 +142,8 @@ class DataHarbourApp(ExtensionApp):
         3.0, help="Seconds each platform service's health check may take before it counts as unhealthy.",
     ).tag(config=True)
     service_check_cache_seconds = Float(
-        5.0, help="Seconds GET /monitoring/services reuses the latest checks instead of checking again.",
+        5.0, help="Seconds the latest checks count as fresh; after that GET /monitoring/services still answers at "
+        "once with them and starts a new round in the background.",
     ).tag(config=True)
     service_check_interval = Float(
         15.0,
@@ -236,10 +238,11 @@ class DataHarbourApp(ExtensionApp):
 
     def _keep_server_logs(self) -> ServerLogBuffer:
         """The server's own records and ours (the extension's handlers log to this app's
-        logger, the services to `dataharbour_ext`), formatted as its console lines, in memory."""
+        logger, the services to `dataharbour_ext`), formatted as its console lines, in memory,
+        from the level its console shows on."""
         serverapp = self.serverapp
         formatter = LogFormatter(fmt=serverapp.log_format, datefmt=serverapp.log_datefmt, color=False)
-        buffer = ServerLogBuffer(self.server_log_records, formatter)
+        buffer = ServerLogBuffer(self.server_log_records, formatter, level=lambda: serverapp.log_level)
         buffer.attach(serverapp.log, self.log, logging.getLogger("dataharbour_ext"))
         return buffer
 
@@ -365,6 +368,7 @@ class DataHarbourApp(ExtensionApp):
         await self.jobs.stop()
         self.class_data.stop()
         self.notebook_counter.stop()
-        self.metrics_store.close()  # before the job store disposes of the engine they share
-        self.store.close()
+        # Closing waits for the stores' threads and connections: not on the event loop.
+        await asyncio.to_thread(self.metrics_store.close)  # before the job store disposes of the engine they share
+        await asyncio.to_thread(self.store.close)
         self.server_logs.detach()

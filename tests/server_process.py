@@ -75,9 +75,11 @@ class ServerProcess:
                 self.request("GET", "/api/v1/jobs/")
                 return
             except (urllib.error.URLError, ConnectionError):
-                assert self.process.poll() is None, "server exited during start-up"
+                if self.process.poll() is not None:
+                    raise AssertionError(f"server exited during start-up; see {self.base}/server.log") from None
                 time.sleep(0.2)
-        raise AssertionError("server did not start")
+        self.kill()  # a server that did not come up is not left running
+        raise AssertionError(f"server did not start within 60 s; see {self.base}/server.log")
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

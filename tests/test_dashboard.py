@@ -14,7 +14,7 @@ from alembic import command
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager, LargeFileManager
 from sqlalchemy import select
 
-from dataharbour_ext.services.notebook_count import NotebookCounter
+from dataharbour_ext.services.notebook_count import NotebookCount, NotebookCounter
 from dataharbour_ext.store import JobRecord, JobStore, RunRecord
 from dataharbour_ext.store.job_statistics import JobStatistics
 from dataharbour_ext.store.migrate import alembic_config
@@ -107,9 +107,10 @@ async def test_numbers_match_the_jobs_that_ran(api):
     assert stats["active_clusters"] == 0
 
     finished = [*ended, killed]
-    durations = [(_utc(job["finished_at"]) - _utc(job["started_at"])).total_seconds() for job in finished]
-    assert stats["timed_jobs"] == 4
-    assert stats["mean_duration"] == pytest.approx(sum(durations) / 4, abs=1e-3)
+    # Durations are of the runs that succeeded or failed: the kill cut the long one short.
+    durations = [(_utc(job["finished_at"]) - _utc(job["started_at"])).total_seconds() for job in ended]
+    assert stats["timed_jobs"] == 3
+    assert stats["mean_duration"] == pytest.approx(sum(durations) / 3, abs=1e-3)
     assert stats["p95_duration"] == pytest.approx(_nearest_rank(durations, 0.95), abs=1e-3)
 
     status, trends = await api.call("GET", "dashboard/trends", params={"days": 7})
@@ -197,7 +198,8 @@ def store(store_url):
 
 
 async def test_statistics_in_sql_on_both_databases(store, store_url):
-    # Twenty runs of 1..20 s ended on 1 March; the nearest-rank p95 of 1..20 is 19.
+    # Twenty runs of 1..20 s ended on 1 March: 1..14 succeeded, 15 and 18 failed, 16 and 19 were
+    # killed, 17 and 20 lost. Durations are those of the 16 that succeeded or failed.
     for i in range(1, 21):
         state = "succeeded" if i <= 14 else ("failed", "killed", "lost")[i % 3]
         await store.add_job(*_ended(f"d{i}", state, T0, T0 + timedelta(seconds=i)))
@@ -216,28 +218,39 @@ async def test_statistics_in_sql_on_both_databases(store, store_url):
     totals = await statistics.totals()
     assert totals.by_state == {"queued": 1, "starting": 0, "running": 3, "succeeded": 14, "failed": 2,
                                "killed": 3, "lost": 2}
-    assert totals.timed_jobs == 20 and totals.mean_duration == 10.5 and totals.p95_duration == 19.0
+    timed = [*range(1, 15), 15, 18]
+    assert totals.timed_jobs == 16 and totals.mean_duration == sum(timed) / 16 == 8.625
+    assert totals.p95_duration == _nearest_rank(timed, 0.95) == 18.0
     assert totals.active_cluster_ids == {"c1", "c2"}
 
     # A run that ends through the store gets its duration at once: no waiting for the cache.
     await store.transition("r1", 1, ("running",), "succeeded", now=T0, finished_at=T0 + timedelta(seconds=400))
     totals = await statistics.totals()
     assert totals.by_state["running"] == 2 and totals.by_state["succeeded"] == 15
-    assert totals.timed_jobs == 21 and totals.mean_duration == round((210 + 400) / 21, 3)
-    assert totals.p95_duration == 20.0 and totals.active_cluster_ids == {"c1", "c2"}
-    # A restart leaves the statistics of its job until the new attempt ends.
-    second = RunRecord(job_id="d20", attempt=2, cluster_id="c1", state="queued", run_dir="/r", queued_at=T0)
-    assert await store.new_attempt("d20", 1, second, from_states=("failed", "killed", "lost", "succeeded"), now=T0)
+    timed.append(400)
+    assert totals.timed_jobs == 17 and totals.mean_duration == round(sum(timed) / 17, 3)
+    assert totals.p95_duration == 400.0 and totals.active_cluster_ids == {"c1", "c2"}
+    # A kill and a lost run end their jobs without a duration: how long they ran is not the program's.
+    await store.transition("r2", 1, ("running",), "killed", now=T0, finished_at=T0 + timedelta(seconds=500))
+    await store.transition("r3", 1, ("running",), "lost", now=T0, finished_at=T0 + timedelta(hours=9))
     totals = await statistics.totals()
-    assert totals.timed_jobs == 20 and totals.by_state["queued"] == 2
+    assert totals.by_state["killed"] == 4 and totals.by_state["lost"] == 3 and totals.active_cluster_ids == set()
+    assert totals.timed_jobs == 17 and totals.mean_duration == round(sum(timed) / 17, 3)
+    # A restart leaves the statistics of its job until the new attempt ends.
+    second = RunRecord(job_id="d18", attempt=2, cluster_id="c1", state="queued", run_dir="/r", queued_at=T0)
+    assert await store.new_attempt("d18", 1, second, from_states=("failed", "killed", "lost", "succeeded"), now=T0)
+    totals = await statistics.totals()
+    timed.remove(18)
+    assert totals.timed_jobs == 16 and totals.mean_duration == round(sum(timed) / 16, 3)
+    assert totals.by_state["queued"] == 2
 
     day = timedelta(days=1)
     windows = [(T0 - 2 * day, T0 - day), (T0 - day + timedelta(hours=12), T0 + timedelta(hours=12)),
                (T0 + timedelta(hours=12), T0 + timedelta(hours=36))]
     completions = await statistics.completions(windows)
     # Window 2 holds every end (the restarted job's first attempt still counts: it did end);
-    # r1's end at T0+400 s too. Failed, killed and lost count as not succeeded.
-    assert [(c.succeeded, c.unsuccessful) for c in completions] == [(0, 0), (15, 7), (0, 0)]
+    # r1's, r2's and r3's too. Failed, killed and lost count as not succeeded.
+    assert [(c.succeeded, c.unsuccessful) for c in completions] == [(0, 0), (15, 9), (0, 0)]
 
 
 async def test_another_servers_writes_show_once_the_cache_expires(store, store_url):
@@ -259,8 +272,12 @@ async def test_another_servers_writes_show_once_the_cache_expires(store, store_u
 async def test_an_older_store_gets_durations_for_jobs_that_already_ended(store_url):
     store = JobStore(store_url, tenant="me")
     try:
-        for i, seconds in enumerate((2.000123, 7.5)):
-            await store.add_job(*_ended(f"j{i}", "succeeded", T0, T0 + timedelta(seconds=seconds)))
+        for job_id, state, seconds in [("j0", "succeeded", 2.000123), ("j1", "failed", 7.5), ("k", "killed", 60),
+                                       ("l", "lost", 86400), ("q", "queued", None)]:
+            if seconds is None:
+                await store.add_job(*_queued(job_id))
+            else:
+                await store.add_job(*_ended(job_id, state, T0, T0 + timedelta(seconds=seconds)))
         with store.engine.connect().execution_options(write=True) as connection:
             command.downgrade(alembic_config(connection), "0005")
             connection.commit()
@@ -269,7 +286,8 @@ async def test_an_older_store_gets_durations_for_jobs_that_already_ended(store_u
     store = JobStore(store_url, tenant="me")  # upgrades to 0006 again, filling the durations in
     try:
         with store.engine.connect() as connection:
-            assert sorted(connection.scalars(select(jobs.c.duration)).all()) == pytest.approx([2.000123, 7.5], abs=1e-9)
+            durations = dict(connection.execute(select(jobs.c.id, jobs.c.duration)).all())
+        assert durations == {"j0": pytest.approx(2.000123, abs=1e-9), "j1": 7.5, "k": None, "l": None, "q": None}
         totals = await JobStatistics(store).totals()
         assert totals.timed_jobs == 2 and totals.mean_duration == 4.75 and totals.p95_duration == 7.5
     finally:
@@ -279,15 +297,46 @@ async def test_an_older_store_gets_durations_for_jobs_that_already_ended(store_u
 # ---- the notebook count through Jupyter's contents managers ---------------------------------
 
 
+def _browsable_tree(base) -> str:
+    """A root with hidden files and folders, checkpoints, hide_globs, symlink loops, a link to a
+    folder outside the root and a broken link; returns the root."""
+    root = base / "root"
+    for path in ("top.ipynb", "a/b/c/deep.ipynb", "a/two.ipynb", ".secret/hidden.ipynb", ".dotted.ipynb",
+                 "a/.ipynb_checkpoints/two-checkpoint.ipynb", "a/__pycache__/globbed.ipynb", "../outside/linked.ipynb"):
+        _notebook(root / path)
+    (root / "a" / "b" / "data.csv").write_text("x\n1\n")
+    (root / "a" / "up").symlink_to("..")  # a loop back to the root
+    (root / "a" / "b" / "c" / "here").symlink_to(".")  # a loop onto itself
+    (root / "a" / "self").symlink_to("self")  # a link that resolves to nothing but itself
+    (root / "elsewhere").symlink_to(base / "outside")  # the browser follows links out of the root
+    (root / "a" / "ghost.ipynb").symlink_to("gone.ipynb")  # broken, yet listed as a notebook
+    return str(root)
+
+
 @pytest.mark.parametrize("manager_class", [AsyncLargeFileManager, LargeFileManager])
-async def test_notebooks_are_counted_as_the_file_browser_lists_them(tmp_path, manager_class):
-    for path in ("top.ipynb", "a/b/c/deep.ipynb", "a/two.ipynb", ".secret/no.ipynb", "a/.ipynb_checkpoints/x.ipynb",
-                 "a/__pycache__/no.ipynb"):
-        _notebook(tmp_path / path)
-    (tmp_path / "a" / "b" / "data.csv").write_text("x\n1\n")
-    manager = manager_class(root_dir=str(tmp_path))  # hide_globs leaves out __pycache__
-    counted = await NotebookCounter(manager, limit=1000, ttl=60).count()
-    assert (counted.notebooks, counted.truncated) == (3, False)
+@pytest.mark.parametrize(("allow_hidden", "expected"), [(False, 5), (True, 8)])
+async def test_notebooks_are_counted_as_the_file_browser_lists_them(tmp_path, manager_class, allow_hidden, expected):
+    # top, two, deep, linked (once, though two links lead into the root again) and ghost; with
+    # hidden files allowed also .secret/hidden, .dotted and the checkpoint; __pycache__ never
+    # (hide_globs).
+    manager = manager_class(root_dir=_browsable_tree(tmp_path), allow_hidden=allow_hidden)
+    counter = NotebookCounter(manager, limit=1000, ttl=60)
+    # Both ways of counting see the same: the folder itself, and the manager's own listings.
+    assert await asyncio.to_thread(counter.scan_files) == NotebookCount(expected, truncated=False)
+    assert await counter.walk_contents() == NotebookCount(expected, truncated=False)
+
+    def not_through_the_manager(*args, **kwargs):
+        raise AssertionError("a file-based manager's folder is read directly, off the event loop")
+
+    manager.get = not_through_the_manager
+    assert await counter.count() == NotebookCount(expected, truncated=False)
+
+
+@pytest.mark.parametrize("limit", [1, 4, 7, 11])  # 12 entries are listed in all
+async def test_both_ways_of_counting_stop_at_the_same_entry(tmp_path, limit):
+    counter = NotebookCounter(LargeFileManager(root_dir=_browsable_tree(tmp_path)), limit=limit, ttl=60)
+    scanned = await asyncio.to_thread(counter.scan_files)
+    assert scanned.truncated and scanned == await counter.walk_contents()
 
 
 async def test_the_notebook_count_is_reused_then_refreshed_in_the_background(tmp_path):

@@ -64,8 +64,9 @@ def _assert_history_shape(history: dict, *, downsampled: bool, step: float) -> N
         assert set(points) == ({"min", "avg", "max"} if downsampled else {"avg"}), name
         for values in points.values():
             assert len(values) == len(stamps), name
-    if downsampled:
-        assert all(stamp % step == 0 for stamp in stamps), "points start their step"
+    if downsampled:  # each point at its step's middle, the last at most at the newest sample
+        assert all((stamp - step / 2) % step == 0 for stamp in stamps[:-1]), "points sit mid-step"
+        assert not stamps or stamps[-1] % step <= step / 2, "the last point in its step, at most at its middle"
         for name, points in history["series"].items():
             for low, mean, high in zip(points["min"], points["avg"], points["max"], strict=True):
                 assert (low, mean, high) == (None, None, None) or low <= mean <= high, name
@@ -196,6 +197,7 @@ async def test_history_is_downsampled_in_steps_of_min_avg_max(api, extension):
     assert (history["minutes"], history["interval"], history["host"]) == (1, 0.2, socket.gethostname())
     _assert_history_shape(history, downsampled=True, step=1)
     assert len(history["timestamps"]) >= 3
+    assert history["timestamps"][-1] <= extension.metrics.latest.timestamp.timestamp(), "never past the data"
     assert max(history["series"]["cpu_percent"]["max"]) <= 100
     assert all(total > 0 for total in history["series"]["memory_total"]["avg"])
     # Without a step, a short range gets steps of a second too (at most 360 points).
@@ -260,8 +262,7 @@ async def test_a_history_of_too_many_points_is_400_with_the_least_step(api):
 
 def _row(at_ms: int, cpu: float, **values) -> dict:
     row = {name: 0 for name in SERIES}
-    row.update(memory_total=1000, disk_total=1000, cpu_count=2, cpu_per_core=[cpu, cpu], taken_at_ms=at_ms,
-               cpu_percent=cpu, **values)
+    row.update(memory_total=1000, disk_total=1000, cpu_count=2, taken_at_ms=at_ms, cpu_percent=cpu, **values)
     return row
 
 
@@ -287,8 +288,9 @@ async def test_the_store_downsamples_in_sql_per_host_and_prunes(metrics_stores):
     assert raw.timestamps == [(T0_MS + s * 1000) / 1000 for s in (0, 3, 6, 9, 12, 15, 33)]
     assert raw.series["cpu_percent"] == {"avg": [10, 20, 30, 40, 50, 60, 90]}
 
+    # Each bucket's point at its middle; the last bucket's middle (35) is past its newest sample (33).
     buckets = await here.history(T0_MS, 10_000)
-    assert buckets.timestamps == [T0_MS / 1000, T0_MS / 1000 + 10, T0_MS / 1000 + 30]
+    assert buckets.timestamps == [T0_MS / 1000 + 5, T0_MS / 1000 + 15, T0_MS / 1000 + 33]
     assert buckets.series["cpu_percent"] == {"min": [10, 50, 90], "avg": [25, 55, 90], "max": [40, 60, 90]}
     assert buckets.series["memory_used"] == {"min": [100, 112, 133], "avg": [104.5, 113.5, 133],
                                              "max": [109, 115, 133]}
@@ -297,7 +299,9 @@ async def test_the_store_downsamples_in_sql_per_host_and_prunes(metrics_stores):
     assert all(type(value) in (int, float) for value in buckets.series["memory_used"]["avg"])
 
     later = await here.history(T0_MS + 12_000, 10_000)
-    assert later.timestamps == [T0_MS / 1000 + 10, T0_MS / 1000 + 30]
+    assert later.timestamps == [T0_MS / 1000 + 15, T0_MS / 1000 + 33]
+    assert (await here.history(T0_MS, 4_000)).timestamps[:3] == [T0_MS / 1000 + 2, T0_MS / 1000 + 6,
+                                                                 T0_MS / 1000 + 10]
 
     assert await here.prune(T0_MS + 10_000) == 4
     assert (await here.history(0, None)).series["cpu_percent"]["avg"] == [50, 60, 90]
@@ -344,7 +348,7 @@ def _history(server: ServerProcess) -> dict:
 
 
 def _complete_buckets(history: dict) -> dict[float, float]:
-    """Bucket start -> cpu average, for the buckets before the last (which may still grow)."""
+    """Point time (its step's middle) -> cpu average, for the steps before the last (which may still grow)."""
     stamps, averages = history["timestamps"], history["series"]["cpu_percent"]["avg"]
     return dict(zip(stamps[:-1], averages[:-1], strict=True))
 
@@ -361,31 +365,33 @@ def test_history_survives_a_restart_and_old_samples_are_pruned(server_base, stor
     # Samples older than the next server's retention, of this host and of another one.
     job_store = JobStore(store_url)
     here, there = MetricsStore(job_store, socket.gethostname()), MetricsStore(job_store, "another-host")
-    three_hours_ago = int((time.time() - 3 * 3600) * 1000)
+    try:
+        three_hours_ago = int((time.time() - 3 * 3600) * 1000)
 
-    async def add_old():
-        await here.add(_row(three_hours_ago, 5.0))
-        await there.add(_row(three_hours_ago, 5.0))
-        return await here.count()
+        async def add_old():
+            await here.add(_row(three_hours_ago, 5.0))
+            await there.add(_row(three_hours_ago, 5.0))
+            return await here.count()
 
-    stored = asyncio.run(add_old())
-    assert stored >= 5
+        stored = asyncio.run(add_old())
+        assert stored >= 5
 
-    second = server_base("--DataHarbourApp.metrics_interval=0.2", "--DataHarbourApp.metrics_retention_hours=1",
-                         db_url=store_url)
-    after = _history(second)
-    assert before and all(after["timestamps"].count(stamp) == 1 for stamp in before), "earlier samples are kept"
-    carried = dict(zip(after["timestamps"], after["series"]["cpu_percent"]["avg"], strict=True))
-    assert {stamp: carried[stamp] for stamp in before} == pytest.approx(before)
+        second = server_base("--DataHarbourApp.metrics_interval=0.2", "--DataHarbourApp.metrics_retention_hours=1",
+                             db_url=store_url)
+        after = _history(second)
+        assert before and all(after["timestamps"].count(stamp) == 1 for stamp in before), "earlier samples are kept"
+        carried = dict(zip(after["timestamps"], after["series"]["cpu_percent"]["avg"], strict=True))
+        assert {stamp: carried[stamp] for stamp in before} == pytest.approx(before)
 
-    async def old_ones_left():
-        return await here.history(0, None), await there.count()
+        async def old_ones_left():
+            return await here.history(0, None), await there.count()
 
-    deadline = time.monotonic() + 30
-    while (left := asyncio.run(old_ones_left()))[0].timestamps[0] <= three_hours_ago / 1000:
-        assert time.monotonic() < deadline, "the sample beyond the retention was not pruned"
-        time.sleep(0.2)
-    assert left[1] == 1, "another host's samples are its own server's to prune"
-    for store in (here, there):
-        store.close()
-    job_store.close()
+        deadline = time.monotonic() + 30
+        while (left := asyncio.run(old_ones_left()))[0].timestamps[0] <= three_hours_ago / 1000:
+            assert time.monotonic() < deadline, "the sample beyond the retention was not pruned"
+            time.sleep(0.2)
+        assert left[1] == 1, "another host's samples are its own server's to prune"
+    finally:  # the servers are server_base's to stop
+        here.close()
+        there.close()
+        job_store.close()

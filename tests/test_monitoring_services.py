@@ -8,13 +8,14 @@
   suite on two cores, so a loopback HTTP server in this module serves Airflow's documented
   health document (Airflow 3's `/api/v2/monitor/health`, `/api/v2/version`; for the fallback
   case a 404 there and Airflow 2's `/health`, `/api/v1/version`).
-- A stopped service is a closed loopback port; a hung one a loopback port that accepts
-  connections and never answers.
+- A stopped service is a loopback port bound and never listening (a connect is refused); a
+  hung one a loopback port that accepts connections and never answers.
 """
 
 import asyncio
 import importlib.metadata
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,13 +24,18 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import jupyter_server
 import psycopg
 import pytest
 from seaweedfs import seaweedfs_fixture  # noqa: F401  (the `seaweedfs` fixture)
 
 from dataharbour_ext import __version__
+from dataharbour_ext.events import EventHub
 from dataharbour_ext.models import MetricsSample
+from dataharbour_ext.services.clusters import Cluster
+from dataharbour_ext.services.health import Finding, HealthCheck, ObjectStorageCheck, http_client
+from dataharbour_ext.services.service_health import ServiceHealth
 from dataharbour_ext.services.service_logs import LogFiles
 from dataharbour_ext.spark.installation import spark_home
 
@@ -40,7 +46,8 @@ PLATFORM_VARIABLES = (
     "SPARK_MASTER_URL", "SPARK_UI_URL",
 )
 SERVICE_NAMES = ["jupyter", "spark-cluster-default", "minio", "airflow", "postgresql"]
-# Checks made on every GET (no cache) and none in the background unless a test asks.
+# No cache: every GET after the first answers with the latest round and starts the next one;
+# no rounds on a timer unless a test asks.
 BASE_CONFIG = {"service_check_timeout": 2.0, "service_check_cache_seconds": 0.0, "service_check_interval": 0.0}
 
 
@@ -77,6 +84,24 @@ async def services(api) -> tuple[dict, str]:
     return {s["name"]: s for s in listing}, body
 
 
+async def _wait_for_status(api, name, predicate, timeout=120.0) -> dict:
+    """The first status of `name` that satisfies `predicate` (each GET answers with the latest
+    round and starts the next), or the last one seen at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = (await services(api))[0][name]
+        if predicate(status) or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.2)
+
+
+async def _until(condition, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.05)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -105,7 +130,8 @@ async def test_jupyter_reports_its_kernels_sessions_and_versions(api, jp_fetch):
     response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
     kernel = json.loads(response.body)
     try:
-        after = (await services(api))[0]["jupyter"]
+        after = await _wait_for_status(api, "jupyter",
+                                       lambda s: s["details"]["kernels"] == before["details"]["kernels"] + 1)
         assert after["details"]["kernels"] == before["details"]["kernels"] + 1
         assert after["details"]["sessions"] == before["details"]["sessions"]
     finally:
@@ -119,6 +145,26 @@ async def test_the_local_cluster_is_healthy_with_spark_and_java_versions(api):
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
     assert f'"{cluster["details"]["java_version"]}"' in java
     assert cluster["details"]["master_url"] == "local[*]"
+
+
+@pytest.fixture
+def no_java(monkeypatch):
+    """No JAVA_HOME and no `java` on PATH from the server's start, as on a machine without
+    Java. Gives the PATH with Java, to put back."""
+    with_java = os.environ.get("PATH", "")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", os.pathsep.join(
+        folder for folder in with_java.split(os.pathsep) if not os.path.exists(os.path.join(folder, "java"))))
+    return with_java
+
+
+async def test_without_java_the_local_cluster_is_unhealthy_until_java_is_found(no_java, api, monkeypatch):
+    cluster = (await services(api))[0]["spark-cluster-default"]
+    assert (cluster["status"], cluster["reason"]) == (
+        "unhealthy", "Java is not installed: set JAVA_HOME or put `java` on PATH (Spark 4 needs Java 17 or 21)")
+    monkeypatch.setenv("PATH", no_java)  # Java installed meanwhile: a failed reading is read again
+    found = await _wait_for_status(api, "spark-cluster-default", lambda s: s["status"] == "healthy")
+    assert found["status"] == "healthy" and found["details"]["java_version"], found
 
 
 # ---- PostgreSQL -------------------------------------------------------------------------
@@ -144,7 +190,11 @@ async def test_postgresql_is_healthy_with_its_version(api):
 
 @pytest.fixture
 def closed_port():
-    return _free_port()
+    """A loopback port bound for the whole test and never listening: a connect to it is
+    refused, and no other process can take the port meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -260,16 +310,24 @@ AIRFLOW_PASSWORD = "airflow-secret-9d2b"
 
 class AirflowDocuments:
     """A loopback HTTP server answering GETs from `routes` (path -> (status, JSON)); every
-    other path is 404, as on an Airflow without that API. Records what it was asked."""
+    other path is 404, as on an Airflow without that API. Records what it was asked.
+
+    After `hang()` it accepts requests and does not answer them until `release()`."""
 
     def __init__(self):
         self.routes: dict[str, tuple[int, dict]] = {}
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
+        self.held: list[str] = []  # paths of the requests it is not answering
+        self._answering = threading.Event()
+        self._answering.set()
         documents = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 documents.requests.append((self.path, self.headers.get("Authorization")))
+                if not documents._answering.is_set():
+                    documents.held.append(self.path)
+                    documents._answering.wait(300)
                 status, body = documents.routes.get(self.path, (404, {"detail": "Not Found"}))
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -286,7 +344,14 @@ class AirflowDocuments:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def hang(self) -> None:
+        self._answering.clear()
+
+    def release(self) -> None:
+        self._answering.set()
+
     def stop(self) -> None:
+        self.release()
         if self.thread.is_alive():
             self.server.shutdown()
             self.server.server_close()
@@ -352,6 +417,60 @@ async def test_a_password_inside_a_url_never_shows(api):
     assert AIRFLOW_PASSWORD not in body and "admin:********@" in statuses["airflow"]["details"]["url"]
 
 
+# ---- answering while a service hangs ---------------------------------------------------------
+
+
+@airflow_serving(AIRFLOW_3, service_check_timeout=60.0)
+async def test_after_the_first_round_a_hung_service_never_holds_up_the_answer(api, airflow):
+    """Only the first call waits for a round. Later ones answer at once with the latest results
+    and start the next round in the background, which every caller meanwhile shares."""
+    first = (await services(api))[0]["airflow"]
+    assert first["status"] == "healthy"
+    airflow.hang()  # accepts, and answers nothing until released
+    airflow.routes = AIRFLOW_3_SCHEDULER_DOWN
+    answers = await asyncio.gather(*(services(api) for _ in range(3)))
+    # The round these calls started cannot end before the release (its timeout is a minute,
+    # and a timed-out Airflow would read differently): each answered while it was stuck.
+    assert [statuses["airflow"] for statuses, _ in answers] == [first] * 3
+    await _until(lambda: "/api/v2/monitor/health" in airflow.held)
+    assert (await services(api))[0]["airflow"] == first
+    assert airflow.held.count("/api/v2/monitor/health") == 1, "one round in the background, shared"
+    airflow.release()
+    updated = await _wait_for_status(api, "airflow", lambda s: s["status"] == "unhealthy")
+    assert updated["reason"] == f"scheduler is unhealthy (last heartbeat {HEARTBEAT})"
+
+
+AIRFLOW_3_TWO_DOWN = {
+    **AIRFLOW_3,
+    "/api/v2/monitor/health": (200, {
+        **AIRFLOW_3_HEALTHY,
+        "scheduler": {"status": "unhealthy", "latest_scheduler_heartbeat": HEARTBEAT},
+        "dag_processor": {"status": "unhealthy", "latest_dag_processor_heartbeat": HEARTBEAT},
+    }),
+}
+
+
+@airflow_serving(AIRFLOW_3_SCHEDULER_DOWN)
+async def test_a_new_reason_is_a_service_update_even_when_the_status_stays(api, airflow, extension):
+    health = extension.service_health
+    updates = []
+
+    def collect(event):
+        if event.type == "service_update" and event.data["name"] == "airflow":
+            updates.append(event.data)
+
+    extension.hub.subscribe(collect)
+    first = next(status for status in await health.refresh() if status.name == "airflow")
+    assert first.reason == f"scheduler is unhealthy (last heartbeat {HEARTBEAT})"
+    airflow.routes = AIRFLOW_3_TWO_DOWN
+    await health.refresh()
+    await health.refresh()  # the same again: no update
+    assert [(u["status"], u["previous_status"], u["reason"]) for u in updates] == [(
+        "unhealthy", "unhealthy",
+        f"scheduler is unhealthy (last heartbeat {HEARTBEAT}); dag_processor is unhealthy (last heartbeat {HEARTBEAT})",
+    )]
+
+
 # ---- service_update on the live stream -----------------------------------------------------
 
 
@@ -393,6 +512,118 @@ async def test_a_change_of_status_is_a_service_update_message(api, airflow, stre
     assert (update["data"]["status"], update["data"]["previous_status"]) == ("unhealthy", "healthy")
     assert update["data"]["reason"].startswith(f"cannot reach {airflow.url}")
     assert AIRFLOW_PASSWORD not in json.dumps(update)
+
+
+# ---- the checks' frame on its own: names, removal, threads, HTTP clients ---------------------
+
+
+class Answering(HealthCheck):
+    """A check whose service always answers (it stands for Jupyter in the tests below)."""
+
+    kind = "jupyter"
+
+    async def probe(self, timeout: float) -> Finding:
+        return Finding()
+
+
+class KnownClusters:
+    """What ServiceHealth asks the cluster service: the clusters of the moment."""
+
+    def __init__(self, *clusters: Cluster):
+        self.clusters = list(clusters)
+
+    def all(self) -> list[Cluster]:
+        return list(self.clusters)
+
+
+async def test_a_cluster_named_like_a_built_in_service_is_prefixed_and_its_removal_is_published():
+    hub = EventHub()
+    events = []
+    hub.subscribe(events.append)
+    clashing = Cluster("minio", "A cluster called minio", "k8s://https://127.0.0.1:6443")
+    clusters = KnownClusters(Cluster("k8s-prod", "Production", "k8s://https://127.0.0.1:6444"), clashing)
+    health = ServiceHealth(hub, clusters, Answering("jupyter"), [ObjectStorageCheck(None)], timeout=30.0,
+                           cache_seconds=0.0, interval=0.0)
+    try:
+        first = await health.refresh()
+        assert [(s.name, s.kind) for s in first] == [("jupyter", "jupyter"), ("k8s-prod", "spark"),
+                                                     ("spark:minio", "spark"), ("minio", "object_storage")]
+        assert events == [], "the first round has nothing to compare with"
+        clusters.clusters.remove(clashing)
+        second = await health.refresh()
+        assert [s.name for s in second] == ["jupyter", "k8s-prod", "minio"]
+        assert [(e.type, e.data, e.topics) for e in events] == [
+            ("service_removed", {"name": "spark:minio", "kind": "spark", "previous_status": "disabled"}, ("services",))
+        ]
+    finally:
+        await health.stop()
+
+
+class BlockingProbe(HealthCheck):
+    """A check whose probe work holds its thread until released, as an SDK call to a hung
+    service does (a timeout cannot stop a thread)."""
+
+    kind = "object_storage"
+
+    def __init__(self):
+        super().__init__("blocking")
+        self.released = threading.Event()
+        self.threads_used: list[str] = []
+
+    def _work(self) -> Finding:
+        self.threads_used.append(threading.current_thread().name)
+        self.released.wait(120)
+        return Finding(version="1.0")
+
+    async def probe(self, timeout: float) -> Finding:
+        return await self.in_thread(self._work)
+
+
+async def test_a_probe_thread_that_outlives_its_timeout_is_not_started_again():
+    blocking = BlockingProbe()
+    health = ServiceHealth(EventHub(), KnownClusters(), Answering("jupyter"), [blocking], timeout=0.2,
+                           cache_seconds=0.0, interval=0.0)
+
+    async def status():
+        return next(s for s in await health.refresh() if s.name == "blocking")
+
+    try:
+        timed_out = await status()
+        assert (timed_out.status, timed_out.reason) == ("unhealthy", "no answer within 0.2 s")
+        held = await status()
+        assert held.status == "unhealthy" and held.reason.startswith("the previous check has not finished after "), held
+        assert len(blocking.threads_used) == 1, "no second thread while the first is held"
+        assert blocking.threads_used[0].startswith("dataharbour-health"), "the checks' own threads"
+        blocking.released.set()
+        deadline = time.monotonic() + 60
+        while (answered := await status()).status != "healthy":
+            assert time.monotonic() < deadline, answered
+        assert answered.version == "1.0" and len(blocking.threads_used) == 2
+    finally:
+        blocking.released.set()
+        await health.stop()
+
+
+async def test_an_http_client_still_being_built_when_its_check_is_cancelled_is_closed(monkeypatch):
+    building, proceed, built = threading.Event(), threading.Event(), []
+
+    class SlowToBuild(httpx.AsyncClient):
+        def __init__(self, **options):
+            building.set()
+            proceed.wait(60)
+            super().__init__(**options)
+            built.append(self)
+
+    monkeypatch.setattr(http_client.httpx, "AsyncClient", SlowToBuild)
+    client = http_client.LazyHttpClient()
+    check = asyncio.ensure_future(client.get())
+    assert await asyncio.to_thread(building.wait, 60)
+    check.cancel()  # the check's timeout, or the server stopping
+    with pytest.raises(asyncio.CancelledError):
+        await check
+    proceed.set()
+    await client.aclose()
+    assert len(built) == 1 and built[0].is_closed
 
 
 # ---- a real standalone Spark master ------------------------------------------------------
@@ -446,15 +677,6 @@ def standalone_spark(tmp_path):
     spark.stop()
 
 
-async def _wait_for_status(api, name, predicate, timeout=120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = (await services(api))[0][name]
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        await asyncio.sleep(0.5)
-
-
 @configure(lambda request: {
     "spark_master_url": request.getfixturevalue("standalone_spark").master_url,
     "spark_ui_url": f"http://127.0.0.1:{request.getfixturevalue('standalone_spark').ui_port}",
@@ -496,6 +718,27 @@ async def test_the_jupyter_log_holds_what_the_server_logged(api, jp_serverapp):
     assert status == 200 and len(last["lines"]) == 1
 
 
+@pytest.fixture
+def jp_argv(request):
+    """The test server's command line: `@pytest.mark.parametrize("jp_argv", [[...]], indirect=True)`."""
+    return list(getattr(request, "param", []))
+
+
+@pytest.mark.parametrize("jp_argv", [["--ServerApp.log_level=INFO"]], indirect=True)
+async def test_the_jupyter_log_keeps_what_the_server_shows_at_its_log_level(api, jp_serverapp):
+    # traitlets leaves the server's logger at DEBUG and filters on its console handler.
+    assert jp_serverapp.log_level == logging.INFO and jp_serverapp.log.getEffectiveLevel() == logging.DEBUG
+    jp_serverapp.log.debug("marker: a debug line")
+    jp_serverapp.log.info("marker: an info line")
+    assert (await api.call("GET", "monitoring/services/jupyter/logs", params={"lines": 1}))[0] == 200  # DEBUG
+    assert (await api.call("GET", "monitoring/services/nope/logs"))[0] == 404  # WARNING
+    status, logs = await api.call("GET", "monitoring/services/jupyter/logs", params={"lines": 5000})
+    assert status == 200
+    text = "\n".join(logs["lines"])
+    assert "marker: an info line" in text and "marker: a debug line" not in text
+    assert "404 GET " in text and "200 GET " not in text
+
+
 async def test_log_lines_must_be_between_1_and_5000(api):
     for lines in ("0", "5001", "many"):
         status, error = await api.call("GET", "monitoring/services/jupyter/logs", params={"lines": lines})
@@ -534,10 +777,28 @@ async def test_the_overview_has_metrics_services_and_jobs_by_state(api):
     job = await api.submit(name="counted", code="print('counted')\n")
     assert (await api.wait(job["id"]))["state"] == "succeeded"
     status, overview = await api.call("GET", "monitoring/overview")
-    assert status == 200 and set(overview) == {"metrics", "services", "jobs"}
+    assert status == 200 and set(overview) == {"metrics", "services", "jobs", "errors"}
+    assert overview["errors"] == {}
     MetricsSample.model_validate(overview["metrics"])
     assert overview["metrics"]["jobs"] == {"running": 0, "queued": 0}
     assert [s["name"] for s in overview["services"]] == SERVICE_NAMES
     assert [s["status"] for s in overview["services"]] == ["healthy", "healthy", "disabled", "disabled", "disabled"]
     assert overview["jobs"] == {"queued": 0, "starting": 0, "running": 0, "succeeded": 1, "failed": 0, "killed": 0,
                                 "lost": 0}
+
+
+async def test_the_overview_answers_without_the_parts_the_store_cannot_give(api, extension, monkeypatch):
+    async def store_down(*args, **kwargs):
+        raise ConnectionRefusedError("connection to the store at 127.0.0.1:5432 refused")
+
+    monkeypatch.setattr(extension.metrics, "current", store_down)
+    monkeypatch.setattr(extension.settings["dataharbour"]["dashboard"].statistics, "totals", store_down)
+    status, overview = await api.call("GET", "monitoring/overview")
+    assert status == 200, overview
+    assert (overview["metrics"], overview["jobs"]) == (None, None)
+    reason = "could not be read (ConnectionRefusedError); the server log has the details"
+    assert overview["errors"] == {"metrics": reason, "jobs": reason}
+    assert [s["name"] for s in overview["services"]] == SERVICE_NAMES
+    _, logs = await api.call("GET", "monitoring/services/jupyter/logs", params={"lines": 5000})
+    assert any("the monitoring overview could not read its metrics" in line for line in logs["lines"])
+    assert any("connection to the store at 127.0.0.1:5432 refused" in line for line in logs["lines"])

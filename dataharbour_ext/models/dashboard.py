@@ -67,15 +67,17 @@ class DashboardStats(BaseModel):
         description="succeeded / finished_jobs, from 0 to 1; null when no job has finished."
     )
     timed_jobs: int = Field(
-        description="Finished jobs whose latest run started (a job killed while queued never did): the jobs "
-        "the durations are computed over."
+        description="Jobs whose latest run started and then succeeded or failed: the jobs the durations are "
+        "computed over. Killed and lost runs are left out: a kill cuts a run short, and a lost run's "
+        "finished_at is when a server noticed it was gone, not when the program ended."
     )
     mean_duration: float | None = Field(
         description="Mean of the timed jobs' latest-run durations (finished_at - started_at), in seconds; null "
-        "when there are none."
+        "when there are none (succeeded and failed runs only)."
     )
     p95_duration: float | None = Field(
-        description="95th percentile (nearest rank) of the same durations, in seconds; null when there are none."
+        description="95th percentile (nearest rank) of the same durations (succeeded and failed runs only), in "
+        "seconds; null when there are none."
     )
     active_clusters: int = Field(description="Known clusters with at least one job starting or running.")
     known_clusters: int = Field(description="Clusters jobs can be submitted to.")

@@ -115,7 +115,8 @@ class MetricsHistory(BaseModel):
     """Samples of this server's host, column by column (uPlot's data layout: one x array, then
     one array per line). Raw history (`downsampled` false) has only `avg` per series, the
     samples' own values; downsampled history has `min`, `avg` and `max` per step, and its
-    timestamps are the starts of the steps."""
+    timestamps are the middles of the steps (start + step/2; the last one at most the newest
+    sample's time), where a chart should draw what each step sums up."""
 
     minutes: int
     step: float = Field(description="Seconds per point: the sampling interval for raw history.")

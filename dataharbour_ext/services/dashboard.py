@@ -19,7 +19,6 @@ from ..models import (
 from ..store.job_statistics import JobStatistics
 from .clock import utcnow
 from .clusters import ClusterService
-from .job_views import job_summary_view
 from .jobs import JobService
 from .notebook_count import NotebookCounter
 
@@ -86,6 +85,4 @@ class DashboardService:
     async def recent_jobs(self) -> list[JobSummary]:
         """The most recently updated jobs, as `GET /jobs/?sort=updated_at` shows them (the same
         views, with the live progress of running ones)."""
-        records = await self.statistics.recent(RECENT_JOBS)
-        live = self.jobs.engine.live_progress
-        return [job_summary_view(record, live(record.id)) for record in records]
+        return self.jobs.summary_views(await self.statistics.recent(RECENT_JOBS))

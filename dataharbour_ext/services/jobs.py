@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +22,7 @@ import psutil
 from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from ..events import EventHub, job_topics
 from ..json_body import model_json_item_by_item
-from ..models import Job, JobList, JobQuery, JobState, JobSubmit, LogPage, LogQuery
+from ..models import Job, JobList, JobQuery, JobState, JobSubmit, JobSummary, LogPage, LogQuery
 from ..runs.backend import RunBackend
 from ..runs.identity import ProcessIdentity
 from ..store import JobRecord, JobStore, RunRecord
@@ -144,9 +145,13 @@ class JobService:
             offset=query.offset,
         )
         # Building a thousand views is CPU work: a thread, which yields the GIL between them.
-        live = self.engine.live_progress
-        jobs = await self._on_cpu_thread(lambda: [job_summary_view(record, live(record.id)) for record in records])
+        jobs = await self._on_cpu_thread(self.summary_views, records)
         return JobList(jobs=jobs, total=total, limit=query.limit, offset=query.offset)
+
+    def summary_views(self, records: Iterable[JobRecord]) -> "list[JobSummary]":  # `list` is a method here
+        """Job summaries as the job list shows them, with the live progress of running jobs."""
+        live = self.engine.live_progress
+        return [job_summary_view(record, live(record.id)) for record in records]
 
     async def list_json(self, query: JobQuery) -> bytes:
         """`list` as JSON, serialized on the same thread, one job at a time."""

@@ -181,11 +181,15 @@ def _sample(reading: SystemReading, host: str, *, kernels: int, sessions: int, c
     )
 
 
+# The live sample has each core's share; the history charts the total, so that is all it keeps.
+NOT_STORED = frozenset({"cpu_per_core"})
+
+
 def _columns(sample: MetricsSample, reading: SystemReading) -> dict:
     """The sample as a row of the metrics store."""
     return {
         "taken_at_ms": int(sample.timestamp.timestamp() * 1000),
-        **{name: getattr(reading, name) for name in reading.__dataclass_fields__},
+        **{name: getattr(reading, name) for name in reading.__dataclass_fields__ if name not in NOT_STORED},
         "kernels": sample.jupyter.kernels,
         "sessions": sample.jupyter.sessions,
         "jobs_running": sample.jobs.running,

@@ -3,6 +3,7 @@
 
 import logging
 from collections import deque
+from collections.abc import Callable
 
 
 class ServerLogBuffer(logging.Handler):
@@ -10,12 +11,19 @@ class ServerLogBuffer(logging.Handler):
     formats its own lines. Attach it to the loggers whose records it should keep.
 
     Emitting is an append to a bounded deque (the oldest record falls out); reading copies
-    the deque. Neither does I/O, so both are fine on the event loop."""
+    the deque. Neither does I/O, so both are fine on the event loop.
 
-    def __init__(self, capacity: int = 2000, formatter: logging.Formatter | None = None):
+    `level` gives the level the server prints at (its `log_level`): traitlets leaves the
+    server's logger at DEBUG and filters on its console handler, so without a level of its
+    own the buffer would fill with a DEBUG line per successful request."""
+
+    def __init__(self, capacity: int = 2000, formatter: logging.Formatter | None = None, *,
+                 level: Callable[[], int | str] = lambda: logging.NOTSET):
         super().__init__()
         self.records: deque[str] = deque(maxlen=capacity)
         self._attached: list[logging.Logger] = []
+        self._level = level
+        self.setLevel(level())
         if formatter is not None:
             self.setFormatter(formatter)
 
@@ -28,7 +36,9 @@ class ServerLogBuffer(logging.Handler):
 
     def attach(self, *loggers: logging.Logger) -> None:
         """Idempotent: attaching again restores the buffer where logging was reconfigured
-        meanwhile (traitlets re-applies its logging config when a logging trait changes)."""
+        meanwhile (traitlets re-applies its logging config when a logging trait changes),
+        and takes the server's log level as it is now."""
+        self.setLevel(self._level())
         for logger in loggers:
             if self not in logger.handlers:
                 logger.addHandler(self)

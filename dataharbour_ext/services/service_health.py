@@ -1,16 +1,27 @@
-"""ServiceHealth: the status of every platform service, checked concurrently, cached briefly,
-re-checked in the background; a change of status is a `service_update` event.
+"""ServiceHealth: the status of every platform service, checked concurrently, answered from
+the latest round while the next one runs, re-checked in the background.
 
 The services are Jupyter, each Spark cluster the cluster service knows (asked anew each
 round: clusters come and go), object storage, Airflow and PostgreSQL. Every check has the
 same timeout and all run at once, so a round takes at most about that long however many
-services are dead; callers within `cache_seconds` of a round share its answer, and callers
-during a round wait for that round instead of starting another.
+services are dead.
+
+No request waits for a round but the very first (nothing has been checked yet): after it,
+a caller gets the latest results at once, and when they are older than `cache_seconds` a
+new round starts in the background. One round runs at a time; callers meanwhile share it.
+
+On the `services` topic: a `service_update` (the status as listed, plus `previous_status`)
+when a service's status or reason changes or a service appears (a launched cluster), and a
+`service_removed` (`name`, `kind`, `previous_status`) when one is gone (a deleted cluster).
+
+Blocking probe work (an SDK call, `java -version`) runs on the checks' own few threads,
+never on the loop's default executor; see `HealthCheck.in_thread`.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from ..events import EventHub
@@ -22,6 +33,9 @@ from .health.check import describe_error
 log = logging.getLogger("dataharbour_ext.service_health")
 
 SERVICES_TOPIC = "services"
+# Threads for blocking probe work: the object store's SDK call and the local cluster's
+# one-time version reading, with room for a check whose thread a hung service still holds.
+PROBE_THREADS = 4
 
 
 class ServiceHealth:
@@ -42,6 +56,10 @@ class ServiceHealth:
         self._round: asyncio.Future | None = None
         self._loop_task: asyncio.Task | None = None
         self._retired: set[asyncio.Future] = set()  # closing checks of clusters that are gone
+        self._threads = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="dataharbour-health")
+        self._started = False
+        for check in (jupyter, *self.external):
+            self._adopt(check)
 
     # ---- what is checked -------------------------------------------------------------
 
@@ -51,13 +69,19 @@ class ServiceHealth:
         cluster_checks = {}
         for cluster in self.clusters.all():
             known = self._cluster_checks.get(cluster.id)
-            cluster_checks[cluster.id] = known if known and known[0] == cluster else (cluster,
-                                                                                      self.cluster_check(cluster))
+            cluster_checks[cluster.id] = known if known and known[0] == cluster else (
+                cluster, self._adopt(self.cluster_check(cluster)))
         for cluster_id, (_, check) in self._cluster_checks.items():
             if cluster_checks.get(cluster_id, (None, None))[1] is not check:
                 self._close_later(check)  # of a deleted or redefined cluster
         self._cluster_checks = cluster_checks
         return [self.jupyter, *(check for _, check in cluster_checks.values()), *self.external]
+
+    def _adopt(self, check: HealthCheck) -> HealthCheck:
+        check.threads = self._threads
+        if self._started:
+            check.start()
+        return check
 
     def _close_later(self, check: HealthCheck) -> None:
         task = asyncio.ensure_future(check.aclose())
@@ -70,18 +94,26 @@ class ServiceHealth:
     # ---- statuses --------------------------------------------------------------------
 
     async def statuses(self) -> list[ServiceStatus]:
-        """Every service's status: the cached round if it is fresh, else a new round."""
-        loop = asyncio.get_running_loop()
-        if self._checked_at is not None and loop.time() - self._checked_at < self.cache_seconds:
-            return list(self._latest.values())
-        return await self.refresh()
+        """Every service's status as the latest round found it, at once; a new round starts
+        in the background when that one is older than `cache_seconds`. Only before the first
+        round has ended does this wait (for that round)."""
+        if self._checked_at is None:
+            return await self.refresh()
+        if asyncio.get_running_loop().time() - self._checked_at >= self.cache_seconds:
+            self._round_under_way()
+        return list(self._latest.values())
 
     async def refresh(self) -> list[ServiceStatus]:
-        """A new round (or the one under way): shared, so that concurrent callers cost one."""
+        """The statuses of a new round (or of the one under way), once it has ended."""
+        # Shielded: a caller that goes away does not cancel the round the others wait for.
+        return await asyncio.shield(self._round_under_way())
+
+    def _round_under_way(self) -> asyncio.Future:
+        """The round running now, else a new one: concurrent callers cost one round."""
         if self._round is None or self._round.done():
             self._round = asyncio.ensure_future(self._check_all())
-        # Shielded: a caller that goes away does not cancel the round the others wait for.
-        return await asyncio.shield(self._round)
+            self._round.add_done_callback(_log_failed_round)
+        return self._round
 
     async def _check_all(self) -> list[ServiceStatus]:
         checks = self.checks()
@@ -103,21 +135,30 @@ class ServiceHealth:
                              checked_at=datetime.now(timezone.utc))
 
     def _publish_changes(self, statuses: list[ServiceStatus]) -> None:
-        """A `service_update` for each service whose status differs from the previous round's
-        (and for a service that appeared since: a launched cluster)."""
-        first_round = self._checked_at is None
+        """Against the previous round (the first has none): a `service_update` for each
+        service whose status or reason differs or that appeared since (a launched cluster),
+        a `service_removed` for each that is gone (a deleted cluster)."""
+        if self._checked_at is None:
+            return
         for status in statuses:
             before = self._latest.get(status.name)
-            if before is not None and before.status == status.status:
-                continue
-            if before is None and first_round:
+            if before is not None and (before.status, before.reason) == (status.status, status.reason):
                 continue
             data = {**status.model_dump(mode="json"), "previous_status": before.status if before else None}
             self.hub.publish("service_update", data, (SERVICES_TOPIC,))
+        names = {status.name for status in statuses}
+        for name, before in self._latest.items():
+            if name not in names:
+                self.hub.publish("service_removed", {"name": name, "kind": before.kind,
+                                                     "previous_status": before.status}, (SERVICES_TOPIC,))
 
     # ---- background re-checks --------------------------------------------------------
 
     def start(self) -> None:
+        """Let the checks begin their one-time readings, and start the background rounds."""
+        self._started = True
+        for check in self.checks():
+            check.start()
         if self.interval > 0 and self._loop_task is None:
             self._loop_task = asyncio.create_task(self._recheck_loop(), name="dataharbour-service-health")
 
@@ -128,7 +169,9 @@ class ServiceHealth:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = None
         checks = [self.jupyter, *(check for _, check in self._cluster_checks.values()), *self.external]
-        await asyncio.gather(*(check.aclose() for check in checks), return_exceptions=True)
+        await asyncio.gather(*(check.aclose() for check in checks), *list(self._retired), return_exceptions=True)
+        # A thread a hung service still holds ends when its call gives up; nobody waits for it.
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _recheck_loop(self) -> None:
         while True:
@@ -136,6 +179,14 @@ class ServiceHealth:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # never let one bad round end the re-checks
-                log.error("DataHarbour: checking the platform services failed: %s", describe_error(error))
+            except Exception:  # never let one bad round end the re-checks (the round logged it)
+                pass
             await asyncio.sleep(self.interval)
+
+
+def _log_failed_round(round_: asyncio.Future) -> None:
+    """A round fails only by a bug of ours (each check's own failure is a status): logged
+    once here, whoever started the round and whether or not anyone waits for it."""
+    if not round_.cancelled() and round_.exception() is not None:
+        error = round_.exception()
+        log.error("DataHarbour: checking the platform services failed: %s", describe_error(error), exc_info=error)

@@ -2,11 +2,14 @@
 log files of services this server runs (registered by whoever starts them).
 
 A log source is anything with a blocking `tail(count) -> list[str]`; it is always called in
-a thread. The clusters capability registers its daemons, for example:
+a thread. Today only `jupyter` is registered (the server's own records). `register` is the
+interface through which the clusters capability will show the logs of the Spark daemons it
+launches (issue 9), under the cluster's service name, for example:
 
-    service_logs.register(cluster.id, LogFiles(lambda: [master_log, *worker_logs]))
+    name = cluster_service_name(cluster.id)
+    service_logs.register(name, LogFiles(lambda: [master_log, *worker_logs]))
     ...
-    service_logs.unregister(cluster.id)  # when the cluster is deleted
+    service_logs.unregister(name)  # when the cluster is deleted
 """
 
 import asyncio

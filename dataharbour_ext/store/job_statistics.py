@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, column, func, select, values
 
 from ..models import TERMINAL_STATES, JobState
-from .job_store import _JOB_SUMMARY_COLUMNS, _JOB_SUMMARY_FROM, JobStore, _job_summary_record
+from .job_store import JobStore, job_summary_record, select_job_summaries
 from .records import JobRecord
 from .tables import jobs, runs
 
@@ -49,7 +49,7 @@ class JobTotals:
     """One tenant's jobs at one moment."""
 
     by_state: dict[str, int]  # every state of JobState, zero-filled
-    timed_jobs: int  # finished jobs whose latest run started: what the durations are over
+    timed_jobs: int  # jobs whose latest run started and then succeeded or failed: what the durations are over
     mean_duration: float | None  # seconds
     p95_duration: float | None  # seconds, nearest rank
     active_cluster_ids: frozenset[str]  # clusters with a starting or running job
@@ -95,12 +95,12 @@ class JobStatistics:
         return await self._cached(("recent", limit), functools.partial(self._recent, limit))
 
     def _recent(self, limit: int) -> list[JobRecord]:
-        with self.store._read() as db:  # ix_jobs_tenant_updated, read backwards
+        with self.store.read_connection() as db:  # ix_jobs_tenant_updated, read backwards
             rows = db.execute(
-                select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM).where(jobs.c.tenant == self.store.tenant)
+                select_job_summaries().where(jobs.c.tenant == self.store.tenant)
                 .order_by(jobs.c.updated_at.desc(), jobs.c.id.desc()).limit(limit)
             ).all()
-        return [_job_summary_record(row) for row in rows]
+        return [job_summary_record(row) for row in rows]
 
     def _totals(self) -> JobTotals:
         tenant = self.store.tenant
@@ -145,7 +145,7 @@ class JobStatistics:
             ).scalar_subquery()
 
         query = select(days.c.day, ended((JobState.succeeded.value,)), ended(UNSUCCESSFUL_STATES)).order_by(days.c.day)
-        with self.store._read() as db:
+        with self.store.read_connection() as db:
             rows = db.execute(query).all()
         return [Completions(int(succeeded), int(unsuccessful)) for _, succeeded, unsuccessful in rows]
 
@@ -158,7 +158,7 @@ class JobStatistics:
                 yield connection
         else:
             # SQLite in WAL mode: a read transaction sees one snapshot from its first read.
-            with self.store._read() as connection:
+            with self.store.read_connection() as connection:
                 yield connection
 
     # ---- cache -----------------------------------------------------------------------
@@ -166,7 +166,7 @@ class JobStatistics:
     async def _cached(self, key: tuple, compute: Callable):
         # The generation is read before the query: a write that lands during it makes the
         # next call compute again rather than keep a result that may predate the write.
-        generation = self.store._generation
+        generation = self.store.write_generation
         cached = self._cache.get(key)
         if cached and cached.generation == generation:
             age = time.monotonic() - cached.computed_at
@@ -198,7 +198,7 @@ class JobStatistics:
 
     async def _compute(self, key: tuple, generation: int, compute: Callable):
         started = time.monotonic()
-        value = await asyncio.get_running_loop().run_in_executor(self.store._executor, compute)
+        value = await asyncio.get_running_loop().run_in_executor(self.store.executor, compute)
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
         self._cache[key] = _Cached(generation, started, value)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Select, and_, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
@@ -32,10 +32,13 @@ from .tables import admission, jobs, runs
 
 ACTIVE_STATES = ("starting", "running")
 TERMINAL_STATES = ("succeeded", "failed", "killed", "lost")
-CLAIM_SCAN = 500
+# Runs whose length is how long the program ran: a kill cuts it short, and a lost run's end is
+# when a server noticed it was gone (a server's downtime would count as running time).
+TIMED_STATES = ("succeeded", "failed")
+CLAIM_SCAN = 500  # queued runs looked at per claim; their clusters are tried in queue order
 # How long a list's `total` may be reused while this server wrote nothing: counting 100,000
 # rows costs more than the page itself; another server's writes show within this time.
-TOTAL_TTL_SECONDS = 1.0  # queued runs looked at per claim; their clusters are tried in queue order
+TOTAL_TTL_SECONDS = 1.0
 
 # A list item: the job without its program, plus the facts of its latest run (one row per
 # job through the primary key; never the other runs). Read by position: a list of a
@@ -48,8 +51,12 @@ _SUMMARY_RUN_COLUMNS = [runs.c[name].label("latest_" + name) for name in (
     "attempt", "state", "queued_at", "started_at", "finished_at", "exit_code", "error", "spark_app_id",
     "spark_ui_url",
 )]
-_JOB_SUMMARY_COLUMNS = _SUMMARY_JOB_COLUMNS + _SUMMARY_RUN_COLUMNS
 _JOB_SUMMARY_FROM = jobs.outerjoin(runs, and_(runs.c.job_id == jobs.c.id, runs.c.attempt == jobs.c.attempt))
+
+
+def select_job_summaries() -> Select:
+    """SELECT of job summaries (rows for `job_summary_record`), to narrow with where/order_by/limit."""
+    return select(*_SUMMARY_JOB_COLUMNS, *_SUMMARY_RUN_COLUMNS).select_from(_JOB_SUMMARY_FROM)
 
 
 def default_tenant() -> str:
@@ -183,7 +190,8 @@ def _job_record(row, run_rows=()) -> JobRecord:
     )
 
 
-def _job_summary_record(row) -> JobRecord:
+def job_summary_record(row) -> JobRecord:
+    """A row of `select_job_summaries()` as a record: the job without its program, its latest run only."""
     (job_id, name, cluster_id, state, file, args, conf, env, attempt, created_at, updated_at, log_level,
      run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url) = row
     job = JobRecord(id=job_id, name=name, cluster_id=cluster_id, state=state, file=file, args=list(args or []),
@@ -197,8 +205,8 @@ def _job_summary_record(row) -> JobRecord:
 
 
 def _ended_run_seconds(run: RunRecord) -> float | None:
-    """The job's `duration` column: its latest run's length once it ended, if it started."""
-    if run.state in TERMINAL_STATES and run.started_at is not None and run.finished_at is not None:
+    """The job's `duration` column: its latest run's length once it succeeded or failed, if it started."""
+    if run.state in TIMED_STATES and run.started_at is not None and run.finished_at is not None:
         return (run.finished_at - run.started_at).total_seconds()
     return None
 
@@ -220,6 +228,17 @@ class JobStore:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The store's thread pool: queries of its tables run there, never on the event loop."""
+        return self._executor
+
+    @property
+    def write_generation(self) -> int:
+        """Changes with every write of this store (not another server's): a result computed at
+        one generation is still right at the same one, as far as this server's writes go."""
+        return self._generation
+
     def _adopt_rows_without_tenant(self) -> None:
         """Rows from before tenants (a one-user store) become this server's user's."""
         with self._write() as db:
@@ -236,7 +255,9 @@ class JobStore:
             self._generation = next(self._generations)
 
     @contextmanager
-    def _read(self):
+    def read_connection(self):
+        """A connection in a read transaction (one snapshot on SQLite), for queries of this
+        store's tables; call it on the store's `executor`, never on the event loop."""
         with self.engine.connect() as connection:
             with connection.begin():
                 yield connection
@@ -256,11 +277,11 @@ class JobStore:
 
     @in_store_thread
     def get_job(self, job_id: str, *, detail: bool = True) -> JobRecord | None:
-        with self._read() as db:
+        with self.read_connection() as db:
             if not detail:
-                row = db.execute(select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM)
+                row = db.execute(select_job_summaries()
                                  .where(jobs.c.id == job_id, jobs.c.tenant == self.tenant)).first()
-                return _job_summary_record(row) if row else None
+                return job_summary_record(row) if row else None
             row = db.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.tenant == self.tenant)).first()
             if row is None:
                 return None
@@ -292,13 +313,13 @@ class JobStore:
         if sort == "name":
             column = func.lower(column)  # alphabetical as people read it, not by code point
         order = [column.desc(), jobs.c.id.desc()] if descending else [column.asc(), jobs.c.id.asc()]
-        with self._read() as db:
+        with self.read_connection() as db:
             total = self._total(db, (tuple(states or ()), cluster_id, name), conditions)
             rows = db.execute(
-                select(*_JOB_SUMMARY_COLUMNS).select_from(_JOB_SUMMARY_FROM)
+                select_job_summaries()
                 .where(*conditions).order_by(*order).limit(limit).offset(offset)
             ).all()
-        return [_job_summary_record(row) for row in rows], int(total or 0)
+        return [job_summary_record(row) for row in rows], int(total or 0)
 
     def _total(self, db: Connection, key: tuple, conditions: list) -> int:
         generation, now = self._generation, time.monotonic()
@@ -341,7 +362,7 @@ class JobStore:
 
     @in_store_thread
     def jobs_finished_before(self, cutoff: datetime, states: Iterable[str], limit: int = 500) -> list[str]:
-        with self._read() as db:
+        with self.read_connection() as db:
             rows = db.execute(
                 select(jobs.c.id)
                 .where(jobs.c.tenant == self.tenant, jobs.c.state.in_(list(states)), jobs.c.updated_at < cutoff)
@@ -356,7 +377,7 @@ class JobStore:
 
     @in_store_thread
     def get_run(self, job_id: str, attempt: int) -> RunRecord | None:
-        with self._read() as db:
+        with self.read_connection() as db:
             row = db.execute(select(runs).where(self._run_is(job_id, attempt))).first()
         return _run_record(row) if row else None
 
@@ -366,7 +387,7 @@ class JobStore:
         query = select(runs).where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)))
         if owner_instance is not None:
             query = query.where(runs.c.owner_instance == owner_instance)
-        with self._read() as db:
+        with self.read_connection() as db:
             rows = db.execute(query.order_by(runs.c.queued_at, runs.c.job_id)).all()
         return [_run_record(row) for row in rows]
 
@@ -376,12 +397,12 @@ class JobStore:
         query = (select(runs.c.cluster_id, runs.c.state, func.count())
                  .where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)))
                  .group_by(runs.c.cluster_id, runs.c.state))
-        with self._read() as db:
+        with self.read_connection() as db:
             return {(cluster_id, state): int(count) for cluster_id, state, count in db.execute(query).all()}
 
     @in_store_thread
     def count_active(self, cluster_id: str) -> int:
-        with self._read() as db:
+        with self.read_connection() as db:
             return int(db.scalar(
                 select(func.count()).where(runs.c.tenant == self.tenant, runs.c.cluster_id == cluster_id,
                                            runs.c.state.in_(ACTIVE_STATES))
@@ -433,7 +454,7 @@ class JobStore:
         # The admission loop asks every second: with nothing queued, a read answers without
         # taking the write lock or bumping the write generation (which would expire every
         # cache keyed on it, the dashboard's and the list totals', once a second).
-        with self._read() as db:
+        with self.read_connection() as db:
             if db.scalar(select(runs.c.job_id).where(runs.c.tenant == self.tenant, runs.c.state == "queued")
                          .limit(1)) is None:
                 return None

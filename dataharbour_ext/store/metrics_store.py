@@ -5,7 +5,14 @@ pool, so a slow history query never holds up job commands, and the other way rou
 is of one host: servers sharing a team PostgreSQL each chart the machine they run on.
 
 Downsampling happens in SQL: rows are grouped by `taken_at_ms / step_ms` (integer division
-on SQLite and PostgreSQL alike) and each series comes back as min, avg and max per bucket.
+on SQLite and PostgreSQL alike) and each series comes back as min, avg and max per bucket,
+placed at the bucket's middle.
+
+Known limitation: samples are kept apart by host only. Two servers on one host sharing a
+store (two JupyterLab servers of one user on the default SQLite store) both sample that host
+and both write its rows, so its history holds the two servers' samples interleaved (twice as
+many raw points, each server's kernel, session and job counts alternating) and each server
+prunes them all by its own retention.
 """
 
 from collections.abc import Mapping
@@ -60,15 +67,17 @@ class MetricsStore:
 
     @in_store_thread
     def add(self, values: Mapping) -> None:
-        """Store one sample: `values` by column name (`taken_at_ms`, the series, `cpu_count`,
-        `cpu_per_core`); the host is this store's."""
+        """Store one sample: `values` by column name (`taken_at_ms`, the series, `cpu_count`);
+        the host is this store's."""
         with self.engine.connect().execution_options(write=True) as db, db.begin():
             db.execute(insert(metric_samples).values(host=self.host, **values))
 
     @in_store_thread
     def history(self, since_ms: int, step_ms: int | None) -> HistoryColumns:
         """This host's samples taken at or after `since_ms`, oldest first: every sample when
-        `step_ms` is None, else one point per `step_ms` bucket (its start) with min/avg/max."""
+        `step_ms` is None, else one point per `step_ms` bucket with min/avg/max. A bucket's
+        point is at its middle, where a chart should draw what it sums up; the last one at
+        most at the newest sample (not in the future, nor past the data it stands for)."""
         where = (metric_samples.c.host == self.host, metric_samples.c.taken_at_ms >= since_ms)
         if step_ms is None:
             query = (select(metric_samples.c.taken_at_ms, *(metric_samples.c[name] for name in SERIES))
@@ -83,12 +92,14 @@ class MetricsStore:
             )
         bucket = (metric_samples.c.taken_at_ms // literal(step_ms)).label("bucket")
         aggregates = [aggregate(metric_samples.c[name]) for name in SERIES for _, aggregate in AGGREGATES]
-        query = select(bucket, *aggregates).where(*where).group_by(bucket).order_by(bucket)
+        query = (select(bucket, func.max(metric_samples.c.taken_at_ms), *aggregates)
+                 .where(*where).group_by(bucket).order_by(bucket))
         with self.engine.connect() as db:
             rows = db.execute(query).all()
-        history = HistoryColumns(timestamps=[row[0] * step_ms / 1000 for row in rows])
+        newest_ms = rows[-1][1] if rows else 0
+        history = HistoryColumns(timestamps=[min(row[0] * step_ms + step_ms / 2, newest_ms) / 1000 for row in rows])
         for index, name in enumerate(SERIES):
-            first = 1 + index * len(AGGREGATES)
+            first = 2 + index * len(AGGREGATES)
             lows, means, highs = ([_number(row[first + k]) for row in rows] for k in range(len(AGGREGATES)))
             # An average of equal floats can come out an ulp outside them: keep min <= avg <= max.
             means = [m if m is None else min(max(m, lo), hi) for lo, m, hi in zip(lows, means, highs, strict=True)]

@@ -38,9 +38,10 @@ jobs = Table(
     # Whose job: servers sharing one store see, run and change only their own tenant's jobs
     # (a server can only run code as its own user).
     Column("tenant", String(256), nullable=False),
-    # Seconds from the latest run's start to its end, set when that run ends (NULL while the
-    # job is queued or active, and for a run that never started): the dashboard's mean and
-    # p95 read an index of it instead of joining every job to its run.
+    # Seconds from the latest run's start to its end, set when that run succeeds or fails (NULL
+    # while the job is queued or active, for a run that never started, and for killed and lost
+    # runs, whose end is not the program's): the dashboard's mean and p95 read an index of it
+    # instead of joining every job to its run.
     Column("duration", Float),
 )
 # A page of one tenant's jobs in the order asked for is an index range scan, whatever the
@@ -108,7 +109,6 @@ metric_samples = Table(
     Column("taken_at_ms", BigInteger, nullable=False),
     Column("cpu_percent", Float, nullable=False),
     Column("cpu_count", Integer, nullable=False),
-    Column("cpu_per_core", JSON, nullable=False),
     Column("load_1", Float, nullable=False),
     Column("load_5", Float, nullable=False),
     Column("load_15", Float, nullable=False),
@@ -133,5 +133,5 @@ metric_samples = Table(
     Column("jobs_running", Integer, nullable=False),
     Column("jobs_queued", Integer, nullable=False),
 )
+# Every query (history, prune, count) is of one host's samples in a time range.
 Index("ix_metric_samples_host_taken", metric_samples.c.host, metric_samples.c.taken_at_ms)
-Index("ix_metric_samples_taken", metric_samples.c.taken_at_ms)

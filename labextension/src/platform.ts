@@ -166,6 +166,9 @@ export class PlatformModel {
     } else if (message.type === 'service_update') {
       this._services = applyServiceStatus(this._services, message.data as IServiceStatus);
       this._changed.emit();
+    } else if (message.type === 'service_removed') {
+      this._services = this._services.filter(service => service.name !== message.data.name);
+      this._changed.emit();
     } else if (message.type === 'job_update' || message.type === 'job_deleted') {
       this._scheduleDashboard(); // a state changed: the counts did
     } else if (message.type === 'error' && MONITORING_TOPICS.has(message.data.topic)) {

@@ -9,7 +9,7 @@ import asyncio
 import httpx
 
 from .check import Finding, HealthCheck, Unhealthy, describe_error
-from .http_client import new_http_client
+from .http_client import LazyHttpClient
 from .settings import AirflowSettings
 
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -23,7 +23,11 @@ class AirflowCheck(HealthCheck):
     def __init__(self, settings: AirflowSettings | None, name: str = "airflow"):
         super().__init__(name, secrets=settings.secrets() if settings else ())
         self.settings = settings
-        self._client: httpx.AsyncClient | None = None
+        self._client: LazyHttpClient | None = None
+        if settings is not None:
+            auth = httpx.BasicAuth(settings.username, settings.password) \
+                if settings.username and settings.password else None
+            self._client = LazyHttpClient(base_url=settings.base_url, auth=auth)
 
     def disabled_reason(self) -> str | None:
         return None if self.settings else "not configured: AIRFLOW_BASE_URL is not set"
@@ -34,15 +38,9 @@ class AirflowCheck(HealthCheck):
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
-            self._client = None
 
     async def probe(self, timeout: float) -> Finding:
-        if self._client is None:
-            settings = self.settings
-            auth = httpx.BasicAuth(settings.username, settings.password) \
-                if settings.username and settings.password else None
-            self._client = await new_http_client(base_url=settings.base_url, auth=auth)
-        client = self._client
+        client = await self._client.get()
         health_path = AIRFLOW_3[0]
         health, version = await _health_and_version(client, *AIRFLOW_3, timeout)
         if health.status_code == 404:

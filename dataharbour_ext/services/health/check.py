@@ -4,9 +4,11 @@ and failures turned into an `unhealthy` status whose reason carries no secret.""
 import asyncio
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from ...models.services import DetailValue, ServiceKind, ServiceStatus
 from ...secrets import REDACTED, redact_text
@@ -16,6 +18,8 @@ MAX_REASON_LENGTH = 500
 # occurrences would garble messages and show where its characters occur. Client libraries
 # do not echo passwords; a password inside a URL is masked by its position whatever its length.
 MIN_MASKED_SECRET_LENGTH = 6
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,7 +42,7 @@ class Unhealthy(Exception):
 
 class HealthCheck:
     """One platform service's check. Subclasses implement `probe`; blocking SDK calls in it
-    run in a thread (`asyncio.to_thread`) so the event loop never waits on a service.
+    run on the checks' own threads (`in_thread`) so the event loop never waits on a service.
 
     `secrets` are the values this check was configured with that must never be shown
     (a password, a secret key): they are masked wherever they turn up in a status.
@@ -52,6 +56,15 @@ class HealthCheck:
         self.name = name
         self._secrets = sorted({s for s in secrets if s and len(s) >= MIN_MASKED_SECRET_LENGTH}, key=len,
                                reverse=True)
+        # The checks' own small pool (ServiceHealth gives it): never the loop's default
+        # executor, which Jupyter's own file work shares.
+        self.threads: Executor | None = None
+        self._thread: Future | None = None  # the work of this check's latest `in_thread`
+        self._thread_started = 0.0
+
+    def start(self) -> None:
+        """Begin, in the background, what the check reads only once (outside any timeout).
+        Called on the event loop before the check's first round; may be called again."""
 
     def disabled_reason(self) -> str | None:
         """Why this service is not checked here (it is not configured), or None."""
@@ -70,6 +83,23 @@ class HealthCheck:
 
     async def aclose(self) -> None:
         """Release what the check keeps between rounds (an HTTP client)."""
+
+    async def in_thread(self, function: Callable[..., T], *args) -> T:
+        """`function(*args)` on the checks' threads. A timeout cannot stop a thread: work that
+        outlives its check's timeout keeps its thread until the call returns, and until then
+        this check is not probed again (it reports why), so a hung service holds one thread,
+        not one more each round."""
+        if self.threads is None:
+            raise RuntimeError(f"the health check of {self.name} has no threads to run on")
+        previous = self._thread
+        if previous is not None and not previous.done():
+            running = time.monotonic() - self._thread_started
+            raise Unhealthy(f"the previous check has not finished after {running:.0f} s")
+        self._thread_started = time.monotonic()
+        # The thread's own future, not an asyncio wrapper: a cancelled wrapper reads as done
+        # while the thread still runs.
+        self._thread = self.threads.submit(function, *args)
+        return await asyncio.wrap_future(self._thread)
 
     async def run(self, timeout: float) -> ServiceStatus:
         """The service's status, within `timeout` seconds whatever the service does."""

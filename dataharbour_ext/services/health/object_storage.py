@@ -1,7 +1,6 @@
 """Object storage at MINIO_ENDPOINT, through the minio SDK: reachable, the credentials
 accepted, MINIO_BUCKET_NAME present (without a bucket name: the bucket list readable)."""
 
-import asyncio
 import os
 
 import certifi
@@ -27,7 +26,7 @@ class ObjectStorageCheck(HealthCheck):
         return {"endpoint": self.settings.endpoint, "secure": self.settings.secure, "bucket": self.settings.bucket}
 
     async def probe(self, timeout: float) -> Finding:
-        return await asyncio.to_thread(self._probe, timeout)
+        return await self.in_thread(self._probe, timeout)
 
     def _probe(self, timeout: float) -> Finding:
         settings = self.settings

@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ...models.services import cluster_service_name
 from ..clusters import Cluster
 from .check import Finding, HealthCheck, Unhealthy, describe_error
-from .http_client import new_http_client
+from .http_client import LazyHttpClient
 
 DEFAULT_UI_PORT = 8080
 UI_VERSION = re.compile(r'<span class="version[^"]*">\s*([^<\s]+)\s*</span>')
@@ -35,15 +36,13 @@ class StandaloneSparkCheck(HealthCheck):
     kind = "spark"
 
     def __init__(self, cluster: Cluster):
-        super().__init__(cluster.id)
+        super().__init__(cluster_service_name(cluster.id))
         self.cluster = cluster
         self._versions: dict[str, str] = {}  # a master's version, read once from its UI page
-        self._client: httpx.AsyncClient | None = None
+        self._client = LazyHttpClient(follow_redirects=True)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()
 
     def target(self) -> dict:
         return {"master_url": self.cluster.master_url}
@@ -54,9 +53,7 @@ class StandaloneSparkCheck(HealthCheck):
             raise Unhealthy(f"no master UI address in {self.cluster.master_url!r}; set SPARK_UI_URL")
         problems = []
         timed_out = False
-        if self._client is None:
-            self._client = await new_http_client(follow_redirects=True)
-        client = self._client
+        client = await self._client.get()
         for url in urls:
             try:
                 response = await client.get(f"{url}/json/", timeout=timeout)

@@ -22,7 +22,6 @@ def upgrade() -> None:
         sa.Column("taken_at_ms", sa.BigInteger, nullable=False),
         sa.Column("cpu_percent", sa.Float, nullable=False),
         sa.Column("cpu_count", sa.Integer, nullable=False),
-        sa.Column("cpu_per_core", sa.JSON, nullable=False),
         sa.Column("load_1", sa.Float, nullable=False),
         sa.Column("load_5", sa.Float, nullable=False),
         sa.Column("load_15", sa.Float, nullable=False),
@@ -47,7 +46,6 @@ def upgrade() -> None:
         sa.Column("jobs_queued", sa.Integer, nullable=False),
     )
     op.create_index("ix_metric_samples_host_taken", "metric_samples", ["host", "taken_at_ms"])
-    op.create_index("ix_metric_samples_taken", "metric_samples", ["taken_at_ms"])
 
 
 def downgrade() -> None:

@@ -2,7 +2,9 @@
 mean and p95 read an index of it instead of joining every job to its run), and runs indexed
 by tenant, state and end time (the per-day trends count index ranges).
 
-Jobs that ended before this revision get their duration from their latest run here.
+Jobs that succeeded or failed before this revision get their duration from their latest run
+here. Killed and lost runs get none: a kill cuts a run short, and a lost run's end is when a
+server noticed it was gone, so a server's downtime would count as running time.
 
 Revision ID: 0006
 Revises: 0005
@@ -16,7 +18,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-TERMINAL = "('succeeded', 'failed', 'killed', 'lost')"
+TIMED = "('succeeded', 'failed')"
 # Seconds between two timestamps of the latest run (naive UTC on both databases). SQLite keeps
 # them as 'YYYY-MM-DD HH:MM:SS.ffffff' text; its date functions round to milliseconds, so the
 # whole seconds come from strftime and the microseconds from the text.
@@ -33,8 +35,9 @@ def upgrade() -> None:
     seconds = SECONDS.get(op.get_bind().dialect.name, SECONDS["postgresql"])
     op.execute(
         f"UPDATE jobs SET duration = (SELECT {seconds} FROM runs WHERE runs.job_id = jobs.id "
-        f"AND runs.attempt = jobs.attempt AND runs.started_at IS NOT NULL AND runs.finished_at IS NOT NULL) "
-        f"WHERE jobs.state IN {TERMINAL}"
+        f"AND runs.attempt = jobs.attempt AND runs.state IN {TIMED} "
+        f"AND runs.started_at IS NOT NULL AND runs.finished_at IS NOT NULL) "
+        f"WHERE jobs.state IN {TIMED}"
     )
     op.create_index("ix_jobs_tenant_duration", "jobs", ["tenant", "duration"])
     op.create_index("ix_runs_tenant_state_finished", "runs", ["tenant", "state", "finished_at"])
