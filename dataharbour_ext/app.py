@@ -16,7 +16,10 @@ from . import __version__
 from .event_bus import connect_event_bus
 from .events import EventHub
 from .handlers.routes import handler_table
-from .runs.identity import HOSTNAME
+from .models import ClusterLimits
+from .runs.identity import HOSTNAME, host_identity
+from .services.cluster_launcher import ClusterLauncher, LauncherConfig
+from .services.cluster_updates import ClusterUpdates
 from .services.cluster_views import ClusterViews
 from .services.clusters import ClusterService
 from .services.dashboard import DashboardService
@@ -32,8 +35,10 @@ from .services.service_health import ServiceHealth
 from .services.service_logs import ServiceLogs
 from .spark.class_data import ClassDataArchive
 from .spark.log_config import SparkLogConfig
+from .spark.memory_size import parse_memory_mb
 from .spark.submit_backend import SparkSubmitBackend
 from .store import JobStore
+from .store.cluster_store import ClusterStore
 from .store.job_statistics import JobStatistics
 from .store.metrics_store import MetricsStore
 
@@ -95,6 +100,41 @@ class DataHarbourApp(ExtensionApp):
         "0.005). Store queries, log reads and view building run in threads; a shorter interval keeps "
         "the server answering while they work. 0 leaves Python's setting alone.",
     ).tag(config=True)
+
+    # ---- clusters launched or registered through the API -------------------------------
+    max_clusters = Integer(
+        4, min=0, help="Clusters a user may have besides the default one: standalone clusters launched on this "
+        "machine and external masters registered (POST /clusters/ answers 400 beyond it).",
+    ).tag(config=True)
+    max_workers = Integer(4, min=1, help="Workers of one standalone cluster at most.").tag(config=True)
+    max_cores_per_worker = Integer(
+        help="Cores one worker of a standalone cluster may offer at most; default: this machine's CPU count.",
+    ).tag(config=True)
+    max_memory_per_worker = Unicode(
+        "8g", help="Memory one worker of a standalone cluster may offer at most (512m, 2g, ...).",
+    ).tag(config=True)
+    cluster_start_timeout = Float(
+        120.0, help="Seconds a standalone cluster has to come up (its master ALIVE and every worker registered) "
+        "before it is `failed` and stopped.",
+    ).tag(config=True)
+
+    @default("max_cores_per_worker")
+    def _default_max_cores(self) -> int:
+        return os.cpu_count() or 1
+
+    @validate("max_memory_per_worker")
+    def _check_max_memory(self, proposal) -> str:
+        try:
+            parse_memory_mb(proposal["value"])
+        except ValueError as error:
+            raise TraitError(f"max_memory_per_worker: {error}") from None
+        return proposal["value"]
+
+    @validate("cluster_start_timeout")
+    def _check_start_timeout(self, proposal) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError("cluster_start_timeout: more than 0 seconds")
+        return proposal["value"]
 
     # ---- jobs -------------------------------------------------------------------------
     max_concurrent_jobs = Integer(4, help="Runs per cluster at once; further submissions queue.").tag(config=True)
@@ -265,7 +305,7 @@ class DataHarbourApp(ExtensionApp):
         self.settings["dataharbour"] = {
             "app": self, "events": self.hub, "clusters": self.clusters,
             **self._build_jobs(), **self._build_metrics(), **self._build_platform_services(),
-            **self._build_dashboard(),
+            **self._build_dashboard(), **self._build_clusters(),
         }
         self.settings["dataharbour"]["monitoring_overview"] = MonitoringOverviewService(
             self.metrics, self.service_health, self.settings["dataharbour"]["dashboard"].statistics
@@ -304,8 +344,7 @@ class DataHarbourApp(ExtensionApp):
             self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends
         )
         self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
-        return {"jobs": self.jobs, "stream": self.stream,
-                "cluster_views": ClusterViews(self.clusters, self.store, self.jobs.config)}
+        return {"jobs": self.jobs, "stream": self.stream}
 
     def _build_metrics(self) -> dict:
         self.metrics_store = MetricsStore(self.store, HOSTNAME)
@@ -328,7 +367,7 @@ class DataHarbourApp(ExtensionApp):
             timeout=self.service_check_timeout, cache_seconds=self.service_check_cache_seconds,
             interval=self.service_check_interval,
         )
-        logs = ServiceLogs(self.service_health)
+        self.service_logs = logs = ServiceLogs(self.service_health)
         logs.register("jupyter", self.server_logs)
         return {"service_health": self.service_health, "service_logs": logs}
 
@@ -340,11 +379,32 @@ class DataHarbourApp(ExtensionApp):
                                      self.clusters, self.notebook_counter)
         return {"dashboard": dashboard}
 
+    def _build_clusters(self) -> dict:
+        limits = ClusterLimits(max_clusters=self.max_clusters, max_workers=self.max_workers,
+                               max_cores_per_worker=self.max_cores_per_worker,
+                               max_memory_per_worker=self.max_memory_per_worker)
+        self.cluster_views = ClusterViews(self.clusters, self.store, self.jobs.config, limits=limits)
+        self.cluster_updates = ClusterUpdates(self.hub, self.clusters, self.cluster_views)
+        config = LauncherConfig(
+            state_dir=self.state_dir, local_ip=self.spark_local_ip, start_timeout=self.cluster_start_timeout,
+            stop_grace_seconds=self.kill_grace_seconds, niceness=self.run_niceness, max_clusters=self.max_clusters,
+            max_workers=self.max_workers, max_cores_per_worker=self.max_cores_per_worker,
+            max_memory_per_worker=self.max_memory_per_worker,
+        )
+        self.cluster_launcher = ClusterLauncher(
+            self.clusters, self.cluster_views, self.cluster_updates, ClusterStore(self.store, host_identity()),
+            self.store, self.jobs, self.service_logs, self.class_data, config,
+        )
+        return {"cluster_views": self.cluster_views, "cluster_launcher": self.cluster_launcher}
+
     def initialize_handlers(self) -> None:
         self.handlers.extend(handler_table())
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         self.stream.start()
+        self.cluster_updates.start()
+        # Clusters first: runs queued for a launched cluster must find it when they are admitted.
+        await self.cluster_launcher.start()
         await self.jobs.start()
         self.metrics.start()
         self.service_health.start()
@@ -366,6 +426,10 @@ class DataHarbourApp(ExtensionApp):
         await self.metrics.stop()
         await self.service_health.stop()
         await self.jobs.stop()
+        # Launched clusters keep running, like runs; the next start re-attaches to them.
+        await self.cluster_launcher.stop()
+        await self.cluster_updates.stop()
+        await self.cluster_views.aclose()
         self.class_data.stop()
         self.notebook_counter.stop()
         # Closing waits for the stores' threads and connections: not on the event loop.

@@ -70,6 +70,11 @@ def _responses(op, error_model) -> dict:
     if op.status != 204:  # No Content has no body
         success["content"] = {op.content_type: {"schema": ref}}
     responses = {str(op.status): success}
+    for code, when in op.other_statuses:
+        other = {"description": f"{HTTPStatus(code).phrase}: {when}"}
+        if code != 204:
+            other["content"] = success["content"]
+        responses[str(code)] = other
     if op.error_content_type == "application/json":
         error_schema = {"$ref": REF.format(model=error_model.__name__)}
     else:

@@ -176,7 +176,8 @@ def _empty_postgres(url: str) -> str:
 
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS runs, jobs, admission, metric_samples, alembic_version CASCADE"))
+        connection.execute(text("DROP TABLE IF EXISTS runs, jobs, admission, metric_samples, clusters, alembic_version "
+                                "CASCADE"))
     engine.dispose()
     return url
 

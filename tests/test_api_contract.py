@@ -52,13 +52,14 @@ def test_error_content_types_match_what_is_sent(document):
                 if int(status) < 400:
                     continue
                 (content_type,) = response["content"]
-                expected = "text/plain" if "spark-ui/proxy" in path else "application/json"
+                expected = "text/plain" if path.endswith("/proxy/{path}") else "application/json"
                 assert content_type == expected, (path, method, status)
 
 
 def test_every_operation_documents_403_with_its_action(document):
     execute = {("/api/v1/jobs/", "post"), ("/api/v1/jobs/{job_id}/kill", "post"),
-               ("/api/v1/jobs/{job_id}/restart", "post"), ("/api/v1/jobs/{job_id}", "delete")}
+               ("/api/v1/jobs/{job_id}/restart", "post"), ("/api/v1/jobs/{job_id}", "delete"),
+               ("/api/v1/clusters/", "post"), ("/api/v1/clusters/{cluster_id}", "delete")}
     for path, item in document["paths"].items():
         for method, operation in item.items():
             description = operation["responses"]["403"]["description"]

@@ -259,3 +259,49 @@ def test_platform_panel_shows_live_metrics_service_health_and_job_statistics(pla
 def page_on_platform_lab(platform_lab):
     with _browser_on(platform_lab) as page:
         yield page
+
+
+def test_clusters_panel_launches_a_cluster_runs_a_job_on_it_and_deletes_it(lab, page):
+    _open_sidebar(page)
+    page.click(".dh-TabBar .lm-TabBar-tab:has-text('Clusters')")
+    panel = page.locator("#dataharbour-clusters")
+    expect(panel.locator(".dh-Cluster[data-cluster-id='spark-cluster-default']")).to_be_visible(timeout=30_000)
+
+    panel.locator(".dh-NewCluster").click()
+    panel.locator(".dh-ClusterForm input").first.fill("ui cluster")  # 1 worker, 1 core, 1g: the form's defaults
+    expect(panel.locator(".dh-ClusterForm")).to_contain_text("Workers (≤ 4)")  # the server's limits
+    _shot(page, "11-cluster-form.png")
+    panel.locator(".dh-ClusterForm button[type=submit]").click()
+    card = panel.locator(".dh-Cluster", has_text="ui cluster")
+    expect(card.locator(".dh-ClusterState")).to_have_text("running", timeout=180_000)
+    expect(card.locator(".dh-Workers li")).to_have_count(1)
+    cluster_id = card.get_attribute("data-cluster-id")
+    _shot(page, "12-clusters.png")
+
+    # Its master UI, proxied, in a JupyterLab tab.
+    card.locator("button:has-text('Master UI')").click()
+    master_tab = page.locator(".jp-MainAreaWidget").filter(has=page.locator("iframe")).last
+    expect(page.locator(".lm-TabBar-tab", has_text="Spark master: ui cluster")).to_be_visible(timeout=30_000)
+    expect(master_tab.frame_locator("iframe").locator("body")).to_contain_text("Spark Master at spark://",
+                                                                              timeout=30_000)
+    _shot(page, "13-master-ui.png")
+
+    # The submit form's picker has it, live: run a job there.
+    page.click(".dh-TabBar .lm-TabBar-tab:has-text('Jobs')")
+    page.click(".dh-NewJob")
+    page.fill(".dh-Form input", "on ui cluster")
+    page.select_option(".dh-Form select", value=cluster_id)
+    _type_code(page, TWO_STAGES)
+    page.click(".dh-Form button[type=submit]")
+    expect(page.locator(".dh-Details .dh-State")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    expect(page.locator(".dh-Details dd").nth(1)).to_have_text(cluster_id)
+    expect(page.locator(".dh-Log-lines")).to_contain_text("pairs 5", timeout=30_000)
+
+    # Delete it, with a confirmation.
+    page.click(".dh-TabBar .lm-TabBar-tab:has-text('Clusters')")
+    card.locator(".dh-DeleteClusterButton").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("No job runs on it.")
+    dialog.locator("button:has-text('Delete')").click()
+    expect(panel.locator(f".dh-Cluster[data-cluster-id='{cluster_id}']")).to_have_count(0, timeout=60_000)
+    _shot(page, "14-cluster-deleted.png")

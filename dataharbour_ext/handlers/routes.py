@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from ..models import (
+    ClusterCreate,
+    ClusterDeleteQuery,
     ClusterInfo,
     ClusterList,
     DashboardOverview,
@@ -32,7 +34,7 @@ from ..models import (
     SparkUi,
     TrendsQuery,
 )
-from .clusters import ClusterCollectionHandler, ClusterHandler
+from .clusters import ClusterCollectionHandler, ClusterHandler, ClusterUiProxyHandler
 from .dashboard import DashboardOverviewHandler, DashboardStatsHandler, DashboardTrendsHandler
 from .jobs import (
     JobCollectionHandler,
@@ -62,6 +64,7 @@ class Operation:
     error_content_type: str = "application/json"
     action: str = "read"  # what the handler asks the authorizer for ("execute": runs or stops code)
     error_notes: tuple[tuple[int, str], ...] = ()  # (status, when else it is sent), for the document
+    other_statuses: tuple[tuple[int, str], ...] = ()  # (status, when): further success answers
 
 
 @dataclass(frozen=True)
@@ -139,13 +142,51 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "/api/v1/clusters/",
         ClusterCollectionHandler,
-        (Operation("get", "Clusters jobs can be submitted to, with their running and queued jobs",
-                   response=ClusterList),),
+        (
+            Operation("get", "Clusters jobs can be submitted to, with their state, workers and running and queued "
+                      "jobs", response=ClusterList),
+            Operation("post", "Launch a standalone cluster on this machine (202, `starting`; `running` once every "
+                      "worker has registered), or register an external master (201)", status=202,
+                      response=ClusterInfo, body=ClusterCreate, errors=(400, 413), action="execute",
+                      other_statuses=((201, "an external master, registered at once"),),
+                      error_notes=((400, "a bad field, or a limit (DataHarbourApp.max_clusters, max_workers, "
+                                         "max_cores_per_worker, max_memory_per_worker) exceeded"),)),
+        ),
     ),
     Route(
         "/api/v1/clusters/{cluster_id}",
         ClusterHandler,
-        (Operation("get", "One cluster", response=ClusterInfo, errors=(404,)),),
+        (
+            Operation("get", "One cluster", response=ClusterInfo, errors=(404,)),
+            Operation("delete", "Delete a cluster: an external one at once (204); a launched one is stopped, master "
+                      "and workers, and gone once nothing of it runs (202, `stopping`, then `cluster_deleted`)",
+                      status=202, response=ClusterInfo, query=ClusterDeleteQuery, errors=(400, 404, 409),
+                      other_statuses=((204, "an external cluster: unregistered at once"),),
+                      action="execute",
+                      error_notes=((409, "the default cluster, or jobs queued or running on it without "
+                                         "?force=true"),)),
+        ),
+    ),
+    Route(
+        "/api/v1/clusters/{cluster_id}/ui/proxy/{path}",
+        ClusterUiProxyHandler,
+        (
+            Operation(
+                "get",
+                "The master web UI of a cluster this server launched, proxied (GET only; kill links answer 403)",
+                content_type="text/html",
+                errors=(403, 404, 409, 410, 502, 504),
+                error_content_type="text/plain",
+                error_notes=(
+                    (403, "the path is a kill link: kill jobs with POST /api/v1/jobs/{job_id}/kill"),
+                    (404, "no such cluster, or one this server did not launch"),
+                    (409, "the master UI is not up yet"),
+                    (410, "the cluster has failed or stopped"),
+                    (502, "the master UI could not be reached"),
+                    (504, "the master UI did not answer in time"),
+                ),
+            ),
+        ),
     ),
     Route(
         "/api/v1/monitoring/metrics",

@@ -48,22 +48,14 @@ def plain_error_body(status: int, reason: str | None, message: str) -> str:
     return f"{status} {reason}: {message}\n"
 
 
-class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandler):
-    auth_resource = AUTH_RESOURCE
+class UiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandler):
+    """Forwards a GET to a Spark web UI whose address the subclass got from a service."""
 
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str, path: str):
-        if is_forbidden_ui_path(path):
-            # Spark UI's kill links would stop stages or jobs behind the job service's back.
-            raise Forbidden(
-                f"the driver UI's kill links are not forwarded; to stop the job use "
-                f"POST {self.base_url}api/v1/jobs/{job_id}/kill"
-            )
-        ui = await self.settings["dataharbour"]["jobs"].live_ui(job_id)
-        prefix = spark_ui_proxy_path(self.base_url, job_id)
+    async def forward(self, ui_url: str, prefix: str, path: str, what: str) -> None:
+        """GET `path` of the UI at `ui_url`, its pages and redirects kept under `prefix`.
+        `what` names the UI in errors ("the driver UI of job X")."""
         # Tornado has decoded the path: encode it again. Jupyter's own credentials stay here.
-        target = f"{ui.url}/{quote(path, safe='/')}"
+        target = f"{ui_url}/{quote(path, safe='/')}"
         query = [
             (key, value.decode(errors="replace"))
             for key, values in self.request.query_arguments.items()
@@ -83,10 +75,10 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
             response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
         except (OSError, httpclient.HTTPClientError) as error:
             status = upstream_failure_status(error)
-            raise web.HTTPError(status, "the driver UI of job %s did not answer: %s", job_id, error) from None
+            raise web.HTTPError(status, "%s did not answer: %s", what, error) from None
         if response.code == 599:
             status = upstream_failure_status(response.error) if response.error else 502
-            raise web.HTTPError(status, "the driver UI of job %s did not answer", job_id)
+            raise web.HTTPError(status, "%s did not answer", what)
         self.set_status(response.code, response.reason)
         for header in PASSED_RESPONSE_HEADERS:
             if header in response.headers:
@@ -109,3 +101,19 @@ class SparkUiProxyHandler(DomainErrorMixin, ExtensionHandlerMixin, JupyterHandle
         # Plain text: this route serves the driver's pages, not Jupyter's templates.
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(plain_error_body(self.get_status(), self._reason, error_message(status_code, kwargs)))
+
+
+class SparkUiProxyHandler(UiProxyHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str, path: str):
+        if is_forbidden_ui_path(path):
+            # Spark UI's kill links would stop stages or jobs behind the job service's back.
+            raise Forbidden(
+                f"the driver UI's kill links are not forwarded; to stop the job use "
+                f"POST {self.base_url}api/v1/jobs/{job_id}/kill"
+            )
+        ui = await self.settings["dataharbour"]["jobs"].live_ui(job_id)
+        await self.forward(ui.url, spark_ui_proxy_path(self.base_url, job_id), path, f"the driver UI of job {job_id}")

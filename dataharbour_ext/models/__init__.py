@@ -2,8 +2,17 @@
 generated from these."""
 
 from .clusters import (  # noqa: F401
+    CLUSTER_CREATE_MODELS,
+    ClusterCreate,
+    ClusterDeleteQuery,
     ClusterInfo,
+    ClusterKindField,
+    ClusterLimits,
     ClusterList,
+    ClusterSpec,
+    ExternalClusterCreate,
+    StandaloneClusterCreate,
+    WorkerInfo,
 )
 from .dashboard import (  # noqa: F401
     DEFAULT_TREND_DAYS,

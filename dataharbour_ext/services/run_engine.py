@@ -160,7 +160,7 @@ class RunEngine:
 
     async def _admit(self) -> None:
         while True:
-            limits = {c.id: c.max_concurrent_jobs for c in self.clusters.all() if c.max_concurrent_jobs is not None}
+            limits = self.clusters.admission_limits()  # none for a cluster still starting
             run = await self.store.claim_next(self.owner, limits, self.config.max_concurrent_jobs, now=utcnow())
             if run is None:
                 return
@@ -180,6 +180,8 @@ class RunEngine:
                 raise LaunchError("the job record is gone")
             if cluster is None:
                 raise LaunchError(f"cluster {run.cluster_id!r} no longer exists")
+            if refusal := self.clusters.launch_refusal(cluster.id):
+                raise LaunchError(refusal)  # stopped or failed since the job was queued
             if backend is None:
                 raise LaunchError(f"no run backend {run.backend!r} on this server")
             await asyncio.to_thread(backend.prepare, job, run, cluster)

@@ -135,3 +135,28 @@ metric_samples = Table(
 )
 # Every query (history, prune, count) is of one host's samples in a time range.
 Index("ix_metric_samples_host_taken", metric_samples.c.host, metric_samples.c.taken_at_ms)
+
+# Clusters registered or launched beside the default one (which comes from the server's
+# config). A launched (standalone) cluster runs on one host: `host` (machine id and pid
+# namespace) keeps it to the servers there, which alone can reach and prove its processes;
+# `daemons` names each daemon's run folder and supervisor identity, for re-attaching after a
+# server restart. External clusters have no host: every server of the tenant can use them.
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(256), nullable=False, index=True),
+    Column("host", String(256)),
+    Column("name", String(1024), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("master_url", String(4096), nullable=False),
+    Column("ui_url", String(1024)),
+    Column("spec", JSON),
+    Column("conf", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("max_concurrent_jobs", Integer),
+    Column("daemons", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)

@@ -5,7 +5,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IClusterInfo, IJob, IJobList, ILogPage, errorMessage } from './model';
+import { IClusterInfo, IClusterLimits, IExternalRequest, IStandaloneRequest } from './clusters_model';
+import { IJob, IJobList, ILogPage, errorMessage } from './model';
 import { IDashboardOverview, IMetricsHistory, IServiceStatus } from './platform_model';
 
 export class ApiError extends Error {
@@ -57,8 +58,21 @@ export class DataHarbourApi {
     return this.request<ILogPage>('GET', `jobs/${encodeURIComponent(id)}/logs`, undefined, params);
   }
 
-  async clusters(): Promise<IClusterInfo[]> {
-    return (await this.request<{ clusters: IClusterInfo[] }>('GET', 'clusters/')).clusters;
+  clusterList(): Promise<{ clusters: IClusterInfo[]; limits?: IClusterLimits }> {
+    return this.request('GET', 'clusters/');
+  }
+
+  createCluster(body: IStandaloneRequest | IExternalRequest): Promise<IClusterInfo> {
+    return this.request<IClusterInfo>('POST', 'clusters/', body);
+  }
+
+  async deleteCluster(id: string, force = false): Promise<void> {
+    await this.request<void>('DELETE', `clusters/${encodeURIComponent(id)}`, undefined, force ? { force: 'true' } : {});
+  }
+
+  /** Where a cluster's master UI is proxied on this server. */
+  masterUiUrl(cluster: IClusterInfo): string | null {
+    return cluster.ui_proxy_path ? URLExt.join(this.settings.baseUrl, cluster.ui_proxy_path) : null;
   }
 
   /** The latest sample of the machine (`GET /monitoring/metrics`). */

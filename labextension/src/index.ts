@@ -17,6 +17,9 @@ import { Widget } from '@lumino/widgets';
 
 import iconSvg from '../style/icon.svg';
 import { DataHarbourApi } from './api';
+import { ClustersModel } from './clusters';
+import { IClusterInfo } from './clusters_model';
+import { ClustersPanel } from './clusters_panel';
 import { JobsModel } from './jobs';
 import { ACTIVE_STATES as ACTIVE, IJob } from './model';
 import { EditorFactory, JobsPanel } from './jobs_panel';
@@ -33,6 +36,7 @@ namespace CommandIDs {
   export const open = 'dataharbour:open';
   export const refresh = 'dataharbour:refresh';
   export const openPlatform = 'dataharbour:open-platform';
+  export const openClusters = 'dataharbour:open-clusters';
   export const runCurrent = 'dataharbour:run-current-file';
   export const runSelected = 'dataharbour:run-selected-file';
   export const newJob = 'dataharbour:new-job';
@@ -66,9 +70,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new DataHarbourApi(serverSettings);
     const stream = new LiveStream(serverSettings, `lab-${randomId()}`);
     const model = new JobsModel(api, stream);
+    const clusters = new ClustersModel(api, stream);
 
-    const openSparkUi = (job: IJob) => {
-      const id = `dataharbour-spark-ui-${job.id}`;
+    /** A proxied Spark UI (a driver's or a master's) in a JupyterLab tab; the open one comes to the front. */
+    const openUi = (id: string, url: string, label: string) => {
       const open = Array.from(app.shell.widgets('main')).find(widget => widget.id === id);
       if (open) {
         app.shell.activateById(id);
@@ -76,13 +81,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       // Same origin: the proxied UI loads its own pages and data through Jupyter's auth.
       const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-forms'] });
-      frame.url = api.sparkUiUrl(job.id);
+      frame.url = url;
       const widget = new MainAreaWidget({ content: frame });
       widget.id = id;
-      widget.title.label = `Spark UI: ${job.name}`;
+      widget.title.label = label;
       widget.title.icon = dataharbourIcon;
       widget.title.closable = true;
       app.shell.add(widget, 'main');
+    };
+    const openSparkUi = (job: IJob) =>
+      openUi(`dataharbour-spark-ui-${job.id}`, api.sparkUiUrl(job.id), `Spark UI: ${job.name}`);
+    const openMasterUi = (cluster: IClusterInfo) => {
+      const url = api.masterUiUrl(cluster);
+      if (url) {
+        openUi(`dataharbour-master-ui-${cluster.id}`, url, `Spark master: ${cluster.name}`);
+      }
     };
 
     // JupyterLab's own CodeMirror for the job's code (a plain text area without it).
@@ -107,8 +120,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const sidebar = new DataHarbourSidebar(stream);
     sidebar.title.icon = dataharbourIcon;
-    const panel = new JobsPanel({ model, stream, openSparkUi, makeEditor, settings: () => settings });
+    const panel = new JobsPanel({ model, clusters, stream, openSparkUi, makeEditor, settings: () => settings });
     sidebar.addPanel(panel, 100);
+    const clustersPanel = new ClustersPanel({ model: clusters, jobs: model, openMasterUi });
+    sidebar.addPanel(clustersPanel, 150);
     const platform = new PlatformPanel(new PlatformModel(api, stream));
     sidebar.addPanel(platform, 200);
     app.shell.add(sidebar, 'left', { rank: 800 });
@@ -185,6 +200,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         app.shell.activateById(sidebar.id);
         sidebar.showPanel(platform);
+      }
+    });
+    app.commands.addCommand(CommandIDs.openClusters, {
+      label: 'DataHarbour: Open Spark Clusters',
+      icon: dataharbourIcon,
+      execute: () => {
+        app.shell.activateById(sidebar.id);
+        sidebar.showPanel(clustersPanel);
       }
     });
     app.commands.addCommand(CommandIDs.newJob, {

@@ -4,7 +4,9 @@
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { IClusterInfo, IJob, ALL_STATES, ACTIVE_STATES, formatDuration, parseConf, visibleJobs } from './model';
+import { ClustersModel } from './clusters';
+import { acceptsJobs } from './clusters_model';
+import { IJob, ALL_STATES, ACTIVE_STATES, formatDuration, parseConf, visibleJobs } from './model';
 import { JobsModel } from './jobs';
 import { LiveStream } from './stream';
 
@@ -17,6 +19,7 @@ export type EditorFactory = (
 
 export interface IPanelOptions {
   model: JobsModel;
+  clusters: ClustersModel;
   stream: LiveStream;
   makeEditor?: EditorFactory;
   openSparkUi: (job: IJob) => void;
@@ -97,7 +100,7 @@ function Sidebar(props: ISidebarProps): JSX.Element {
 
 function SubmitForm(props: ISidebarProps): JSX.Element {
   const [open, setOpen] = React.useState(false);
-  const [clusters, setClusters] = React.useState<IClusterInfo[]>([]);
+  const clusters = useClusters(props.clusters);
   const [name, setName] = React.useState('');
   const [cluster, setCluster] = React.useState('');
   const [code, setCode] = React.useState(
@@ -115,18 +118,18 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
   }, [props.formRequests]);
 
   React.useEffect(() => {
-    if (!open) {
-      return;
+    if (open) {
+      props.clusters.start();
     }
-    props.model.api
-      .clusters()
-      .then(found => {
-        setClusters(found);
-        const preferred = props.settings().defaultCluster;
-        setCluster(current => current || (found.some(c => c.id === preferred) ? preferred : found[0]?.id || ''));
-      })
-      .catch(e => setError(`Clusters could not be loaded: ${(e as Error).message}`));
   }, [open]);
+
+  // The preferred cluster once the list is there (the settings' default, else the first).
+  React.useEffect(() => {
+    if (!cluster && clusters.length) {
+      const preferred = props.settings().defaultCluster;
+      setCluster(clusters.some(c => c.id === preferred) ? preferred : clusters[0].id);
+    }
+  }, [clusters]);
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
@@ -173,12 +176,15 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
         Cluster
         <select className="jp-mod-styled" value={cluster} onChange={e => setCluster(e.target.value)}>
           {clusters.map(c => (
-            <option key={c.id} value={c.id}>
-              {c.name} ({c.master_url})
+            <option key={c.id} value={c.id} disabled={!acceptsJobs(c)}>
+              {c.name} ({c.master_url}){c.state === 'running' ? '' : ` · ${c.state}`}
             </option>
           ))}
         </select>
       </label>
+      {props.clusters.loadError && (
+        <div className="dh-Error" role="alert">Clusters could not be loaded: {props.clusters.loadError}</div>
+      )}
       <label>
         PySpark code
         {props.makeEditor ? (
@@ -208,6 +214,19 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
       </div>
     </form>
   );
+}
+
+/** The clusters, re-rendering the component whenever they change (live over the stream). */
+function useClusters(model: ClustersModel) {
+  const [, setVersion] = React.useState(0);
+  React.useEffect(() => {
+    const bump = () => setVersion(v => v + 1);
+    model.changed.connect(bump);
+    return () => {
+      model.changed.disconnect(bump);
+    };
+  }, [model]);
+  return model.clusters;
 }
 
 function CodeEditorBox(props: { makeEditor: EditorFactory; initial: string; onChange: (s: string) => void }) {

@@ -66,17 +66,6 @@ export interface ILogPage {
   complete: boolean;
 }
 
-export interface IClusterInfo {
-  id: string;
-  name: string;
-  kind: string;
-  master_url: string;
-  state: string;
-  max_concurrent_jobs: number;
-  running_jobs: number;
-  queued_jobs: number;
-}
-
 /** A stream message: `{type, data, timestamp, seq}`. */
 export interface IStreamMessage {
   type: string;

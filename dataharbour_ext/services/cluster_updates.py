@@ -1,0 +1,71 @@
+"""Cluster changes on the live stream's `clusters` topic: `cluster_update` with the whole
+cluster as GET /clusters/{id} shows it, `cluster_deleted` with its id once it is gone.
+
+Changes are published one at a time, in the order they happened: each message is built
+when its turn comes, so it shows the cluster as it is then.
+"""
+
+import asyncio
+import logging
+
+from ..errors import NotFound
+from ..events import EventHub
+from .cluster_views import ClusterViews
+from .clusters import ClusterService
+
+log = logging.getLogger("dataharbour_ext.clusters")
+
+CLUSTERS_TOPIC = "clusters"
+
+
+class ClusterUpdates:
+    def __init__(self, hub: EventHub, clusters: ClusterService, views: ClusterViews):
+        self.hub = hub
+        self.views = views
+        self.clusters = clusters
+        self._pending: asyncio.Queue[tuple[str, str]] | None = None
+        self._task: asyncio.Task | None = None
+        clusters.on_change(self.changed)
+
+    def changed(self, cluster_id: str, *, workers: bool = False) -> None:
+        """Publish the cluster as it is (or its deletion, if it is gone) soon; `workers`: its
+        workers changed, so the master's status is read afresh for the message."""
+        if self._pending is None:
+            return  # not started: nobody can be listening yet
+        what = "deleted" if self.clusters.get(cluster_id) is None else "workers" if workers else "state"
+        self._pending.put_nowait((cluster_id, what))
+
+    def start(self) -> None:
+        self._pending = asyncio.Queue()
+        self._task = asyncio.create_task(self._publish_loop(), name="dataharbour-cluster-updates")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = self._pending = None
+
+    async def _publish_loop(self) -> None:
+        while True:
+            cluster_id, what = await self._pending.get()
+            try:
+                await self._publish(cluster_id, what)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("DataHarbour: publishing a change of cluster %s failed", cluster_id)
+
+    async def _publish(self, cluster_id: str, what: str) -> None:
+        if what == "deleted":
+            self.hub.publish("cluster_deleted", {"id": cluster_id}, (CLUSTERS_TOPIC,))
+            return
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return  # deleted meanwhile: its cluster_deleted follows
+        if what == "workers":
+            await self.views.master_status(cluster, fresh=True)
+        try:
+            view = await self.views.get(cluster_id)
+        except NotFound:
+            return
+        self.hub.publish("cluster_update", view.model_dump(mode="json"), (CLUSTERS_TOPIC,))

@@ -1,0 +1,113 @@
+"""A launched cluster outlives its server: re-attached after a restart, `stopped` when its
+daemons died while the server was down; every change is a message on the `clusters` topic."""
+
+import json
+import time
+
+import psutil
+import pytest
+import websocket
+from cluster_process import TERMINAL, call, daemon_processes, job_log, still_running, wait_cluster, wait_job
+from server_process import ServerProcess, stop_runs_under
+
+SUM_JOB = """
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()
+print("SUM", spark.sparkContext.parallelize(range(100), 4).sum(), flush=True)
+"""
+
+
+class Stream:
+    """The live stream of a server process, subscribed to `clusters`."""
+
+    def __init__(self, server: ServerProcess, client_id: str):
+        self.connection = websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}/api/v1/ws/{client_id}", timeout=240,
+            header=[f"Authorization: token {server.token}"])
+        assert self.next()["type"] == "welcome"
+        self.connection.send(json.dumps({"type": "subscribe", "topics": ["clusters"]}))
+        assert "clusters" in self.until(lambda m: m["type"] == "subscribed")["data"]["topics"]
+
+    def next(self) -> dict:
+        return json.loads(self.connection.recv())
+
+    def until(self, predicate, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.next()
+            if predicate(message):
+                return message
+        raise AssertionError("no such message")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = ServerProcess(str(tmp_path))
+    yield server
+    server.kill()
+    stop_runs_under(str(tmp_path))
+
+
+def _cluster_messages(stream: Stream, cluster_id: str, until_state: str) -> list[dict]:
+    seen = []
+    while not seen or seen[-1]["state"] != until_state:
+        message = stream.until(lambda m: m["type"] == "cluster_update" and m["data"]["id"] == cluster_id)
+        seen.append(message["data"])
+    return seen
+
+
+@pytest.mark.timeout(600)
+def test_a_cluster_outlives_a_restart_and_is_stopped_if_its_daemons_died_meanwhile(server):
+    server.start()
+    stream = Stream(server, "clusters-watcher")
+    status, cluster = call(server, "POST", "clusters/", {"name": "survivor", "kind": "standalone", "workers": 1,
+                                                         "cores_per_worker": 1, "memory_per_worker": "512m"})
+    assert status == 202, cluster
+    cluster_id = cluster["id"]
+    # A job for a cluster still starting waits queued until the cluster runs.
+    status, job = call(server, "POST", "jobs/", {"name": "early", "cluster_id": cluster_id, "code": SUM_JOB})
+    assert status == 202 and call(server, "GET", f"jobs/{job['id']}")[1]["state"] == "queued"
+    updates = _cluster_messages(stream, cluster_id, "running")
+    assert [update["state"] for update in updates] == ["starting", "running"], updates
+    assert [w["state"] for w in updates[-1]["workers"]] == ["ALIVE"] and updates[-1]["cores_total"] == 1
+    stream.close()
+    done = wait_job(server, job["id"], TERMINAL)
+    assert done["state"] == "succeeded" and "SUM 4950" in job_log(server, job["id"]), done
+
+    processes = daemon_processes(server, cluster_id)
+    server.stop()  # a clean stop leaves launched clusters running
+    supervisors = [tree[0] for tree in processes.values()]
+    assert still_running(supervisors) == supervisors
+    server.start()
+    status, again = call(server, "GET", f"clusters/{cluster_id}")
+    assert status == 200 and again["state"] == "running", again
+    assert [w["state"] for w in again["workers"]] == ["ALIVE"]
+    with open(f"{server.base}/server.log") as f:
+        assert f"DataHarbour: re-attached to cluster {cluster_id} (2 daemons)" in f.read()
+
+    server.kill()
+    everything = [p for tree in processes.values() for p in tree]
+    for process in everything:  # what an OOM killer would do, supervisors first
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass  # an executor of the finished job, gone meanwhile
+    deadline = time.monotonic() + 30
+    while still_running(everything) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.start()
+    status, stopped = call(server, "GET", f"clusters/{cluster_id}")
+    assert (stopped["state"], stopped["reason"]) == ("stopped", "its master and workers ended while the server "
+                                                                "was down"), stopped
+    assert stopped["ui_proxy_path"] is None and stopped["workers"] == []
+
+    stream = Stream(server, "clusters-watcher-2")
+    status, stopping = call(server, "DELETE", f"clusters/{cluster_id}")
+    assert status == 202 and stopping["state"] == "stopping"
+    assert stream.until(lambda m: m["type"] == "cluster_update")["data"]["state"] == "stopping"
+    assert stream.until(lambda m: m["type"] == "cluster_deleted")["data"] == {"id": cluster_id}
+    assert wait_cluster(server, cluster_id, {"gone"}, timeout=30) is None
+    stream.close()
