@@ -108,7 +108,7 @@ class DataHarbourApp(ExtensionApp):
     ).tag(config=True)
     max_workers = Integer(4, min=1, help="Workers of one standalone cluster at most.").tag(config=True)
     max_cores_per_worker = Integer(
-        help="Cores one worker of a standalone cluster may offer at most; default: this machine's CPU count.",
+        min=1, help="Cores one worker of a standalone cluster may offer at most; default: this machine's CPU count.",
     ).tag(config=True)
     max_memory_per_worker = Unicode(
         "8g", help="Memory one worker of a standalone cluster may offer at most (512m, 2g, ...).",
@@ -386,7 +386,7 @@ class DataHarbourApp(ExtensionApp):
         self.cluster_views = ClusterViews(self.clusters, self.store, self.jobs.config, limits=limits)
         self.cluster_updates = ClusterUpdates(self.hub, self.clusters, self.cluster_views)
         config = LauncherConfig(
-            state_dir=self.state_dir, local_ip=self.spark_local_ip, start_timeout=self.cluster_start_timeout,
+            state_dir=self.state_dir, start_timeout=self.cluster_start_timeout,
             stop_grace_seconds=self.kill_grace_seconds, niceness=self.run_niceness, max_clusters=self.max_clusters,
             max_workers=self.max_workers, max_cores_per_worker=self.max_cores_per_worker,
             max_memory_per_worker=self.max_memory_per_worker,

@@ -46,6 +46,11 @@ class PayloadTooLarge(DataHarbourError):
 
 
 class ServiceUnavailable(DataHarbourError):
-    """The service cannot answer yet (it is still starting)."""
+    """The service cannot answer yet (it is still starting); `retry_after`: seconds after
+    which asking again makes sense (the Retry-After header)."""
 
     status = 503
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

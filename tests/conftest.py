@@ -188,3 +188,50 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     return _empty_postgres(request.getfixturevalue("postgres_database"))
+
+
+# ---- the live stream over a real websocket ---------------------------------------------
+
+
+class WsClient:
+    """A client of the live stream (api/v1/ws) that reads messages with a deadline."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.received: list[dict] = []
+
+    async def next(self, timeout: float = 60.0) -> dict:
+        text = await asyncio.wait_for(self.connection.read_message(), timeout)
+        assert text is not None, "the server closed the stream"
+        message = json.loads(text)
+        self.received.append(message)
+        return message
+
+    async def until(self, predicate, timeout: float = 180.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self.next(max(0.1, deadline - time.monotonic()))
+            if predicate(message):
+                return message
+
+    async def send(self, message) -> None:
+        await self.connection.write_message(message if isinstance(message, str) else json.dumps(message))
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def stream(jp_ws_fetch, api):
+    """`await stream(client_id, **query)`: a connected WsClient, closed after the test."""
+    opened: list[WsClient] = []
+
+    async def connect(client_id="client-123", *parts, **params) -> WsClient:
+        path = parts or ("api", "v1", "ws")
+        client = WsClient(await jp_ws_fetch(*path, client_id, params=params))
+        opened.append(client)
+        return client
+
+    yield connect
+    for client in opened:
+        client.close()

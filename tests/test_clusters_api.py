@@ -1,9 +1,8 @@
 """The clusters API without a launched cluster: the default cluster, external masters, bad
-input, limits, a cluster that cannot start, and cluster messages on the live stream.
+input, limits, a cluster that cannot start, and races between deletes, creations and submissions.
 (A real standalone cluster is in test_clusters_standalone.py and test_clusters_restart.py.)"""
 
 import asyncio
-import json
 import os
 import socket
 import time
@@ -172,7 +171,8 @@ async def test_a_cluster_that_cannot_start_fails_with_the_reason_and_takes_no_jo
     assert cluster["spec"] == {"workers": 1, "cores_per_worker": 1, "memory_per_worker": "512m",
                                "memory_per_worker_mb": 512}
     assert cluster["conf"] == {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
-                               "spark.executor.memory": "512m"}
+                               "spark.executor.memory": "512m", "spark.authenticate": "true",
+                               "spark.authenticate.secret": "********"}
     failed = await _wait_cluster(api, cluster["id"], {"failed"})
     assert failed["reason"] == ("master ended: Java was not found: install Java 17 or later, or set JAVA_HOME "
                                 "(spark-class could not run java)")
@@ -209,70 +209,13 @@ async def test_a_taken_port_fails_the_cluster_and_nothing_of_it_is_left(api, ext
     await _wait_cluster(api, cluster["id"], {"gone"})
 
 
-# ---- the `clusters` topic of the live stream: read on dataharbour:jobs -------------------
-
-
-class NoJobsAuthorizer(Authorizer):
-    """May use the stream, may not read jobs (nor, so, clusters on the stream)."""
-
-    def is_authorized(self, handler, user, action, resource):
-        return resource != "dataharbour:jobs"
-
-
-class JobsButNotClustersAuthorizer(Authorizer):
-    """May read jobs; nothing on dataharbour:clusters itself."""
-
-    def is_authorized(self, handler, user, action, resource):
-        return resource != "dataharbour:clusters"
+# ---- permissions (the clusters topic of the live stream: tests/test_live_stream.py) -----
 
 
 def _server_config(authorizer):
     return {"ServerApp": {"jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
                           "allow_unauthenticated_access": False, "authorizer_class": authorizer},
             "DataHarbourApp": {"class_data_sharing": False, "metrics_interval": 0.0}}
-
-
-async def _ws(jp_ws_fetch, client_id):
-    connection = await jp_ws_fetch("api", "v1", "ws", client_id)
-
-    async def until(predicate, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            text = await asyncio.wait_for(connection.read_message(), max(0.1, deadline - time.monotonic()))
-            assert text is not None, "the server closed the stream"
-            message = json.loads(text)
-            if predicate(message):
-                return message
-
-    return connection, until
-
-
-@pytest.mark.parametrize("jp_server_config", [_server_config(NoJobsAuthorizer)])
-async def test_the_clusters_topic_needs_read_on_jobs(jp_ws_fetch, extension):
-    connection, until = await _ws(jp_ws_fetch, "no-jobs")
-    await connection.write_message(json.dumps({"type": "subscribe", "topics": ["clusters"]}))
-    error = await until(lambda m: m["type"] == "error")
-    assert error["data"] == {"message": "not authorized to read jobs (dataharbour:jobs)", "topic": "clusters"}
-    connection.close()
-
-
-@pytest.mark.parametrize("jp_server_config", [_server_config(JobsButNotClustersAuthorizer)])
-async def test_cluster_messages_reach_readers_of_jobs(jp_ws_fetch, jp_fetch, extension):
-    connection, until = await _ws(jp_ws_fetch, "jobs-reader")
-    await connection.write_message(json.dumps({"type": "subscribe", "topics": ["clusters"]}))
-    await until(lambda m: m["type"] == "subscribed")
-    # dataharbour:clusters is refused to this user: the cluster is made by the service itself.
-    launcher = extension.cluster_launcher
-    from dataharbour_ext.models import ExternalClusterCreate
-
-    cluster = await launcher.register_external(ExternalClusterCreate(name="seen", kind="external",
-                                                                     master_url="local[1]"))
-    update = await until(lambda m: m["type"] == "cluster_update")
-    assert update["data"] == cluster.model_dump(mode="json")
-    await launcher.delete(cluster.id)
-    deleted = await until(lambda m: m["type"] == "cluster_deleted")
-    assert deleted["data"] == {"id": cluster.id}
-    connection.close()
 
 
 class ReadOnlyAuthorizer(Authorizer):
@@ -305,5 +248,134 @@ async def test_a_cluster_that_does_not_come_up_in_time_fails_and_is_stopped(api,
     supervisors = [daemon.supervised for daemon in launched.daemons.values() if daemon.supervised]
     assert {daemon.name for daemon in launched.daemons.values()} == {"master", "worker-1"}
     assert supervisors and not [s for s in supervisors if s.alive()], "the master and the held worker are gone"
+    assert (await api.call("DELETE", f"clusters/{cluster['id']}"))[0] == 202
+    await _wait_cluster(api, cluster["id"], {"gone"})
+
+
+# ---- races: deletes, creations and submissions at the same time ---------------------------
+
+
+async def test_two_deletes_at_once_remove_the_cluster_once(api, extension, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent/java")  # fails at once: nothing to wait for
+    launcher = extension.cluster_launcher
+    removals = []
+    remove = launcher._remove
+
+    async def counted(launched):
+        removals.append(launched.id)
+        await remove(launched)
+
+    monkeypatch.setattr(launcher, "_remove", counted)
+    status, cluster = await api.call("POST", "clusters/", {"name": "twice", "kind": "standalone", "workers": 1,
+                                                           "cores_per_worker": 1, "memory_per_worker": "512m"})
+    assert status == 202, cluster
+    await _wait_cluster(api, cluster["id"], {"failed"})
+    answers = await asyncio.gather(*(api.call("DELETE", f"clusters/{cluster['id']}") for _ in range(2)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses in ([202, 202], [202, 404], [202, 409]), answers
+    assert all(body["state"] == "stopping" for status, body in answers if status == 202), answers
+    assert await _wait_cluster(api, cluster["id"], {"gone"}) is None
+    assert removals == [cluster["id"]]
+
+
+async def test_a_job_submitted_while_a_forced_delete_kills_jobs_is_refused(api, extension, monkeypatch):
+    status, local = await api.call("POST", "clusters/", {"name": "busy", "kind": "external",
+                                                         "master_url": "local[1]"})
+    assert status == 201, local
+    job = await api.submit(name="holds it", cluster_id=local["id"], code=GATED.format(gate="never.go"))
+    await api.wait(job["id"], states=("starting", "running"))
+    jobs = extension.cluster_launcher.jobs
+    kill = jobs.kill
+    refused = []
+
+    async def kill_and_submit(job_id):
+        refused.append(await api.call("POST", "jobs/", {"name": "late", "code": "print(1)\n",
+                                                        "cluster_id": local["id"]}))
+        return await kill(job_id)
+
+    monkeypatch.setattr(jobs, "kill", kill_and_submit)
+    status, error = await api.call("DELETE", f"clusters/{local['id']}")
+    assert status == 409 and error["message"].startswith(f"cluster {local['id']} has 1 job(s) queued or running: "
+                                                         f"'holds it' ({job['id']}, "), error
+    assert refused == [], "a refused delete kills nothing"
+    late = await api.submit(name="accepted again", cluster_id=local["id"], code=GATED.format(gate="never.go"))
+    assert (await api.call("DELETE", f"clusters/{local['id']}", params={"force": "true"})) == (204, None)
+    assert [(status, body["message"]) for status, body in refused] == \
+        [(409, f"cluster {local['id']} is being deleted; it takes no jobs")] * len(refused) and refused
+    for killed in (job, late):
+        assert (await api.wait(killed["id"]))["state"] == "killed"
+
+
+@pytest.mark.parametrize("dataharbour_config", [{"max_clusters": 1}])
+async def test_concurrent_creations_stay_within_max_clusters(api):
+    bodies = [{"name": f"racer {n}", "kind": "external", "master_url": f"spark://127.0.0.1:{_closed_port()}"}
+              for n in range(3)]
+    answers = await asyncio.gather(*(api.call("POST", "clusters/", body) for body in bodies))
+    assert sorted(status for status, _ in answers) == [201, 400, 400], answers
+    _, listing = await api.call("GET", "clusters/")
+    assert len(listing["clusters"]) == 2
+
+
+async def test_a_cluster_deleted_while_its_master_is_being_launched_leaves_nothing(api, extension, monkeypatch):
+    import threading
+
+    from dataharbour_ext.runs import process
+
+    entered, go, launched = threading.Event(), threading.Event(), []
+    launch = process.launch
+
+    def gated_launch(run_dir, **options):
+        entered.set()
+        go.wait(60)
+        supervised = launch(run_dir, **options)
+        launched.append(supervised)
+        return supervised
+
+    monkeypatch.setattr(process, "launch", gated_launch)
+    status, cluster = await api.call("POST", "clusters/", {"name": "short-lived", "kind": "standalone",
+                                                           "workers": 1, "cores_per_worker": 1,
+                                                           "memory_per_worker": "512m"})
+    assert status == 202, cluster
+    try:
+        assert await asyncio.to_thread(entered.wait, 60), "the master's supervisor was never launched"
+        ui = await api.fetch("api", "v1", f"clusters/{cluster['id']}/ui/proxy/", raise_error=False)
+        assert (ui.code, ui.headers.get("Retry-After")) == (503, "2"), ui.body
+        assert ui.body.decode().endswith(f"cluster {cluster['id']} is starting: its master UI is not listening "
+                                         f"yet\n"), ui.body
+        status, stopping = await api.call("DELETE", f"clusters/{cluster['id']}")
+        assert status == 202 and stopping["state"] == "stopping", stopping
+    finally:
+        go.set()
+    assert await _wait_cluster(api, cluster["id"], {"gone"}) is None
+    assert len(launched) == 1, "no worker was launched after the delete"
+    supervised = launched[0]
+    assert not supervised.identity.matches() and supervised.popen.poll() is not None, "ended and reaped"
+    assert not (extension.cluster_launcher.config.clusters_dir / cluster["id"]).exists()
+
+
+async def test_a_server_stopping_while_a_cluster_fails_leaves_the_failure_to_the_next_start(
+        api, extension, monkeypatch):
+    from dataharbour_ext.services.standalone_daemons import DaemonGroup
+
+    launcher = extension.cluster_launcher
+    stopping, stop = asyncio.Event(), DaemonGroup.stop
+
+    async def interrupted_stop(self, grace_seconds):
+        stopping.set()
+        await asyncio.Event().wait()  # until the server's stop cancels it
+
+    monkeypatch.setattr(DaemonGroup, "stop", interrupted_stop)
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent/java")
+    status, cluster = await api.call("POST", "clusters/", {"name": "failing", "kind": "standalone", "workers": 1,
+                                                           "cores_per_worker": 1, "memory_per_worker": "512m"})
+    assert status == 202, cluster
+    await asyncio.wait_for(stopping.wait(), 60)
+    await launcher.stop()
+    (record,) = [r for r in await launcher.store.all() if r.id == cluster["id"]]
+    assert record.state in ("starting", "running") and record.failure.startswith("master ended: Java was not found")
+    monkeypatch.setattr(DaemonGroup, "stop", stop)
+    await launcher.start()  # as the next server start does
+    failed = await _wait_cluster(api, cluster["id"], {"failed"})
+    assert failed["reason"] == record.failure
     assert (await api.call("DELETE", f"clusters/{cluster['id']}"))[0] == 202
     await _wait_cluster(api, cluster["id"], {"gone"})

@@ -107,7 +107,10 @@ def test_a_cluster_outlives_a_restart_and_is_stopped_if_its_daemons_died_meanwhi
     stream = Stream(server, "clusters-watcher-2")
     status, stopping = call(server, "DELETE", f"clusters/{cluster_id}")
     assert status == 202 and stopping["state"] == "stopping"
-    assert stream.until(lambda m: m["type"] == "cluster_update")["data"]["state"] == "stopping"
+    # The default cluster may have an update of its own meanwhile, and the `stopped` this
+    # start-up found may still be on its way: wait for `stopping` itself.
+    stream.until(lambda m: m["type"] == "cluster_update" and m["data"]["id"] == cluster_id
+                 and m["data"]["state"] == "stopping")
     assert stream.until(lambda m: m["type"] == "cluster_deleted")["data"] == {"id": cluster_id}
     assert wait_cluster(server, cluster_id, {"gone"}, timeout=30) is None
     stream.close()

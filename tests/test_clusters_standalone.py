@@ -5,8 +5,11 @@ master UI is proxied, its master can be registered as an external cluster, and d
 
 import json
 import os
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 from cluster_process import (
     TERMINAL,
@@ -20,6 +23,8 @@ from cluster_process import (
     wait_job,
 )
 from server_process import ServerProcess, stop_runs_under
+
+from dataharbour_ext.spark.installation import spark_home, spark_submit
 
 SPEC = {"workers": 2, "cores_per_worker": 1, "memory_per_worker": "1gb"}
 # Waits until both executors have registered, runs 8 tasks that say which executor they ran
@@ -46,6 +51,7 @@ from pyspark.sql import SparkSession
 spark = SparkSession.builder.getOrCreate()
 print("SUM", spark.sparkContext.parallelize(range(100), 4).sum(), flush=True)
 """
+REGISTERING_JOB = "from pyspark.sql import SparkSession\nSparkSession.builder.getOrCreate()\nprint('REGISTERED')\n"
 HELD_JOB = "import time\nfrom pyspark.sql import SparkSession\nSparkSession.builder.getOrCreate()\ntime.sleep(600)\n"
 
 
@@ -106,6 +112,66 @@ def test_a_launched_cluster_runs_with_the_workers_asked_for(server, cluster):
     assert not any(" INFO " in line and "Utils:" in line for line in logs["lines"]), "Spark's own INFO stays out"
 
 
+def _secret(server, cluster_id: str, daemon: str = "master") -> str:
+    """The cluster's secret, from a daemon's properties file (which must be owner-only)."""
+    path = os.path.join(cluster_dir(server, cluster_id), daemon, "daemon.properties")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with open(path, encoding="utf-8") as f:
+        properties = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    assert properties["spark.authenticate"] == "true"
+    return properties["spark.authenticate.secret"]
+
+
+def _command_lines_with(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain `text`."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command_line = " ".join(process.info["cmdline"] or ())
+        if text in command_line:
+            found.append(command_line)
+    return found
+
+
+def test_only_holders_of_the_clusters_secret_can_use_its_master(server, cluster, tmp_path):
+    cluster_id = cluster["id"]
+    secret = _secret(server, cluster_id)
+    assert len(secret) >= 32
+    assert all(_secret(server, cluster_id, worker) == secret for worker in ("worker-1", "worker-2"))
+    # Shown masked, never in a command line (the daemons read it from their properties file).
+    _, shown = call(server, "GET", f"clusters/{cluster_id}")
+    assert shown["conf"]["spark.authenticate"] == "true" and shown["conf"]["spark.authenticate.secret"] == "********"
+    assert secret not in json.dumps(call(server, "GET", "clusters/")[1])
+    assert not _command_lines_with(secret)
+    for tree in daemon_processes(server, cluster_id).values():
+        assert any("--properties-file" in process.cmdline() for process in tree[1:]), "the JVM reads the file"
+
+    # An application without the secret is refused by the master: its driver never registers.
+    script = tmp_path / "register.py"
+    script.write_text(REGISTERING_JOB)
+    driver = subprocess.Popen([spark_submit(), "--master", cluster["master_url"], "--conf", "spark.authenticate=false",
+                               str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable,
+                                   "SPARK_LOCAL_IP": "127.0.0.1"}, start_new_session=True)
+    try:
+        output = []
+        deadline = time.monotonic() + 90
+        for line in driver.stdout:  # the driver tries for a minute; its first failure is enough
+            output.append(line)
+            if "Failed to connect to master" in line or "REGISTERED" in line or time.monotonic() > deadline:
+                break
+        assert any("Failed to connect to master" in line for line in output), "".join(output[-30:])
+        assert not any("REGISTERED" in line for line in output)
+        _, master = call(server, "GET", f"clusters/{cluster_id}/ui/proxy/json/")
+        assert json.loads(master)["activeapps"] == []
+    finally:
+        for process in [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(recursive=True)]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        driver.wait(timeout=30)
+
+
 def test_a_job_runs_its_tasks_on_both_workers(server, cluster):
     status, job = call(server, "POST", "jobs/", {"name": "executors", "cluster_id": cluster["id"],
                                                  "code": EXECUTORS_JOB.format(gate="executors.go")})
@@ -113,6 +179,8 @@ def test_a_job_runs_its_tasks_on_both_workers(server, cluster):
     line = wait_for_line(server, job["id"], "EXECUTORS ")
     seen = line.split(" ", 1)[1].split(",")
     assert len(seen) == 2, line  # tasks ran in two executors
+    # The driver and executors had the cluster's secret, and no command line shows it.
+    assert not _command_lines_with(_secret(server, cluster["id"]))
     job = wait_job(server, job["id"], {"running"})
     # The application's own REST API, through the driver UI proxy: one executor per worker.
     status, executors = call(server, "GET", f"jobs/{job['id']}/spark-ui/proxy/api/v1/applications/"
@@ -144,7 +212,10 @@ def test_the_master_ui_is_proxied_without_its_kill_links(server, cluster):
 def test_the_running_master_registered_as_an_external_cluster_runs_jobs(server, cluster):
     status, external = call(server, "POST", "clusters/", {"name": "the same master", "kind": "external",
                                                           "master_url": cluster["master_url"],
-                                                          "ui_url": cluster["ui_url"]})
+                                                          "ui_url": cluster["ui_url"],
+                                                          "conf": {"spark.authenticate": "true",
+                                                                   "spark.authenticate.secret":
+                                                                       _secret(server, cluster["id"])}})
     assert status == 201, external
     assert (external["kind"], external["state"], external["reason"]) == ("external", "running", None)
     assert len([w for w in external["workers"] if w["state"] == "ALIVE"]) == 2

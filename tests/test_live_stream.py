@@ -11,6 +11,7 @@ import time
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from conftest import WsClient as Client
 from jupyter_server.auth import Authorizer
 
 from dataharbour_ext.event_bus import JOB_STATE_SCHEMA_ID
@@ -29,49 +30,6 @@ LOG_JOB = (
     "        sys.stdout.flush(); time.sleep(0.3)\n"
     "print('héllo ünïcode done')\n"
 )
-
-
-class Client:
-    """A websocket client that reads messages with a deadline."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.received: list[dict] = []
-
-    async def next(self, timeout: float = 60.0) -> dict:
-        text = await asyncio.wait_for(self.connection.read_message(), timeout)
-        assert text is not None, "the server closed the stream"
-        message = json.loads(text)
-        self.received.append(message)
-        return message
-
-    async def until(self, predicate, timeout: float = 180.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            message = await self.next(max(0.1, deadline - time.monotonic()))
-            if predicate(message):
-                return message
-
-    async def send(self, message) -> None:
-        await self.connection.write_message(message if isinstance(message, str) else json.dumps(message))
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-@pytest.fixture
-def stream(jp_ws_fetch, api):
-    opened: list[Client] = []
-
-    async def connect(client_id="client-123", *parts, **params) -> Client:
-        path = parts or ("api", "v1", "ws")
-        client = Client(await jp_ws_fetch(*path, client_id, params=params))
-        opened.append(client)
-        return client
-
-    yield connect
-    for client in opened:
-        client.close()
 
 
 def _seqs(messages):
@@ -243,6 +201,45 @@ async def test_monitoring_topics_need_permission_to_read_monitoring(stream, exte
         error = await ws.until(lambda m: m["type"] == "error")
         assert error["data"] == {"message": f"{topic}: not authorized to read monitoring (dataharbour:monitoring)",
                                  "topic": topic}
+
+
+class NoClustersAuthorizer(Authorizer):
+    """May use the stream and read jobs, may not read clusters."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return resource != "dataharbour:clusters"
+
+
+@pytest.mark.parametrize("jp_server_config", [{
+    "ServerApp": {"jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+                  "allow_unauthenticated_access": False, "authorizer_class": NoClustersAuthorizer},
+}])
+async def test_the_clusters_topic_needs_permission_to_read_clusters(stream, extension):
+    ws = await stream("no-clusters")
+    assert (await ws.next())["data"]["topics"] == ["jobs", "metrics"]
+    await ws.send({"type": "subscribe", "topics": ["clusters"]})
+    error = await ws.until(lambda m: m["type"] == "error")
+    assert error["data"] == {"message": "not authorized to read clusters (dataharbour:clusters)", "topic": "clusters"}
+
+
+@pytest.mark.parametrize("jp_server_config", [{
+    "ServerApp": {"jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+                  "allow_unauthenticated_access": False, "authorizer_class": NoJobsAuthorizer},
+}])
+async def test_readers_of_clusters_get_cluster_messages_without_reading_jobs(stream, extension):
+    from dataharbour_ext.models import ExternalClusterCreate
+
+    ws = await stream("clusters-only")
+    await ws.next()
+    await ws.send({"type": "subscribe", "topics": ["clusters"]})
+    await ws.until(lambda m: m["type"] == "subscribed")
+    launcher = extension.cluster_launcher
+    cluster = await launcher.register_external(ExternalClusterCreate(name="seen", kind="external",
+                                                                     master_url="local[1]"))
+    update = await ws.until(lambda m: m["type"] == "cluster_update")
+    assert update["data"] == cluster.model_dump(mode="json")
+    await launcher.delete(cluster.id)
+    assert (await ws.until(lambda m: m["type"] == "cluster_deleted"))["data"] == {"id": cluster.id}
 
 
 class LimitedByQueryAuthorizer(Authorizer):
@@ -424,3 +421,31 @@ async def test_job_state_changes_reach_jupyters_event_bus(jp_ws_fetch, api):
         assert seen[0] == "queued" and seen[-1] == "succeeded" and len(seen) == len(set(seen))
     finally:
         events.close()
+
+
+async def test_quick_cluster_changes_are_each_published_as_they_were(stream, extension):
+    """Each cluster_update shows the state the cluster had when it changed, even when the
+    next change (or its removal) came before the message was built."""
+    from dataharbour_ext.services.clusters import Cluster
+
+    ws = await stream("cluster-changes")
+    await ws.next()
+    await ws.send({"type": "subscribe", "topics": ["clusters"]})
+    await ws.until(lambda m: m["type"] == "subscribed")
+    clusters = extension.cluster_launcher.clusters
+    cluster = Cluster("standalone-quick", "quick", "spark://127.0.0.1:1", kind="standalone",
+                      conf={"spark.authenticate": "true", "spark.authenticate.secret": "the-clusters-own-secret"})
+    # All at once, as the launcher may: no message is built before the last change.
+    clusters.add(cluster, "starting")
+    clusters.set_state(cluster.id, "failed", "the master ended: it exited with code 1")
+    clusters.set_state(cluster.id, "stopping")
+    clusters.remove(cluster.id)
+    told = []
+    while not told or told[-1][0] != "cluster_deleted":
+        message = await ws.until(lambda m: m["type"] in ("cluster_update", "cluster_deleted"))
+        told.append((message["type"], message["data"].get("state"), message["data"].get("reason")))
+        assert "the-clusters-own-secret" not in json.dumps(message)
+    assert told == [("cluster_update", "starting", None),
+                    ("cluster_update", "failed", "the master ended: it exited with code 1"),
+                    ("cluster_update", "stopping", None),
+                    ("cluster_deleted", None, None)]

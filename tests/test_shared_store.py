@@ -72,3 +72,32 @@ def test_a_kill_through_the_other_server_stops_the_run(servers):
     killed = b.request("POST", f"/api/v1/jobs/{job['id']}/kill")
     assert killed["state"] == "killed"
     assert a.request("GET", f"/api/v1/jobs/{job['id']}")["state"] == "killed"
+
+
+async def test_a_server_claims_only_runs_on_clusters_it_knows(store_url):
+    """A run on a cluster this server does not know (another host's launched cluster, an
+    external one registered after it started) stays queued for a server that knows it."""
+    from datetime import datetime, timedelta
+
+    from dataharbour_ext.store import JobRecord, JobStore, Owner, RunRecord
+
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+    store = JobStore(store_url)
+    try:
+        for i, cluster in enumerate(("elsewhere", "here")):
+            at = t0 + timedelta(seconds=i)
+            await store.add_job(
+                JobRecord(id=cluster, name=cluster, cluster_id=cluster, state="queued", file=None, args=[], conf={},
+                          env={}, attempt=1, created_at=at, updated_at=at, code="print(1)\n"),
+                RunRecord(job_id=cluster, attempt=1, cluster_id=cluster, state="queued", run_dir=f"/runs/{cluster}",
+                          queued_at=at))
+        this_server = Owner(host="a", boot_id="boot", instance="a", pid=1, start_ticks=1)
+        other_server = Owner(host="b", boot_id="boot", instance="b", pid=2, start_ticks=2)
+        claimed = await store.claim_next(this_server, {}, 4, now=t0, clusters=["here", "spark-cluster-default"])
+        assert claimed.job_id == "here"  # the older run on the unknown cluster is passed over ...
+        assert await store.claim_next(this_server, {}, 4, now=t0, clusters=["here"]) is None
+        assert (await store.get_run("elsewhere", 1)).state == "queued"  # ... and left queued
+        taken = await store.claim_next(other_server, {}, 4, now=t0, clusters=["elsewhere"])
+        assert taken.job_id == "elsewhere" and taken.owner == other_server
+    finally:
+        store.close()

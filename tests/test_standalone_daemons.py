@@ -1,6 +1,7 @@
 """Reading standalone daemons without running them: why one failed, their logs merged, the
 master's status."""
 
+import json
 import os
 import time
 
@@ -67,3 +68,108 @@ def test_a_masters_status_and_what_is_not_one():
     assert (status.cores, status.cores_used, status.memory_mb) == (2, 1, 2048)
     with pytest.raises(NotAMaster):
         parse_master_status({"spark": "a driver's page"})
+
+
+async def test_a_ui_urls_password_is_in_no_probe_reason_view_or_health_message():
+    from dataharbour_ext.services.cluster_views import ClusterViews
+    from dataharbour_ext.services.clusters import Cluster, ClusterService
+    from dataharbour_ext.services.health.check import Unhealthy
+    from dataharbour_ext.services.health.spark_standalone import StandaloneSparkCheck
+    from dataharbour_ext.spark.master_probe import probe_master
+    from dataharbour_ext.spark.standalone import free_port
+
+    ui_url = f"http://admin:hunter2@127.0.0.1:{free_port()}"  # nothing listens there
+
+    async def no_status(url):
+        return None
+
+    state, reason = await probe_master("spark://127.0.0.1:7077", ui_url, no_status, 1.0)
+    assert state == "unknown" and "hunter2" not in reason and "admin:********@127.0.0.1" in reason
+
+    class Counts:  # the job store's part the view reads
+        async def run_counts(self, states):
+            return {}
+
+    class Config:
+        max_concurrent_jobs = 4
+
+    clusters = ClusterService("local[1]")
+    cluster = Cluster("external-1", "with a password", "spark://127.0.0.1:7077", ui_url, kind="external")
+    clusters.add(cluster, state, f"{reason}; also {ui_url}")
+    views = ClusterViews(clusters, Counts(), Config())
+    try:
+        view = (await views.get(cluster.id)).model_dump(mode="json")
+    finally:
+        await views.aclose()
+    assert "hunter2" not in json.dumps(view) and "admin:********@" in view["reason"]
+
+    check = StandaloneSparkCheck(cluster)
+    try:
+        with pytest.raises(Unhealthy) as unhealthy:
+            await check.probe(1.0)
+    finally:
+        await check.aclose()
+    assert "hunter2" not in str(unhealthy.value) and "admin:********@" in str(unhealthy.value)
+    assert "hunter2" not in json.dumps(check.target())
+
+
+@pytest.mark.parametrize("url, accepted", [
+    ("local", True), ("local[1]", True), ("local[*]", True), ("local[2,3]", True),
+    ("local[0]", False), ("local[00]", False), ("local[0,2]", False),
+])
+def test_local_masters_need_a_thread(url, accepted):
+    from dataharbour_ext.spark.master_url import check_master_url
+
+    if accepted:
+        assert check_master_url(url) == url
+    else:
+        with pytest.raises(ValueError, match="at least 1 thread"):
+            check_master_url(url)
+
+
+def test_the_daemons_log_config_is_sparks_with_their_own_loggers(tmp_path):
+    from dataharbour_ext.spark.log_config import SparkLogConfig
+    from dataharbour_ext.spark.standalone import DAEMON_LOG_CONFIG, DaemonLogConfig
+
+    options = DaemonLogConfig(tmp_path).java_options()
+    path = tmp_path / "spark-conf" / DAEMON_LOG_CONFIG
+    assert options == [f"-Dlog4j2.configurationFile={path}"]
+    driver = SparkLogConfig(tmp_path).write().read_text()
+    daemons = path.read_text()
+    assert daemons.startswith(driver) and "org.apache.spark.deploy.master.Master" in daemons[len(driver):]
+
+
+def test_a_daemons_secret_goes_to_an_owner_only_properties_file_not_its_command(tmp_path):
+    from dataharbour_ext.spark.standalone import daemon_properties, new_auth_conf, write_daemon_folder
+
+    conf = {"spark.driver.host": "127.0.0.1", **new_auth_conf()}
+    run_dir = write_daemon_folder(tmp_path / "master", ["spark-class", "Master"], {}, stop_grace_seconds=1,
+                                  niceness=0, properties=daemon_properties(conf))
+    properties = run_dir / "daemon.properties"
+    assert properties.stat().st_mode & 0o777 == 0o600
+    assert properties.read_text() == (f"spark.authenticate=true\n"
+                                      f"spark.authenticate.secret={conf['spark.authenticate.secret']}\n")
+    command = (run_dir / "command.json").read_text()
+    assert conf["spark.authenticate.secret"] not in command and f'"--properties-file", "{properties}"' in command
+
+
+@pytest.mark.parametrize("state, reason, status, said", [
+    ("starting", None, "disabled", "the cluster is starting"),
+    ("stopped", "its master and workers ended while the server was down", "disabled",
+     "the cluster is stopped: its master and workers ended while the server was down"),
+    ("failed", "master ended: the master's port 7077 is taken", "unhealthy",
+     "the cluster failed: master ended: the master's port 7077 is taken"),
+])
+async def test_a_launched_cluster_that_is_not_running_is_reported_in_its_launchers_words(state, reason, status, said):
+    from dataharbour_ext.services.clusters import Cluster, ClusterCondition
+    from dataharbour_ext.services.health import spark_cluster_check
+    from dataharbour_ext.spark.standalone import free_port
+
+    cluster = Cluster("standalone-1", "mine", "spark://127.0.0.1:7077", f"http://127.0.0.1:{free_port()}",
+                      kind="standalone")
+    check = spark_cluster_check(cluster, lambda cluster_id: ClusterCondition(state, reason))
+    try:
+        found = await check.run(2.0)
+    finally:
+        await check.aclose()
+    assert (found.status, found.reason) == (status, said)

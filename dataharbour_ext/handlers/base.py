@@ -60,6 +60,13 @@ class DomainErrorMixin:
     request is logged; Tornado and Jupyter would otherwise log it two or three times."""
 
     _client_error_message: str | None = None
+    _retry_after: int | None = None
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        # Tornado clears the headers before writing an error, then sets the defaults again.
+        if self._retry_after is not None:
+            self.set_header("Retry-After", str(self._retry_after))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, DataHarbourError) and value.status < 500:
@@ -71,6 +78,7 @@ class DomainErrorMixin:
     def send_error(self, status_code: int = 500, **kwargs) -> None:
         error = domain_error(kwargs)
         status = error.status if error else status_code
+        self._retry_after = getattr(error, "retry_after", None)
         if 400 <= status < 500:
             self._client_error_message = error_message(status, kwargs)
         super().send_error(status, **kwargs)

@@ -15,6 +15,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from .clusters import AUTH_RESOURCE as CLUSTERS_RESOURCE
 from .jobs import AUTH_RESOURCE as JOBS_RESOURCE
 from .monitoring import AUTH_RESOURCE as MONITORING_RESOURCE
 
@@ -41,10 +42,12 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
-        # Job topics show what GET /jobs shows: the same permission.
+        # Each topic shows what a GET shows (/jobs, /monitoring, /clusters): the same permission.
         self.can_read_jobs = await ensure_async(self.authorizer.is_authorized(self, user, "read", JOBS_RESOURCE))
         self.can_read_monitoring = await ensure_async(
             self.authorizer.is_authorized(self, user, "read", MONITORING_RESOURCE))
+        self.can_read_clusters = await ensure_async(
+            self.authorizer.is_authorized(self, user, "read", CLUSTERS_RESOURCE))
         if not self.stream.valid_client_id(self.client_id):
             raise web.HTTPError(400, "client_id: 1-128 letters, digits, '.', '_', '~' or '-', starting with a "
                                      "letter or digit")
@@ -70,6 +73,7 @@ class LiveStreamHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.session, self.connection = await self.stream.connect(
                 self.current_user.username, client_id, self.since_seq, session_id=self.session_id,
                 can_read_jobs=self.can_read_jobs, can_read_monitoring=self.can_read_monitoring,
+                can_read_clusters=self.can_read_clusters,
             )
         except Exception:
             self.log.exception("DataHarbour: opening the live stream of %s failed", client_id)

@@ -14,22 +14,26 @@ clusters through their states, watches the daemons, and stops and removes cluste
 Clusters outlive a server restart, like runs: stopping the server stops the watching, never
 the daemons. Deleting a cluster stops everything it launched, by the supervisors' process
 identities; only then is it gone (`cluster_deleted`).
+
+The daemons' supervision (watching, stopping) is services/standalone_daemons.py; waiting for a
+cluster to come up and the reasons it did not, services/cluster_bring_up.py.
 """
 
 import asyncio
+import contextlib
+import functools
 import logging
-import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Conflict, Gone, InvalidInput, NotFound
+from ..errors import Conflict, Gone, InvalidInput, NotFound, ServiceUnavailable
 from ..models import DEFAULT_CLUSTER_ID, ClusterInfo, ExternalClusterCreate, StandaloneClusterCreate
 from ..models.services import cluster_service_name
-from ..runs import folder
 from ..runs import process as supervision
-from ..runs.identity import ProcessIdentity, host_identity
+from ..runs.identity import host_identity
+from ..runs.ports import PortScans
 from ..runs.process import Supervised
 from ..spark import standalone
 from ..spark.class_data import ClassDataArchive
@@ -38,23 +42,21 @@ from ..spark.master_probe import probe_master
 from ..spark.master_url import spark_master_addresses
 from ..spark.memory_size import memory_text, parse_memory_mb
 from ..store import JobStore
-from ..store.cluster_store import ClusterRecord, ClusterStore, DaemonRecord
-from ..store.log_files import read_tail
+from ..store.cluster_store import ClusterRecord, ClusterStore
 from .clock import utcnow
+from .cluster_bring_up import NotReady, failure_of, timeout_reason, two_free_ports, wait_until_ready
 from .cluster_updates import ClusterUpdates
 from .cluster_views import ClusterViews
 from .clusters import Cluster, ClusterService
-from .jobs import JobService, _listening_ports
+from .jobs import JobService
 from .service_logs import ServiceLogs
+from .standalone_daemons import Daemon, DaemonGroup, daemon_identity
 
 log = logging.getLogger("dataharbour_ext.clusters")
 
 JOB_STATES_ON_A_CLUSTER = ("queued", "starting", "running")
-READY_POLL_SECONDS = 0.05  # how often a starting cluster's daemon logs are looked at
-READY_READ_SECONDS = 0.25  # how often its master is asked anyway, whatever the logs say
-STOP_MARGIN_SECONDS = 15.0  # past the grace, before the supervisors themselves are killed
-FAILURE_LOG_LINES = 200
 UI_CHECK_SECONDS = 5.0  # a master UI seen listening is trusted this long by the proxy
+UI_RETRY_SECONDS = 2  # Retry-After of a master UI not listening yet
 # Spark's default executor asks 1g: on smaller workers, executors are given what a worker has.
 SPARK_DEFAULT_EXECUTOR_MB = 1024
 
@@ -62,7 +64,6 @@ SPARK_DEFAULT_EXECUTOR_MB = 1024
 @dataclass
 class LauncherConfig:
     state_dir: str
-    local_ip: str = "127.0.0.1"
     start_timeout: float = 120.0
     stop_grace_seconds: float = 10.0
     niceness: int = 0
@@ -80,31 +81,16 @@ class LauncherConfig:
 
 
 @dataclass
-class Daemon:
-    name: str
-    run_dir: str
-    supervised: Supervised | None = None
-    held: bool = False  # its supervisor waits for the word to start the daemon
-    exit_fd: int | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def log_path(self) -> str:
-        return os.path.join(self.run_dir, folder.LOG_FILE)
-
-    def record(self) -> DaemonRecord:
-        identity = self.supervised.identity if self.supervised else None
-        return DaemonRecord(self.name, self.run_dir, identity.pid if identity else None,
-                            identity.start_ticks if identity else None, identity.boot_id if identity else None)
-
-
-@dataclass
 class Launched:
     """A standalone cluster this server launched or re-attached to, and its daemons."""
 
     cluster: Cluster
-    daemons: dict[str, Daemon] = field(default_factory=dict)
+    directory: Path  # its daemons' run folders are in here
+    group: DaemonGroup = field(init=False)
     bring_up: asyncio.Task | None = None
+    # Bring-up work in threads (a run folder written, a supervisor started): it runs on after
+    # a cancel, so the cluster is stopped and its folder removed only once it has ended.
+    in_flight: set[asyncio.Future] = field(default_factory=set)
     failing: bool = False
     stopping: bool = False
     worker_ids: frozenset[str] | None = None  # alive workers last seen, once running
@@ -113,19 +99,23 @@ class Launched:
     recording: asyncio.Lock = field(default_factory=asyncio.Lock)
     ui_seen_at: float | None = None  # loop time the master UI was last seen listening
 
+    def __post_init__(self) -> None:
+        self.group = DaemonGroup(self.cluster.id)
+
     @property
     def id(self) -> str:
         return self.cluster.id
 
     @property
-    def directory(self) -> Path:
-        return Path(self.daemons["master"].run_dir).parent if "master" in self.daemons else Path()
+    def daemons(self) -> dict[str, Daemon]:
+        return self.group.daemons
 
 
 class ClusterLauncher:
     def __init__(self, clusters: ClusterService, views: ClusterViews, updates: ClusterUpdates, store: ClusterStore,
                  job_store: JobStore, jobs: JobService, service_logs: ServiceLogs,
                  class_data: ClassDataArchive | None, config: LauncherConfig):
+        self._port_scans = PortScans()  # requests for the master UI share one /proc scan
         self.clusters = clusters
         self.views = views
         self.updates = updates
@@ -138,6 +128,8 @@ class ClusterLauncher:
         self.log_config = standalone.DaemonLogConfig(config.state_dir)
         self._launched: dict[str, Launched] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._delete_locks: dict[str, asyncio.Lock] = {}
+        self._reserved = 0  # clusters being added, not yet in the registry (see _room)
         self._monitor: asyncio.Task | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -164,14 +156,16 @@ class ClusterLauncher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for launched in self._launched.values():
-            for daemon in launched.daemons.values():
-                self._unwatch(daemon)
+            launched.group.detach()
         self._launched.clear()
 
     # ---- commands --------------------------------------------------------------------
 
     async def create_standalone(self, request: StandaloneClusterCreate) -> ClusterInfo:
-        self._check_room()
+        with self._room():
+            return await self._create_standalone(request)
+
+    async def _create_standalone(self, request: StandaloneClusterCreate) -> ClusterInfo:
         config = self.config
         if request.workers > config.max_workers:
             raise InvalidInput("workers", f"at most {config.max_workers} (DataHarbourApp.max_workers)")
@@ -183,8 +177,10 @@ class ClusterLauncher:
             raise InvalidInput("memory_per_worker", f"at most {config.max_memory_per_worker} "
                                                     f"(DataHarbourApp.max_memory_per_worker)")
         cluster_id = f"standalone-{uuid.uuid4().hex[:8]}"
-        master_port, ui_port = _two_free_ports()
-        conf = {"spark.driver.host": config.local_ip, "spark.driver.bindAddress": config.local_ip}
+        master_port, ui_port = two_free_ports()
+        # The cluster is on this machine's loopback, and so are its jobs' drivers.
+        conf = {"spark.driver.host": standalone.HOST, "spark.driver.bindAddress": standalone.HOST,
+                **standalone.new_auth_conf()}  # only its own daemons and jobs may use it
         if memory_mb < SPARK_DEFAULT_EXECUTOR_MB:
             conf["spark.executor.memory"] = f"{memory_mb}m"  # else no executor would fit on a worker
         spec = {"workers": request.workers, "cores_per_worker": request.cores_per_worker,
@@ -203,7 +199,10 @@ class ClusterLauncher:
         return await self.views.get(cluster_id)
 
     async def register_external(self, request: ExternalClusterCreate) -> ClusterInfo:
-        self._check_room()
+        with self._room():
+            return await self._register_external(request)
+
+    async def _register_external(self, request: ExternalClusterCreate) -> ClusterInfo:
         if request.ui_url and not request.master_url.startswith("spark://"):
             raise InvalidInput("ui_url", "only a spark:// master has a web UI this server can read")
         cluster_id = f"external-{uuid.uuid4().hex[:8]}"
@@ -221,32 +220,50 @@ class ClusterLauncher:
 
     async def delete(self, cluster_id: str, *, force: bool = False) -> ClusterInfo | None:
         """Remove a cluster. External: at once (None). Launched: its daemons are stopped in
-        the background and it is gone once nothing of it runs; returns it `stopping`."""
+        the background and it is gone once nothing of it runs; returns it `stopping`.
+
+        One DELETE of a cluster at a time (a second waits, then finds it `stopping` or gone);
+        the cluster takes no jobs from before its jobs are counted, so none slips in between
+        the count (or the forced kill) and the daemons stopping."""
+        cluster = self._require(cluster_id)
+        if cluster_id == DEFAULT_CLUSTER_ID:
+            raise Conflict(f"{cluster_id} is this server's own cluster (from its configuration); it cannot be deleted")
+        async with self._delete_locks.setdefault(cluster_id, asyncio.Lock()):
+            if self.clusters.get(cluster_id) is not cluster:  # deleted while this one waited
+                raise NotFound(f"no cluster with id {cluster_id!r}")
+            launched = self._launched.get(cluster_id)
+            if launched is not None and launched.stopping:
+                return await self.views.get(cluster_id)  # already on its way out
+            self.clusters.set_deleting(cluster_id, True)
+            try:
+                await self._clear_jobs(cluster_id, force)
+                if cluster.kind != "standalone":
+                    await self.store.delete(cluster_id)
+            except BaseException:
+                self.clusters.set_deleting(cluster_id, False)
+                raise
+            if cluster.kind != "standalone":
+                self.views.forget_status(cluster)
+                self.clusters.remove(cluster_id)
+                self._delete_locks.pop(cluster_id, None)
+                log.info("DataHarbour: external cluster %s unregistered", cluster_id)
+                return None
+            if launched is None:  # never launched here (a record whose daemons are unknown)
+                launched = self._new_launched(cluster)
+                self._launched[cluster_id] = launched
+            launched.stopping = True
+            if launched.bring_up is not None:
+                launched.bring_up.cancel()  # _remove waits for it to have ended
+            await self._set_state(launched, "stopping")
+            view = await self.views.get(cluster_id)
+            self._spawn(self._remove(launched), f"dataharbour-delete-{cluster_id}")
+            return view
+
+    def _require(self, cluster_id: str) -> Cluster:
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             raise NotFound(f"no cluster with id {cluster_id!r}")
-        if cluster_id == DEFAULT_CLUSTER_ID:
-            raise Conflict(f"{cluster_id} is this server's own cluster (from its configuration); it cannot be deleted")
-        launched = self._launched.get(cluster_id)
-        if launched is not None and launched.stopping:
-            return await self.views.get(cluster_id)  # already on its way out
-        await self._clear_jobs(cluster_id, force)
-        if cluster.kind != "standalone":
-            await self.store.delete(cluster_id)
-            self.views.forget_status(cluster)
-            self.clusters.remove(cluster_id)
-            log.info("DataHarbour: external cluster %s unregistered", cluster_id)
-            return None
-        if launched is None:  # never launched here (a record whose daemons are unknown)
-            launched = Launched(cluster)
-            self._launched[cluster_id] = launched
-        launched.stopping = True
-        if launched.bring_up is not None:
-            launched.bring_up.cancel()
-        await self._set_state(launched, "stopping")
-        view = await self.views.get(cluster_id)
-        self._spawn(self._remove(launched), f"dataharbour-delete-{cluster_id}")
-        return view
+        return cluster
 
     async def master_ui(self, cluster_id: str) -> str:
         """The address of a launched cluster's master UI, once it provably listens there
@@ -264,20 +281,29 @@ class ClusterLauncher:
         now = asyncio.get_running_loop().time()
         if launched.ui_seen_at is None or now - launched.ui_seen_at > UI_CHECK_SECONDS:
             port = int(cluster.ui_url.rsplit(":", 1)[1])
-            ports = await asyncio.to_thread(_listening_ports, master.supervised.identity) \
+            ports = await self._port_scans.of(master.supervised.identity) \
                 if master is not None and master.supervised is not None else set()
             if port not in ports:
-                raise Conflict(f"cluster {cluster_id} is {condition.state}: its master UI is not up")
+                raise ServiceUnavailable(f"cluster {cluster_id} is {condition.state}: its master UI is not "
+                                         f"listening yet", retry_after=UI_RETRY_SECONDS)
             launched.ui_seen_at = now
         return cluster.ui_url
 
     # ---- checks ----------------------------------------------------------------------
 
-    def _check_room(self) -> None:
-        added = [c for c in self.clusters.all() if c.id != DEFAULT_CLUSTER_ID]
-        if len(added) >= self.config.max_clusters:
-            raise InvalidInput(None, f"this server has {len(added)} clusters besides the default, its limit "
+    @contextlib.contextmanager
+    def _room(self):
+        """A place for one more cluster, held from before the first await until the cluster
+        is in the registry (or its creation failed): concurrent POSTs cannot pass the limit."""
+        added = len([c for c in self.clusters.all() if c.id != DEFAULT_CLUSTER_ID]) + self._reserved
+        if added >= self.config.max_clusters:
+            raise InvalidInput(None, f"this server has {added} clusters besides the default, its limit "
                                      f"(DataHarbourApp.max_clusters = {self.config.max_clusters}); delete one first")
+        self._reserved += 1
+        try:
+            yield
+        finally:
+            self._reserved -= 1
 
     async def _clear_jobs(self, cluster_id: str, force: bool) -> None:
         runs = [run for run in await self.job_store.runs_in_states(JOB_STATES_ON_A_CLUSTER)
@@ -300,15 +326,19 @@ class ClusterLauncher:
 
     # ---- launching -------------------------------------------------------------------
 
+    def _new_launched(self, cluster: Cluster) -> Launched:
+        launched = Launched(cluster, self.config.clusters_dir / cluster.id)
+        launched.group.on_exit = functools.partial(self._daemon_ended, launched)
+        return launched
+
     def _adopt(self, record: ClusterRecord) -> Launched:
         """Make a launched cluster known: registry, logs, and its daemons (not yet watched)."""
         cluster = _cluster(record)
-        launched = Launched(cluster)
-        directory = self.config.clusters_dir / record.id
+        launched = self._new_launched(cluster)
         for daemon in record.daemons:
             launched.daemons[daemon.name] = Daemon(daemon.name, daemon.run_dir)
         if "master" not in launched.daemons:
-            launched.daemons["master"] = Daemon("master", str(directory / "master"))
+            launched.daemons["master"] = Daemon("master", str(launched.directory / "master"))
         self._launched[record.id] = launched
         self.service_logs.register(cluster_service_name(record.id), DaemonLogs(
             lambda: [(daemon.name, daemon.log_path) for daemon in list(launched.daemons.values())]))
@@ -322,7 +352,7 @@ class ClusterLauncher:
         deadline = asyncio.get_running_loop().time() + self.config.start_timeout
         try:
             java_options = await asyncio.to_thread(self._java_options)
-            env = standalone.daemon_environment(java_options, self.config.local_ip)
+            env = standalone.daemon_environment(java_options, standalone.HOST)
             master_port = spark_master_addresses(cluster.master_url)[0].port
             ui_port = int(cluster.ui_url.rsplit(":", 1)[1])
             await self._start_daemon(launched, "master", standalone.master_command(master_port, ui_port), env)
@@ -340,6 +370,7 @@ class ClusterLauncher:
                 workers = await preparing
             except BaseException:
                 preparing.cancel()
+                await asyncio.wait({preparing})  # each worker's start has seen the cancel
                 raise
             for worker in workers:
                 if not (launched.stopping or launched.failing):
@@ -348,7 +379,7 @@ class ClusterLauncher:
             await self._await_workers(launched, deadline)
         except asyncio.CancelledError:
             raise
-        except _NotReady as not_ready:
+        except NotReady as not_ready:
             await self._fail(launched, await asyncio.to_thread(self._timeout_reason, launched, not_ready))
         except Exception as error:  # noqa: BLE001 - whatever it was, the cluster fails with it, not the server
             log.exception("DataHarbour: starting cluster %s failed", cluster.id)
@@ -369,23 +400,27 @@ class ClusterLauncher:
                             release: bool = True) -> Daemon:
         """Its run folder, a held supervisor, its identity recorded, then released (now, or
         by the caller when `release` is false): no daemon ever runs unrecorded."""
-        run_dir = str(self.config.clusters_dir / launched.id / name)
-        await asyncio.to_thread(standalone.write_daemon_folder, run_dir, argv, env,
-                                stop_grace_seconds=self.config.stop_grace_seconds, niceness=self.config.niceness)
-        launching = asyncio.ensure_future(asyncio.to_thread(supervision.launch, run_dir, held=True))
+        run_dir = str(launched.directory / name)
+        # Shielded, and waited for by a delete (in_flight): the thread runs on after a cancel.
+        await asyncio.shield(self._in_flight(launched, asyncio.to_thread(
+            standalone.write_daemon_folder, run_dir, argv, env,
+            stop_grace_seconds=self.config.stop_grace_seconds, niceness=self.config.niceness,
+            properties=standalone.daemon_properties(launched.cluster.conf))))
+        launching = self._in_flight(launched, asyncio.to_thread(supervision.launch, run_dir, held=True))
         try:
             supervised = await asyncio.shield(launching)
         except asyncio.CancelledError:
-            # Stopped while the supervisor was being started: it must not start the daemon.
-            launching.add_done_callback(lambda done: done.exception() or done.result().abandon())
+            # Stopped while the supervisor was being started: it must not start the daemon,
+            # and is watched like the others, so that it is waited for and reaped.
+            launching.add_done_callback(lambda done: done.cancelled() or done.exception()
+                                        or self._abandoned(launched, name, run_dir, done.result()))
             raise
         daemon = Daemon(name, run_dir, supervised, held=True)
         launched.daemons[name] = daemon
-        self._watch(launched, daemon)
+        launched.group.watch(daemon)
         try:
             async with launched.recording:
-                await self.store.update(launched.id, now=utcnow(),
-                                        daemons=[d.record() for d in launched.daemons.values() if d.supervised])
+                await self.store.update(launched.id, now=utcnow(), daemons=launched.group.records())
         except BaseException:
             supervised.abandon()
             raise
@@ -396,76 +431,45 @@ class ClusterLauncher:
             supervised.release()
         return daemon
 
+    def _in_flight(self, launched: Launched, work) -> asyncio.Future:
+        future = asyncio.ensure_future(work)
+        launched.in_flight.add(future)
+        future.add_done_callback(launched.in_flight.discard)
+        return future
+
+    def _abandoned(self, launched: Launched, name: str, run_dir: str, supervised: Supervised) -> None:
+        supervised.abandon()
+        daemon = Daemon(name, run_dir, supervised, held=True)
+        launched.daemons[name] = daemon
+        launched.group.watch(daemon)
+
+    async def _halt_bring_up(self, launched: Launched) -> None:
+        """Cancel the bring-up and wait until nothing of it is still under way (its threads
+        included), so that no daemon or folder appears after the cluster is stopped."""
+        bring_up = launched.bring_up
+        if bring_up is not None and bring_up is not asyncio.current_task():
+            bring_up.cancel()
+            await asyncio.wait({bring_up})
+        if launched.in_flight:
+            await asyncio.wait(set(launched.in_flight))
+
     async def _wait_for(self, launched: Launched, deadline: float, ready) -> standalone.MasterStatus:
-        """The master's status once `ready(status)`; _NotReady at the deadline.
+        return await wait_until_ready(lambda: self.views.master_status(launched.cluster, fresh=True),
+                                      launched.daemons, deadline, ready)
 
-        The status is read when a daemon's log has grown (the master logs its election and
-        each worker registering, a worker that it registered) and every READY_READ_SECONDS
-        besides: a stat per daemon per tick costs far less than asking the master 20 times a
-        second, and the CPU a starting cluster needs is what its JVMs need."""
-        loop = asyncio.get_running_loop()
-        status, sizes, read_at = None, None, 0.0
-        while loop.time() < deadline:
-            now_sizes = _log_sizes(launched)
-            if now_sizes != sizes or loop.time() - read_at >= READY_READ_SECONDS:
-                sizes, read_at = now_sizes, loop.time()
-                status = await self.views.master_status(launched.cluster, fresh=True)
-                if status is not None and ready(status):
-                    return status
-            await asyncio.sleep(READY_POLL_SECONDS)
-        raise _NotReady(status)
-
-    def _timeout_reason(self, launched: Launched, not_ready: "_NotReady") -> str:
-        timeout = f"{self.config.start_timeout:g} s"
-        status = not_ready.status
-        if status is None or status.status != "ALIVE":
-            master = launched.daemons["master"]
-            problem = standalone.failure_reason(_log_tail(master.log_path), None, _ports(launched))
-            return f"the master did not come up within {timeout}: {problem}"
-        wanted = launched.cluster.spec["workers"]
-        registered = f"{len(status.alive_workers)} of {wanted} workers registered with the master within {timeout}"
-        for daemon in launched.daemons.values():
-            if daemon.name.startswith("worker-"):
-                lines = _log_tail(daemon.log_path)
-                if any(standalone.ERROR_LINE.search(line) for line in lines):
-                    return f"{registered}; {daemon.name}: {standalone.failure_reason(lines, None)}"
-        return registered
+    def _timeout_reason(self, launched: Launched, not_ready: NotReady) -> str:
+        return timeout_reason(launched.cluster, launched.daemons, self.config.start_timeout, not_ready)
 
     # ---- watching --------------------------------------------------------------------
 
-    def _watch(self, launched: Launched, daemon: Daemon) -> None:
-        daemon.exit_fd = daemon.supervised.exit_fd()
-        if daemon.exit_fd is None:
-            self._on_daemon_exit(launched, daemon)  # it has already ended
-            return
-        asyncio.get_running_loop().add_reader(daemon.exit_fd, self._on_daemon_exit, launched, daemon)
-
-    def _unwatch(self, daemon: Daemon) -> None:
-        if daemon.exit_fd is not None:
-            asyncio.get_running_loop().remove_reader(daemon.exit_fd)
-            daemon.exit_fd = None
-        if daemon.supervised is not None:
-            daemon.supervised.close()
-
-    def _on_daemon_exit(self, launched: Launched, daemon: Daemon) -> None:
-        self._unwatch(daemon)
-        if daemon.supervised is not None:
-            daemon.supervised.reap()
-        daemon.ended.set()
+    def _daemon_ended(self, launched: Launched, daemon: Daemon) -> None:
         if not (launched.stopping or launched.failing):
             launched.failing = True  # the first daemon to end is the one the reason names
             self._spawn(self._daemon_failed(launched, daemon), f"dataharbour-fail-{launched.id}")
 
     async def _daemon_failed(self, launched: Launched, daemon: Daemon) -> None:
-        reason = await asyncio.to_thread(self._failure_of, launched, daemon)
+        reason = await asyncio.to_thread(failure_of, launched.cluster, daemon)
         await self._fail(launched, reason, noticed=True)
-
-    def _failure_of(self, launched: Launched, daemon: Daemon) -> str:
-        status = folder.read_exit_status(daemon.run_dir) or {}
-        if status.get("released") is False:
-            return f"{daemon.name} was never started"
-        reason = standalone.failure_reason(_log_tail(daemon.log_path), status.get("returncode"), _ports(launched))
-        return f"{daemon.name} ended: {reason}"
 
     async def _fail(self, launched: Launched, reason: str, *, noticed: bool = False) -> None:
         """Stop whatever of the cluster still runs, then mark it `failed` with `reason`
@@ -473,48 +477,27 @@ class ClusterLauncher:
         if launched.stopping or (launched.failing and not noticed):
             return
         launched.failing = True
-        if launched.bring_up is not None and launched.bring_up is not asyncio.current_task():
-            launched.bring_up.cancel()
         log.warning("DataHarbour: cluster %s failed: %s", launched.id, reason)
-        await self._stop_daemons(launched)
+        # The intent first: a server stopping meanwhile leaves a record the next start resumes.
+        await self.store.update(launched.id, now=utcnow(), failure=reason)
+        await self._halt_bring_up(launched)
+        await launched.group.stop(self.config.stop_grace_seconds)
         # Unless it is being deleted meanwhile: then it is simply gone soon.
         await self._set_state(launched, "failed", reason, from_states=("starting", "running"))
 
-    async def _stop_daemons(self, launched: Launched) -> None:
-        """SIGTERM to every supervisor (each stops its daemon's whole tree), SIGKILL to what
-        is left after the grace period; returns once no daemon's supervisor runs."""
-        running = [d for d in launched.daemons.values() if d.supervised is not None and not d.ended.is_set()]
-        for daemon in running:
-            if daemon.held:
-                daemon.supervised.abandon()  # a held supervisor ends without starting anything
-            elif not daemon.supervised.request_stop():
-                self._on_daemon_exit(launched, daemon)  # it had ended already
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.stop_grace_seconds + STOP_MARGIN_SECONDS
-        while loop.time() < deadline:
-            waiting = [d for d in running if not d.ended.is_set()]
-            if not waiting:
-                return
-            await asyncio.wait([asyncio.ensure_future(d.ended.wait()) for d in waiting], timeout=0.5)
-            for daemon in waiting:  # a platform without pidfds: look
-                if not daemon.ended.is_set() and not daemon.supervised.alive():
-                    self._on_daemon_exit(launched, daemon)
-        for daemon in [d for d in running if not d.ended.is_set()]:
-            killed = await asyncio.to_thread(daemon.supervised.force_stop)
-            log.warning("DataHarbour: cluster %s: %s did not stop in time; killed %d processes", launched.id,
-                        daemon.name, killed)
-            self._on_daemon_exit(launched, daemon)
-
     async def _remove(self, launched: Launched) -> None:
         try:
-            await self._stop_daemons(launched)
-            await asyncio.to_thread(shutil.rmtree, self.config.clusters_dir / launched.id, True)
+            await self._halt_bring_up(launched)
+            await launched.group.stop(self.config.stop_grace_seconds)
+            await asyncio.to_thread(shutil.rmtree, launched.directory, True)
             await self.store.delete(launched.id)
         except Exception:
             log.exception("DataHarbour: deleting cluster %s failed", launched.id)
             await self._set_state(launched, "failed", "it could not be deleted; see the server log")
             launched.stopping = False
+            self.clusters.set_deleting(launched.id, False)
             return
+        self._delete_locks.pop(launched.id, None)
         self.service_logs.unregister(cluster_service_name(launched.id))
         self.views.forget_status(launched.cluster)
         self._launched.pop(launched.id, None)
@@ -540,16 +523,19 @@ class ClusterLauncher:
         alive, gone = [], []
         for daemon_record in record.daemons:
             daemon = launched.daemons[daemon_record.name]
-            identity = _identity(daemon_record)
+            identity = daemon_identity(daemon_record)
             daemon.supervised = Supervised.attach(identity) if identity else None
             (alive if daemon.supervised is not None else gone).append(daemon)
         for daemon in gone:
             daemon.ended.set()
         for daemon in alive:
-            self._watch(launched, daemon)
+            launched.group.watch(daemon)
         if record.state == "stopping":
             launched.stopping = True
             self._spawn(self._remove(launched), f"dataharbour-delete-{record.id}")
+        elif record.failure is not None:  # the server stopped while failing it: finish that
+            launched.failing = True
+            self._spawn(self._fail(launched, record.failure, noticed=True), f"dataharbour-fail-{record.id}")
         elif not alive:
             log.info("DataHarbour: cluster %s stopped while the server was down", record.id)
             await self._set_state(launched, "stopped", "its master and workers ended while the server was down")
@@ -569,7 +555,7 @@ class ClusterLauncher:
     async def _resume_start(self, launched: Launched, deadline: float) -> None:
         try:
             await self._await_workers(launched, deadline)
-        except _NotReady as not_ready:
+        except NotReady as not_ready:
             await self._fail(launched, await asyncio.to_thread(self._timeout_reason, launched, not_ready))
 
     # ---- looking at running clusters -------------------------------------------------
@@ -594,9 +580,7 @@ class ClusterLauncher:
         for launched in list(self._launched.values()):
             if launched.stopping or launched.failing or self.clusters.condition(launched.id).state != "running":
                 continue
-            for daemon in launched.daemons.values():
-                if daemon.supervised is not None and not daemon.ended.is_set() and not daemon.supervised.alive():
-                    self._on_daemon_exit(launched, daemon)
+            launched.group.look()
             status = await self.views.master_status(launched.cluster, fresh=True)
             if status is None:
                 continue
@@ -625,46 +609,6 @@ class ClusterLauncher:
         task.add_done_callback(self._tasks.discard)
 
 
-class _NotReady(Exception):
-    def __init__(self, status: standalone.MasterStatus | None):
-        super().__init__("not ready")
-        self.status = status
-
-
 def _cluster(record: ClusterRecord) -> Cluster:
     return Cluster(record.id, record.name, record.master_url, record.ui_url, record.max_concurrent_jobs,
                    conf=dict(record.conf), kind=record.kind, spec=record.spec, created_at=record.created_at)
-
-
-def _identity(record: DaemonRecord) -> ProcessIdentity | None:
-    if record.pid is None or record.start_ticks is None or not record.boot_id:
-        return folder.read_supervisor(record.run_dir)
-    return ProcessIdentity(record.pid, record.start_ticks, record.boot_id)
-
-
-def _ports(launched: Launched) -> dict[str, int]:
-    cluster = launched.cluster
-    return {"sparkMaster": spark_master_addresses(cluster.master_url)[0].port,
-            "MasterUI": int(cluster.ui_url.rsplit(":", 1)[1])}
-
-
-def _log_sizes(launched: Launched) -> tuple[int, ...]:
-    sizes = []
-    for daemon in launched.daemons.values():
-        try:
-            sizes.append(os.stat(daemon.log_path).st_size)
-        except OSError:
-            sizes.append(-1)
-    return tuple(sizes)
-
-
-def _log_tail(path: str) -> list[str]:
-    return read_tail(path, FAILURE_LOG_LINES, final=True).lines if os.path.isfile(path) else []
-
-
-def _two_free_ports() -> tuple[int, int]:
-    first = standalone.free_port()
-    second = standalone.free_port()
-    while second == first:
-        second = standalone.free_port()
-    return first, second

@@ -1,17 +1,19 @@
 """Cluster changes on the live stream's `clusters` topic: `cluster_update` with the whole
 cluster as GET /clusters/{id} shows it, `cluster_deleted` with its id once it is gone.
 
-Changes are published one at a time, in the order they happened: each message is built
-when its turn comes, so it shows the cluster as it is then.
+Changes are published one at a time, in the order they happened. Each message carries the
+state and reason the cluster had when it changed (taken at `changed()`), so quick changes do
+not collapse into one (starting -> failed is two messages, not two `failed`), and a change
+told after the cluster was removed (its `stopping`) is still published, before its
+`cluster_deleted`. Workers and job counts are read when the message is built.
 """
 
 import asyncio
 import logging
 
-from ..errors import NotFound
 from ..events import EventHub
 from .cluster_views import ClusterViews
-from .clusters import ClusterService
+from .clusters import Cluster, ClusterCondition, ClusterService
 
 log = logging.getLogger("dataharbour_ext.clusters")
 
@@ -23,7 +25,8 @@ class ClusterUpdates:
         self.hub = hub
         self.views = views
         self.clusters = clusters
-        self._pending: asyncio.Queue[tuple[str, str]] | None = None
+        # (cluster id, what, the cluster and its condition when it changed; None once gone)
+        self._pending: asyncio.Queue[tuple[str, str, tuple[Cluster, ClusterCondition] | None]] | None = None
         self._task: asyncio.Task | None = None
         clusters.on_change(self.changed)
 
@@ -32,8 +35,13 @@ class ClusterUpdates:
         workers changed, so the master's status is read afresh for the message."""
         if self._pending is None:
             return  # not started: nobody can be listening yet
-        what = "deleted" if self.clusters.get(cluster_id) is None else "workers" if workers else "state"
-        self._pending.put_nowait((cluster_id, what))
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            self._pending.put_nowait((cluster_id, "deleted", None))
+            return
+        condition = self.clusters.condition(cluster_id)
+        then = (cluster, ClusterCondition(condition.state, condition.reason))
+        self._pending.put_nowait((cluster_id, "workers" if workers else "state", then))
 
     def start(self) -> None:
         self._pending = asyncio.Queue()
@@ -47,25 +55,20 @@ class ClusterUpdates:
 
     async def _publish_loop(self) -> None:
         while True:
-            cluster_id, what = await self._pending.get()
+            cluster_id, what, then = await self._pending.get()
             try:
-                await self._publish(cluster_id, what)
+                await self._publish(cluster_id, what, then)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("DataHarbour: publishing a change of cluster %s failed", cluster_id)
 
-    async def _publish(self, cluster_id: str, what: str) -> None:
+    async def _publish(self, cluster_id: str, what: str, then: tuple[Cluster, ClusterCondition] | None) -> None:
         if what == "deleted":
             self.hub.publish("cluster_deleted", {"id": cluster_id}, (CLUSTERS_TOPIC,))
             return
-        cluster = self.clusters.get(cluster_id)
-        if cluster is None:
-            return  # deleted meanwhile: its cluster_deleted follows
-        if what == "workers":
+        cluster, condition = then
+        if what == "workers" and self.clusters.get(cluster_id) is cluster:
             await self.views.master_status(cluster, fresh=True)
-        try:
-            view = await self.views.get(cluster_id)
-        except NotFound:
-            return
+        view = await self.views.view_as(cluster, condition)
         self.hub.publish("cluster_update", view.model_dump(mode="json"), (CLUSTERS_TOPIC,))

@@ -16,7 +16,7 @@ from ..models import ClusterInfo, ClusterLimits, ClusterList, ClusterSpec, Worke
 from ..secrets import redact_text
 from ..spark.standalone import MasterStatus, MasterStatusReader
 from ..store import JobStore
-from .clusters import Cluster, ClusterService
+from .clusters import Cluster, ClusterCondition, ClusterService
 
 log = logging.getLogger("dataharbour_ext.clusters")
 
@@ -66,6 +66,15 @@ class ClusterViews:
         counts, status = await asyncio.gather(self.store.run_counts(("queued", *STARTED)), self._status_of(cluster))
         return self._view(cluster, counts, status)
 
+    async def view_as(self, cluster: Cluster, condition: ClusterCondition) -> ClusterInfo:
+        """The cluster in `condition` (a change told after it happened): its workers and job
+        counts as they are now; none of its workers once it is gone or has ended."""
+        counts = await self.store.run_counts(("queued", *STARTED))
+        status = None
+        if self.clusters.get(cluster.id) is cluster and condition.state not in ("stopped", "failed"):
+            status = await self.master_status(cluster)
+        return self._view(cluster, counts, status, condition)
+
     async def aclose(self) -> None:
         for reading in list(self._reading.values()):
             reading.cancel()
@@ -113,15 +122,17 @@ class ClusterViews:
         try:
             status = await self.reader.read(url)
         except Exception as error:  # noqa: BLE001 - a master that cannot be read has no status
-            log.debug("DataHarbour: the status of the master at %s could not be read: %s", url, error)
+            log.debug("DataHarbour: the status of the master at %s could not be read: %s", redact_text(url),
+                      redact_text(str(error)))
             status = None
         self._statuses[url] = _Status(asyncio.get_running_loop().time(), status)
         return status
 
     # ---- the view --------------------------------------------------------------------
 
-    def _view(self, cluster: Cluster, counts: dict[tuple[str, str], int], status: MasterStatus | None) -> ClusterInfo:
-        condition = self.clusters.condition(cluster.id)
+    def _view(self, cluster: Cluster, counts: dict[tuple[str, str], int], status: MasterStatus | None,
+              condition: ClusterCondition | None = None) -> ClusterInfo:
+        condition = condition or self.clusters.condition(cluster.id)
         alive = status.alive_workers if status is not None else []
         return ClusterInfo(
             id=cluster.id,
@@ -132,7 +143,7 @@ class ClusterViews:
             ui_proxy_path=cluster_ui_proxy_path(cluster.id)
             if cluster.kind == "standalone" and condition.state in PROXIED_STATES else None,
             state=condition.state,
-            reason=condition.reason,
+            reason=redact_text(condition.reason) if condition.reason else None,
             workers=[WorkerInfo(id=w.id, host=w.host, port=w.port, state=w.state, cores=w.cores,
                                 cores_used=w.cores_used, cores_free=max(0, w.cores - w.cores_used),
                                 memory_mb=w.memory_mb, memory_used_mb=w.memory_used_mb,

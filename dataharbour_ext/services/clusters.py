@@ -66,6 +66,9 @@ class ClusterService:
         # A local cluster is there whenever a job starts; a configured master is not probed.
         self._conditions = {default.id: ClusterCondition("running" if default.kind == "local" else "unknown")}
         self._listeners: list[Callable[[str], None]] = []
+        # Clusters a DELETE has begun on (its jobs are being counted or killed): they take no
+        # new jobs and start none, before their state says so.
+        self._deleting: set[str] = set()
 
     # ---- queries ---------------------------------------------------------------------
 
@@ -81,6 +84,8 @@ class ClusterService:
         if cluster is None:
             known = ", ".join(sorted(self._clusters))
             raise InvalidInput("cluster_id", f"unknown cluster {cluster_id!r} (known: {known})")
+        if cluster_id in self._deleting:
+            raise Conflict(f"cluster {cluster_id} is being deleted; it takes no jobs")
         condition = self.condition(cluster_id)
         if condition.state not in ACCEPTS_JOBS:
             raise Conflict(f"cluster {cluster_id} is {condition.state}"
@@ -104,6 +109,8 @@ class ClusterService:
         for cluster_id, condition in self._conditions.items():
             if condition.state == "starting":
                 limits[cluster_id] = 0
+        for cluster_id in self._deleting:
+            limits[cluster_id] = 0
         return limits
 
     # ---- changes (the cluster launcher's) --------------------------------------------
@@ -117,6 +124,13 @@ class ClusterService:
         self._conditions[cluster.id] = ClusterCondition(state, reason)
         self._changed(cluster.id)
 
+    def set_deleting(self, cluster_id: str, deleting: bool) -> None:
+        """Mark a cluster as being deleted (no new jobs, none started), or no longer."""
+        if deleting:
+            self._deleting.add(cluster_id)
+        else:
+            self._deleting.discard(cluster_id)
+
     def set_state(self, cluster_id: str, state: str, reason: str | None = None) -> bool:
         """Record a new state; False (and nobody told) if it is already that."""
         if cluster_id not in self._clusters:
@@ -129,6 +143,7 @@ class ClusterService:
         return True
 
     def remove(self, cluster_id: str) -> None:
+        self._deleting.discard(cluster_id)
         if self._clusters.pop(cluster_id, None) is not None:
             self._conditions.pop(cluster_id, None)
             self._changed(cluster_id)

@@ -17,14 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
-import psutil
-
 from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from ..events import EventHub, job_topics
 from ..json_body import model_json_item_by_item
 from ..models import Job, JobList, JobQuery, JobState, JobSubmit, JobSummary, LogPage, LogQuery
 from ..runs.backend import RunBackend
-from ..runs.identity import ProcessIdentity
+from ..runs.ports import PortScans
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
 from .clock import utcnow
@@ -101,6 +99,7 @@ class JobService:
         # one more contender for the GIL that Jupyter's event loop needs back after each
         # system call.
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataharbour-render")
+        self._port_scans = PortScans(self._on_cpu_thread)  # a driver UI's port, one scan at a time per run
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -201,7 +200,7 @@ class JobService:
             raise Gone(f"job {job_id} runs without a driver UI (spark.ui.enabled is false)")
         # The port comes from a file the program could write too: proxy to it only if the
         # run's own processes really listen there.
-        ports = await self._on_cpu_thread(_listening_ports, watched.supervised.identity)
+        ports = await self._port_scans.of(watched.supervised.identity)
         if signals.ui_port not in ports:
             raise Conflict(f"job {job_id}: no process of the run listens on the driver UI port")
         return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)
@@ -366,21 +365,3 @@ class JobService:
             except Exception:
                 log.exception("DataHarbour: removing expired jobs failed")
             await asyncio.sleep(3600)
-
-
-def _listening_ports(supervisor: ProcessIdentity) -> set[int]:
-    """TCP ports that some live process of the run (the supervisor's tree) listens on."""
-    ports: set[int] = set()
-    if not supervisor.matches():
-        return ports
-    try:
-        processes = psutil.Process(supervisor.pid).children(recursive=True)
-    except psutil.Error:
-        return ports
-    for process in processes:
-        try:
-            connections = process.net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
-    return ports

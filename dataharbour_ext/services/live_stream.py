@@ -32,9 +32,11 @@ log = logging.getLogger("dataharbour_ext.stream")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 JOB_ID = r"[A-Za-z0-9_-]{1,64}"
 EVENT_TOPIC = re.compile(rf"^(jobs|metrics|clusters|services|job:{JOB_ID})$")
-# What GET /monitoring/* shows (permission `read` on dataharbour:monitoring); every other
-# topic shows what GET /jobs and /clusters show (`read` on dataharbour:jobs).
+# What GET /monitoring/* shows (permission `read` on dataharbour:monitoring), what GET
+# /clusters shows (`read` on dataharbour:clusters); every other topic shows what GET /jobs
+# shows (`read` on dataharbour:jobs).
 MONITORING_TOPICS = frozenset({"metrics", "services"})
+CLUSTER_TOPICS = frozenset({"clusters"})
 LOG_TOPIC = re.compile(rf"^job_log:({JOB_ID})$")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TOPICS = 200
@@ -94,7 +96,8 @@ class LiveStream:
     # ---- connections -----------------------------------------------------------------
 
     async def connect(self, user: str, client_id: str, since_seq: int | None, *, session_id: str | None = None,
-                      can_read_jobs: bool = True, can_read_monitoring: bool = True) -> tuple[ClientSession, int]:
+                      can_read_jobs: bool = True, can_read_monitoring: bool = True,
+                      can_read_clusters: bool = True) -> tuple[ClientSession, int]:
         """The session for this connection, and the connection's number in it.
 
         Sessions are found by client id: with token authentication Jupyter may name the user
@@ -105,8 +108,9 @@ class LiveStream:
         session = self._sessions.get(client_id)
         # A resume carries on what the session was allowed to see: only for a connection
         # allowed the same (else it starts afresh, with what this one may read).
-        same_rights = session is not None and (session.can_read_jobs, session.can_read_monitoring) == (
-            can_read_jobs, can_read_monitoring)
+        rights = (can_read_jobs, can_read_monitoring, can_read_clusters)
+        same_rights = session is not None and (
+            session.can_read_jobs, session.can_read_monitoring, session.can_read_clusters) == rights
         if since_seq is not None and same_rights and session_id in (None, session.id):
             connection = session.attach(loop_time)
             if session.has_since(since_seq):
@@ -123,10 +127,13 @@ class LiveStream:
                                 ring_bytes=self.config.ring_bytes, max_backlog=self.config.max_backlog)
         session.can_read_jobs = can_read_jobs
         session.can_read_monitoring = can_read_monitoring
+        session.can_read_clusters = can_read_clusters
         if not can_read_jobs:
             session.topics.discard("jobs")
         if not can_read_monitoring:
             session.topics -= MONITORING_TOPICS
+        if not can_read_clusters:
+            session.topics -= CLUSTER_TOPICS
         self._sessions[client_id] = session
         connection = session.attach(loop_time)
         if since_seq is None:
@@ -226,7 +233,9 @@ class LiveStream:
         for topic, _ in wanted:
             if topic in MONITORING_TOPICS and not session.can_read_monitoring:
                 raise ClientMessageError(f"{topic}: not authorized to read monitoring (dataharbour:monitoring)", topic)
-            if topic not in MONITORING_TOPICS and not session.can_read_jobs:
+            if topic in CLUSTER_TOPICS and not session.can_read_clusters:
+                raise ClientMessageError("not authorized to read clusters (dataharbour:clusters)", topic)
+            if topic not in MONITORING_TOPICS | CLUSTER_TOPICS and not session.can_read_jobs:
                 raise ClientMessageError("not authorized to read jobs (dataharbour:jobs)", topic)
         for topic, _ in wanted:
             if topic.startswith(("job:", "job_log:")):

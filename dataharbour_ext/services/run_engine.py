@@ -161,7 +161,10 @@ class RunEngine:
     async def _admit(self) -> None:
         while True:
             limits = self.clusters.admission_limits()  # none for a cluster still starting
-            run = await self.store.claim_next(self.owner, limits, self.config.max_concurrent_jobs, now=utcnow())
+            # Only runs on clusters this server knows: another server may know the others.
+            known = [cluster.id for cluster in self.clusters.all()]
+            run = await self.store.claim_next(self.owner, limits, self.config.max_concurrent_jobs, now=utcnow(),
+                                              clusters=known)
             if run is None:
                 return
             await self._launch(run)

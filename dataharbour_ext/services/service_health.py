@@ -19,6 +19,7 @@ never on the loop's default executor; see `HealthCheck.in_thread`.
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ PROBE_THREADS = 4
 class ServiceHealth:
     def __init__(self, hub: EventHub, clusters: ClusterService, jupyter: HealthCheck, external: list[HealthCheck], *,
                  timeout: float = 3.0, cache_seconds: float = 5.0, interval: float = 15.0,
-                 cluster_check: Callable[[Cluster], HealthCheck] = spark_cluster_check):
+                 cluster_check: Callable[[Cluster], HealthCheck] | None = None):
         self.hub = hub
         self.clusters = clusters
         self.jupyter = jupyter
@@ -49,7 +50,9 @@ class ServiceHealth:
         self.timeout = timeout
         self.cache_seconds = cache_seconds
         self.interval = interval
-        self.cluster_check = cluster_check
+        # Launched clusters are checked only while their launcher says they run.
+        self.cluster_check = cluster_check or functools.partial(
+            spark_cluster_check, condition=lambda cluster_id: self.clusters.condition(cluster_id))
         self._cluster_checks: dict[str, tuple[Cluster, HealthCheck]] = {}
         self._latest: dict[str, ServiceStatus] = {}
         self._checked_at: float | None = None  # loop time of the latest round's end

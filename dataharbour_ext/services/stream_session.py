@@ -50,6 +50,7 @@ class ClientSession:
         self.topics: set[str] = set(DEFAULT_TOPICS)
         self.can_read_jobs = True  # the authorizer's answer for `read` on dataharbour:jobs
         self.can_read_monitoring = True  # and for `read` on dataharbour:monitoring
+        self.can_read_clusters = True  # and for `read` on dataharbour:clusters
         self.seq = 0
         self.sent_seq = 0
         self.ring: deque[Entry] = deque()

@@ -103,17 +103,19 @@ def render_config(defaults: str) -> str:
 
 
 class SparkLogConfig:
-    """The config file under `<state_dir>/spark-conf/` and the JVM options that apply it."""
+    """The config file under `<state_dir>/spark-conf/` and the JVM options that apply it;
+    `extra` lines (loggers of its own) go after Spark's defaults, under file name `name`."""
 
-    def __init__(self, state_dir: str | os.PathLike):
-        self.path = Path(state_dir) / "spark-conf" / CONFIG_NAME
+    def __init__(self, state_dir: str | os.PathLike, *, name: str = CONFIG_NAME, extra: str = ""):
+        self.path = Path(state_dir) / "spark-conf" / name
+        self.extra = extra
         self._written = False
 
     def write(self) -> Path:
         """Write the file if it is missing or differs (an upgraded Spark); cheap afterwards."""
         if self._written:
             return self.path
-        content = render_config(spark_default_config())
+        content = render_config(spark_default_config()) + self.extra
         try:
             current = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):

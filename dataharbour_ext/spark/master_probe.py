@@ -9,6 +9,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 
+from ..secrets import redact_text
 from .master_url import spark_master_addresses
 from .standalone import MasterStatus
 
@@ -27,8 +28,9 @@ async def probe_master(master_url: str, ui_url: str | None, status_at: StatusAt,
         status = await status_at(ui_url)
         if status is not None and status.status == "ALIVE":
             return "running", None
-        return "unknown", (f"the master UI at {ui_url} says {status.status}" if status is not None
-                           else f"the master UI at {ui_url} did not answer with a master's status")
+        where = redact_text(ui_url)  # a reason is shown and stored: no password of the URL in it
+        return "unknown", (f"the master UI at {where} says {status.status}" if status is not None
+                           else f"the master UI at {where} did not answer with a master's status")
     problems = []
     for address in spark_master_addresses(master_url):
         where = f"{address.host}:{address.port}"

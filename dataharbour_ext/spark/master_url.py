@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-LOCAL = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?")
+LOCAL = re.compile(r"local(\[(?P<threads>\d+|\*)(,\d+)?\])?")
 HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
 K8S_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 EXPECTED = "spark://HOST:PORT, k8s://https://HOST[:PORT], yarn or local[N]"
@@ -37,8 +37,9 @@ def check_master_url(url: str) -> str:
         _check_k8s(url)
     elif scheme is None and url == "yarn":
         pass
-    elif scheme is None and LOCAL.fullmatch(url):
-        pass
+    elif scheme is None and (local := LOCAL.fullmatch(url)):
+        if local["threads"] not in (None, "*") and int(local["threads"]) == 0:
+            raise ValueError("local[N] needs at least 1 thread: Spark refuses local[0]")
     else:
         raise ValueError(f"must be {EXPECTED}, not {url[:100]!r}")
     return url

@@ -12,6 +12,12 @@ own lines (start, registration, applications), and `spark.port.maxRetries=0`: a 
 meanwhile fails the daemon (and the cluster, with that reason) instead of Spark quietly
 moving to the next port, where nobody would look for it.
 
+A launched cluster has a secret of its own (`spark.authenticate`): without it, any local
+user could register an application with a master on 127.0.0.1, and the workers would run its
+executors as this user. Master and workers read it from a 0600 `--properties-file` in their
+run folder (never a command line or SPARK_DAEMON_JAVA_OPTS, which `ps` shows); jobs on the
+cluster get it from the cluster's conf, through their own 0600 properties file.
+
 The master's JSON status (`http://127.0.0.1:W/json/`) says when workers have registered
 and what they offer; `MasterStatusReader` reads it with a short timeout, off the loop.
 """
@@ -19,6 +25,7 @@ and what they offer; `MasterStatusReader` reads it with a short timeout, off the
 import asyncio
 import os
 import re
+import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +34,8 @@ import httpx
 
 from ..runs import folder
 from .installation import spark_home
-from .log_config import render_config, spark_default_config
-from .submit import join_java_options
+from .log_config import SparkLogConfig
+from .submit import join_java_options, write_properties
 
 HOST = "127.0.0.1"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -48,6 +55,8 @@ logger.dataharbourWorker.level = info
 DAEMON_SYSTEM_PROPERTIES = ("-Dspark.port.maxRetries=0", "-Dspark.ui.killEnabled=false",
                             "-Dspark.master.rest.enabled=false")
 STATUS_TIMEOUT_SECONDS = 2.0
+AUTH_CONF_KEYS = ("spark.authenticate", "spark.authenticate.secret")
+DAEMON_PROPERTIES_FILE = "daemon.properties"
 
 
 def free_port() -> int:
@@ -79,29 +88,22 @@ def worker_command(master: str, cores: int, memory_mb: int, work_dir: str) -> li
             "--memory", f"{memory_mb}m", "--work-dir", work_dir, master]
 
 
-class DaemonLogConfig:
+def new_auth_conf() -> dict[str, str]:
+    """The conf that makes a new cluster's master, workers and jobs share a secret."""
+    return {"spark.authenticate": "true", "spark.authenticate.secret": secrets.token_urlsafe(32)}
+
+
+def daemon_properties(cluster_conf: dict[str, str]) -> dict[str, str]:
+    """What of a cluster's conf its daemons read from their properties file."""
+    return {key: cluster_conf[key] for key in AUTH_CONF_KEYS if key in cluster_conf}
+
+
+class DaemonLogConfig(SparkLogConfig):
     """Spark's log4j2 defaults at WARN (spark/log_config.py) plus the daemons' own loggers at
-    INFO, under `<state_dir>/spark-conf/`."""
+    INFO, under `<state_dir>/spark-conf/`; `java_options()` writes it (blocking: in a thread)."""
 
     def __init__(self, state_dir: str | os.PathLike):
-        self.path = Path(state_dir) / "spark-conf" / DAEMON_LOG_CONFIG
-        self._written = False
-
-    def java_options(self) -> list[str]:
-        """Writes the file if it is missing or differs (blocking: call it in a thread)."""
-        if not self._written:
-            content = render_config(spark_default_config()) + _DAEMON_LOGGERS
-            try:
-                current = self.path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                current = None
-            if current != content:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
-                partial.write_text(content, encoding="utf-8")
-                os.replace(partial, self.path)
-            self._written = True
-        return [f"-Dlog4j2.configurationFile={self.path}"]
+        super().__init__(state_dir, name=DAEMON_LOG_CONFIG, extra=_DAEMON_LOGGERS)
 
 
 def daemon_environment(java_options: list[str], local_ip: str = HOST) -> dict[str, str]:
@@ -114,10 +116,17 @@ def daemon_environment(java_options: list[str], local_ip: str = HOST) -> dict[st
 
 
 def write_daemon_folder(run_dir: str | os.PathLike, argv: list[str], env: dict[str, str], *,
-                        stop_grace_seconds: float, niceness: int) -> Path:
-    """A daemon's run folder with its command, ready for `runs.process.launch` (blocking)."""
+                        stop_grace_seconds: float, niceness: int, properties: dict[str, str] | None = None) -> Path:
+    """A daemon's run folder with its command, ready for `runs.process.launch` (blocking).
+    `properties` (the cluster's secret) go into an owner-only file the daemon is pointed at."""
     path = folder.create(run_dir)
     folder.clear_outcome(path)
+    if properties:
+        properties_file = path / DAEMON_PROPERTIES_FILE
+        write_properties(str(properties_file), properties)
+        os.chmod(properties_file, 0o600)  # an existing file keeps its mode through O_TRUNC
+        # Master and Worker take their options in any order, the master URL included.
+        argv = [*argv, "--properties-file", str(properties_file)]
     folder.write_command(path, argv, env, path, stop_grace_seconds=stop_grace_seconds, niceness=niceness)
     return path
 
@@ -146,6 +155,7 @@ class MasterStatus:
     cores_used: int = 0
     memory_mb: int = 0
     memory_used_mb: int = 0
+    active_apps: int = 0
 
     @property
     def alive_workers(self) -> list[WorkerStatus]:
@@ -171,7 +181,8 @@ def parse_master_status(data) -> MasterStatus:
         ))
     return MasterStatus(status=data["status"], url=data.get("url"), workers=workers, cores=_int(data.get("cores")),
                         cores_used=_int(data.get("coresused")), memory_mb=_int(data.get("memory")),
-                        memory_used_mb=_int(data.get("memoryused")))
+                        memory_used_mb=_int(data.get("memoryused")),
+                        active_apps=len(apps) if isinstance(apps := data.get("activeapps"), list) else 0)
 
 
 def _int(value) -> int:

@@ -48,6 +48,7 @@ class ClusterRecord:
     spec: dict | None = None
     conf: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
+    failure: str | None = None  # the reason it is being failed, while its daemons are stopped
     max_concurrent_jobs: int | None = None
     daemons: list[DaemonRecord] = field(default_factory=list)
 
@@ -56,7 +57,8 @@ def _values(record: ClusterRecord) -> dict:
     return {
         "id": record.id, "name": record.name, "kind": record.kind, "master_url": record.master_url,
         "ui_url": record.ui_url, "host": record.host, "spec": record.spec, "conf": record.conf,
-        "state": record.state, "reason": record.reason, "max_concurrent_jobs": record.max_concurrent_jobs,
+        "state": record.state, "reason": record.reason, "failure": record.failure,
+        "max_concurrent_jobs": record.max_concurrent_jobs,
         "daemons": [daemon.to_json() for daemon in record.daemons], "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
@@ -67,7 +69,8 @@ def _record(row) -> ClusterRecord:
     return ClusterRecord(
         id=m["id"], name=m["name"], kind=m["kind"], master_url=m["master_url"], state=m["state"],
         created_at=m["created_at"], updated_at=m["updated_at"], ui_url=m["ui_url"], host=m["host"],
-        spec=m["spec"], conf=dict(m["conf"] or {}), reason=m["reason"], max_concurrent_jobs=m["max_concurrent_jobs"],
+        spec=m["spec"], conf=dict(m["conf"] or {}), reason=m["reason"], failure=m["failure"],
+        max_concurrent_jobs=m["max_concurrent_jobs"],
         daemons=[DaemonRecord.from_json(daemon) for daemon in m["daemons"] or ()],
     )
 

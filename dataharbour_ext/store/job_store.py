@@ -447,21 +447,25 @@ class JobStore:
 
     @in_store_thread
     def claim_next(self, owner: Owner, limits: Mapping[str, int], default_limit: int, *,
-                   now: datetime) -> RunRecord | None:
+                   now: datetime, clusters: Iterable[str] | None = None) -> RunRecord | None:
         """Take the oldest queued run whose cluster has a free slot: `queued -> starting`,
         owned by `owner`. Only one server can win a run, and a cluster's limit holds across
-        servers because its admission row stays locked while its active runs are counted."""
+        servers because its admission row stays locked while its active runs are counted.
+        `clusters`: the ids of the clusters the caller knows (None: any); runs on others stay
+        queued for a server that knows their cluster (another host's, one added later)."""
+        waiting = [runs.c.tenant == self.tenant, runs.c.state == "queued"]
+        if clusters is not None:
+            waiting.append(runs.c.cluster_id.in_(list(clusters)))
         # The admission loop asks every second: with nothing queued, a read answers without
         # taking the write lock or bumping the write generation (which would expire every
         # cache keyed on it, the dashboard's and the list totals', once a second).
         with self.read_connection() as db:
-            if db.scalar(select(runs.c.job_id).where(runs.c.tenant == self.tenant, runs.c.state == "queued")
-                         .limit(1)) is None:
+            if db.scalar(select(runs.c.job_id).where(*waiting).limit(1)) is None:
                 return None
         with self._write() as db:
             queued = db.execute(
                 select(runs.c.job_id, runs.c.attempt, runs.c.cluster_id)
-                .where(runs.c.tenant == self.tenant, runs.c.state == "queued")
+                .where(*waiting)
                 .order_by(runs.c.queued_at, runs.c.job_id)
                 .limit(CLAIM_SCAN)
             ).all()

@@ -155,6 +155,9 @@ clusters = Table(
     Column("conf", JSON, nullable=False),
     Column("state", String(16), nullable=False),
     Column("reason", Text),
+    # Why a launched cluster is being failed, written before its daemons are stopped: a
+    # server stopping meanwhile leaves it starting/running with this, and the next resumes.
+    Column("failure", Text),
     Column("max_concurrent_jobs", Integer),
     Column("daemons", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("conf", sa.JSON, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("reason", sa.Text),
+        sa.Column("failure", sa.Text),
         sa.Column("max_concurrent_jobs", sa.Integer),
         sa.Column("daemons", sa.JSON, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
