@@ -8,7 +8,12 @@ import urllib.error
 import urllib.request
 
 import psutil
+import websocket
 from server_process import ServerProcess
+
+from dataharbour_ext.runs import folder
+from dataharbour_ext.runs.identity import ProcessIdentity
+from dataharbour_ext.runs.process import Supervised
 
 TERMINAL = {"succeeded", "failed", "killed", "lost"}
 
@@ -96,3 +101,53 @@ def still_running(processes) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return alive
+
+
+def daemon_supervisors(server: ServerProcess) -> dict[str, ProcessIdentity]:
+    """The supervisor identity of every daemon of every cluster the server launched, from
+    their run folders' supervisor.json ("<cluster id>/<daemon>": identity)."""
+    root = os.path.join(server.base, "data", "dataharbour", "clusters")
+    found = {}
+    for cluster_id in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        for name in sorted(os.listdir(os.path.join(root, cluster_id))):
+            identity = folder.read_supervisor(os.path.join(root, cluster_id, name))
+            if identity is not None:
+                found[f"{cluster_id}/{name}"] = identity
+    return found
+
+
+def stop_cluster_daemons(server: ServerProcess) -> int:
+    """Teardown: kill whatever still runs of the daemons the server launched, each tree by
+    its supervisor's identity (so no other process is touched). How many were killed."""
+    killed = 0
+    for identity in daemon_supervisors(server).values():
+        supervised = Supervised.attach(identity)
+        if supervised is not None:
+            killed += supervised.force_stop()
+    return killed
+
+
+class Stream:
+    """The live stream of a server process, subscribed to `clusters`."""
+
+    def __init__(self, server: ServerProcess, client_id: str):
+        self.connection = websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}/api/v1/ws/{client_id}", timeout=240,
+            header=[f"Authorization: token {server.token}"])
+        assert self.next()["type"] == "welcome"
+        self.connection.send(json.dumps({"type": "subscribe", "topics": ["clusters"]}))
+        assert "clusters" in self.until(lambda m: m["type"] == "subscribed")["data"]["topics"]
+
+    def next(self) -> dict:
+        return json.loads(self.connection.recv())
+
+    def until(self, predicate, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.next()
+            if predicate(message):
+                return message
+        raise AssertionError("no such message")
+
+    def close(self) -> None:
+        self.connection.close()

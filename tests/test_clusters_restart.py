@@ -1,13 +1,21 @@
 """A launched cluster outlives its server: re-attached after a restart, `stopped` when its
 daemons died while the server was down; every change is a message on the `clusters` topic."""
 
-import json
 import time
 
 import psutil
 import pytest
-import websocket
-from cluster_process import TERMINAL, call, daemon_processes, job_log, still_running, wait_cluster, wait_job
+from cluster_process import (
+    TERMINAL,
+    Stream,
+    call,
+    daemon_processes,
+    job_log,
+    still_running,
+    stop_cluster_daemons,
+    wait_cluster,
+    wait_job,
+)
 from server_process import ServerProcess, stop_runs_under
 
 SUM_JOB = """
@@ -17,38 +25,13 @@ print("SUM", spark.sparkContext.parallelize(range(100), 4).sum(), flush=True)
 """
 
 
-class Stream:
-    """The live stream of a server process, subscribed to `clusters`."""
-
-    def __init__(self, server: ServerProcess, client_id: str):
-        self.connection = websocket.create_connection(
-            f"ws://127.0.0.1:{server.port}/api/v1/ws/{client_id}", timeout=240,
-            header=[f"Authorization: token {server.token}"])
-        assert self.next()["type"] == "welcome"
-        self.connection.send(json.dumps({"type": "subscribe", "topics": ["clusters"]}))
-        assert "clusters" in self.until(lambda m: m["type"] == "subscribed")["data"]["topics"]
-
-    def next(self) -> dict:
-        return json.loads(self.connection.recv())
-
-    def until(self, predicate, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self.next()
-            if predicate(message):
-                return message
-        raise AssertionError("no such message")
-
-    def close(self) -> None:
-        self.connection.close()
-
-
 @pytest.fixture
 def server(tmp_path):
     server = ServerProcess(str(tmp_path))
     yield server
     server.kill()
-    stop_runs_under(str(tmp_path))
+    stop_cluster_daemons(server)  # by the supervisors' identities
+    stop_runs_under(str(tmp_path))  # last resort, for a job run that outlived its server
 
 
 def _cluster_messages(stream: Stream, cluster_id: str, until_state: str) -> list[dict]:

@@ -1,10 +1,12 @@
 """A real standalone cluster (1 master, 2 workers) launched through the API of a real server,
 shared by the tests of this module in order: it runs, a job's tasks run on both workers, its
 master UI is proxied, its master can be registered as an external cluster, and deleting it
-(forced past a running job) leaves nothing of it running."""
+(forced past a running job) leaves nothing of it running. Then a 1-worker cluster of its own
+fails, with nothing left, when its worker is killed."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,17 +15,21 @@ import psutil
 import pytest
 from cluster_process import (
     TERMINAL,
+    Stream,
     call,
     cluster_dir,
     daemon_processes,
+    daemon_supervisors,
     job_log,
     still_running,
+    stop_cluster_daemons,
     wait_cluster,
     wait_for_line,
     wait_job,
 )
 from server_process import ServerProcess, stop_runs_under
 
+from dataharbour_ext.runs.process import descendants
 from dataharbour_ext.spark.installation import spark_home, spark_submit
 
 SPEC = {"workers": 2, "cores_per_worker": 1, "memory_per_worker": "1gb"}
@@ -62,7 +68,10 @@ def server(tmp_path_factory):
     server.start()
     yield server
     server.kill()
-    stop_runs_under(base)  # should there be anything left (the last test asserts there is not)
+    # Should there be anything left (the tests assert there is not): the daemons by their
+    # supervisors' identities, then, as a last resort, a job run that outlived the server.
+    stop_cluster_daemons(server)
+    stop_runs_under(base)
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +259,39 @@ def test_delete_refuses_while_a_job_runs_then_force_kills_it_and_stops_everythin
     assert not leftovers, f"processes of the cluster still run: {leftovers}"
     assert not os.path.exists(cluster_dir(server, cluster_id))
     assert call(server, "GET", f"monitoring/services/{cluster_id}/logs")[0] == 404
+
+
+def test_a_killed_worker_fails_its_cluster_and_nothing_of_it_is_left(server):
+    stream = Stream(server, "worker-killed-watcher")
+    status, cluster = call(server, "POST", "clusters/", {"name": "loses a worker", "kind": "standalone",
+                                                         "workers": 1, "cores_per_worker": 1,
+                                                         "memory_per_worker": "512m"})
+    assert status == 202, cluster
+    cluster_id = cluster["id"]
+    try:
+        assert wait_cluster(server, cluster_id, {"running", "failed"})["state"] == "running"
+        supervisors = {name.split("/", 1)[1]: identity for name, identity in daemon_supervisors(server).items()
+                       if name.startswith(f"{cluster_id}/")}
+        assert set(supervisors) == {"master", "worker-1"}
+        processes = daemon_processes(server, cluster_id)
+        # The worker's JVM, by identity below its supervisor (a pidfd-checked signal).
+        jvms = [identity for identity in descendants(supervisors["worker-1"].pid)
+                if "org.apache.spark.deploy.worker.Worker" in psutil.Process(identity.pid).cmdline()]
+        assert len(jvms) == 1, jvms
+        assert jvms[0].send_signal(signal.SIGKILL)
+
+        failed = stream.until(lambda m: m["type"] == "cluster_update" and m["data"]["id"] == cluster_id
+                              and m["data"]["state"] in ("failed", "stopped"))["data"]
+        assert failed["state"] == "failed" and failed["reason"].startswith("worker-1 ended"), failed
+        _, shown = call(server, "GET", f"clusters/{cluster_id}")
+        assert (shown["state"], shown["reason"]) == ("failed", failed["reason"]), shown
+        # `failed` is set once every daemon's supervisor has ended, each after its tree.
+        assert not [name for name, identity in supervisors.items() if identity.matches()]
+        leftovers = still_running([process for tree in processes.values() for process in tree])
+        assert not leftovers, f"processes of the cluster still run: {leftovers}"
+    finally:
+        stream.close()
+        if call(server, "GET", f"clusters/{cluster_id}")[0] == 200:
+            call(server, "DELETE", f"clusters/{cluster_id}?force=true")
+            wait_cluster(server, cluster_id, {"gone"}, timeout=60)
+    assert not os.path.exists(cluster_dir(server, cluster_id))

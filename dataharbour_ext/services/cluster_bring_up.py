@@ -10,7 +10,7 @@ from ..spark import standalone
 from ..spark.master_url import spark_master_addresses
 from ..store.log_files import read_tail
 from .clusters import Cluster
-from .standalone_daemons import Daemon
+from .standalone_daemons import Daemon, look_at
 
 READY_POLL_SECONDS = 0.05  # how often a starting cluster's daemon logs are looked at
 READY_READ_SECONDS = 0.25  # how often its master is asked anyway, whatever the logs say
@@ -32,11 +32,12 @@ async def wait_until_ready(read_status: Callable[[], Awaitable[standalone.Master
     The status is read when a daemon's log has grown (the master logs its election and each
     worker registering, a worker that it registered) and every READY_READ_SECONDS besides: a
     stat per daemon per tick costs far less than asking the master 20 times a second, and the
-    CPU a starting cluster needs is what its JVMs need."""
+    CPU a starting cluster needs is what its JVMs need. The logs are stat'ed in a thread, all
+    in one go per tick."""
     loop = asyncio.get_running_loop()
     status, sizes, read_at = None, None, 0.0
     while loop.time() < deadline:
-        now_sizes = log_sizes(daemons)
+        now_sizes = (await asyncio.to_thread(look_at, list(daemons.values()), liveness=False)).log_sizes
         if now_sizes != sizes or loop.time() - read_at >= READY_READ_SECONDS:
             sizes, read_at = now_sizes, loop.time()
             status = await read_status()
@@ -80,16 +81,6 @@ def failure_of(cluster: Cluster, daemon: Daemon) -> str:
 def daemon_ports(cluster: Cluster) -> dict[str, int]:
     return {"sparkMaster": spark_master_addresses(cluster.master_url)[0].port,
             "MasterUI": int(cluster.ui_url.rsplit(":", 1)[1])}
-
-
-def log_sizes(daemons: Mapping[str, Daemon]) -> tuple[int, ...]:
-    sizes = []
-    for daemon in daemons.values():
-        try:
-            sizes.append(os.stat(daemon.log_path).st_size)
-        except OSError:
-            sizes.append(-1)
-    return tuple(sizes)
 
 
 def log_tail(path: str) -> list[str]:

@@ -50,7 +50,7 @@ from .cluster_views import ClusterViews
 from .clusters import Cluster, ClusterService
 from .jobs import JobService
 from .service_logs import ServiceLogs
-from .standalone_daemons import Daemon, DaemonGroup, daemon_identity
+from .standalone_daemons import Daemon, DaemonGroup, daemon_identity, look_at
 
 log = logging.getLogger("dataharbour_ext.clusters")
 
@@ -576,11 +576,17 @@ class ClusterLauncher:
                 log.exception("DataHarbour: looking at the clusters failed")
 
     async def _look_at_launched(self) -> None:
-        """Workers that registered or left a running cluster; daemons that ended unnoticed."""
-        for launched in list(self._launched.values()):
-            if launched.stopping or launched.failing or self.clusters.condition(launched.id).state != "running":
+        """Workers that registered or left a running cluster; daemons that ended unnoticed.
+        Every running cluster's daemons are looked at in one thread (it reads /proc)."""
+        running = [launched for launched in self._launched.values() if self._watched(launched)]
+        if not running:
+            return
+        seen = await asyncio.to_thread(look_at, [daemon for launched in running
+                                                 for daemon in launched.daemons.values()], logs=False)
+        for launched in running:
+            if not self._watched(launched):  # it failed or is being deleted meanwhile
                 continue
-            launched.group.look()
+            launched.group.look(seen)
             status = await self.views.master_status(launched.cluster, fresh=True)
             if status is None:
                 continue
@@ -588,6 +594,9 @@ class ClusterLauncher:
             if workers != launched.worker_ids:
                 launched.worker_ids = workers
                 self.updates.changed(launched.id, workers=True)
+
+    def _watched(self, launched: Launched) -> bool:
+        return not (launched.stopping or launched.failing) and self.clusters.condition(launched.id).state == "running"
 
     async def _probe_externals(self) -> None:
         externals = [c for c in self.clusters.all() if c.kind == "external" and c.id != DEFAULT_CLUSTER_ID

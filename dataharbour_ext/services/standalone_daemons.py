@@ -1,11 +1,12 @@
 """The daemons of one standalone cluster under their run supervisors: each watched for its
 end (a pidfd read by the event loop), all stopped together. Process supervision only: what
-an end means for the cluster is the caller's (`on_exit`)."""
+an end means for the cluster is the caller's (`on_exit`). Looks that read /proc or stat the
+logs (`look_at`) are made in a thread, all of a tick's in one."""
 
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..runs import folder
@@ -45,6 +46,35 @@ def daemon_identity(record: DaemonRecord) -> ProcessIdentity | None:
     return ProcessIdentity(record.pid, record.start_ticks, record.boot_id)
 
 
+@dataclass(frozen=True)
+class DaemonsSeen:
+    """One look at some daemons, taken in a thread: those whose supervisor no longer ran
+    (of those that had one and had not ended), and each daemon's log size (-1: no log yet),
+    in the order the daemons were given."""
+
+    gone: tuple[Daemon, ...]
+    log_sizes: tuple[int, ...]
+
+    def ended(self, daemon: Daemon) -> bool:
+        """Whether the look found `daemon` gone and its end is not yet known."""
+        return any(found is daemon for found in self.gone) and not daemon.ended.is_set()
+
+
+def look_at(daemons: Iterable[Daemon], *, liveness: bool = True, logs: bool = True) -> DaemonsSeen:
+    """Read /proc (liveness) and stat the logs of `daemons`: blocking, so call it in a thread,
+    once for all a tick needs."""
+    daemons = list(daemons)
+    gone = tuple(daemon for daemon in daemons if liveness and daemon.supervised is not None
+                 and not daemon.ended.is_set() and not daemon.supervised.alive())
+    sizes = []
+    for daemon in daemons if logs else ():
+        try:
+            sizes.append(os.stat(daemon.log_path).st_size)
+        except OSError:
+            sizes.append(-1)
+    return DaemonsSeen(gone, tuple(sizes))
+
+
 class DaemonGroup:
     """A cluster's daemons by name. `on_exit(daemon)` is called once for each that ends,
     after it has been reaped."""
@@ -79,10 +109,10 @@ class DaemonGroup:
         if self.on_exit is not None:
             self.on_exit(daemon)
 
-    def look(self) -> None:
-        """Daemons that ended unnoticed (a platform without pidfds)."""
+    def look(self, seen: DaemonsSeen) -> None:
+        """Daemons that ended unnoticed (a platform without pidfds), from a `look_at` of them."""
         for daemon in list(self.daemons.values()):
-            if daemon.supervised is not None and not daemon.ended.is_set() and not daemon.supervised.alive():
+            if daemon.supervised is not None and seen.ended(daemon):
                 self.ended(daemon)
 
     def detach(self) -> None:
@@ -111,9 +141,12 @@ class DaemonGroup:
                 if not waiting:
                     return
                 await asyncio.wait([w for w in waiters if not w.done()], timeout=STOP_LOOK_SECONDS)
-                for daemon in waiting:  # a platform without pidfds: look
-                    if not daemon.ended.is_set() and not daemon.supervised.alive():
-                        self.ended(daemon)
+                waiting = [d for d in waiting if not d.ended.is_set()]
+                if waiting:  # a platform without pidfds: look (in a thread: it reads /proc)
+                    seen = await asyncio.to_thread(look_at, waiting, logs=False)
+                    for daemon in waiting:
+                        if seen.ended(daemon):
+                            self.ended(daemon)
         finally:
             for waiter in waiters:
                 waiter.cancel()
