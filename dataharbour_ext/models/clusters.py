@@ -6,7 +6,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, fi
 
 from ..spark.master_url import check_master_url
 from ..spark.memory_size import memory_text, parse_memory_mb
-from .jobs import CONF_KEY_PATTERN, RESERVED_CONF_KEYS, ConfValue, UtcDatetime, _casefolded, _text_map_schema
+from .jobs import (
+    CONF_KEY_PATTERN,
+    RESERVED_CONF_KEYS,
+    ConfValue,
+    UtcDatetime,
+    _casefolded,
+    _text_map_schema,
+    one_line_name,
+)
 
 ClusterKind = Literal["local", "standalone", "external"]
 ClusterState = Literal["starting", "running", "stopping", "stopped", "failed", "unknown"]
@@ -90,15 +98,6 @@ class ClusterList(BaseModel):
     limits: ClusterLimits | None = Field(None, description="What a new standalone cluster may ask for.")
 
 
-def _name(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    if any(ch in value for ch in "\r\n\x00"):
-        raise ValueError("must be a single line")
-    return value
-
-
 def _memory(value: str) -> str:
     megabytes = parse_memory_mb(value)
     if megabytes < MIN_WORKER_MEMORY_MB:
@@ -114,7 +113,7 @@ def _cluster_conf_key(key: str) -> str:
     return key
 
 
-ClusterName = Annotated[str, Field(min_length=1, max_length=MAX_CLUSTER_NAME_LENGTH), AfterValidator(_name)]
+ClusterName = Annotated[str, Field(min_length=1, max_length=MAX_CLUSTER_NAME_LENGTH), AfterValidator(one_line_name)]
 MemorySize = Annotated[str, AfterValidator(_memory)]
 ClusterConfKey = Annotated[str, AfterValidator(_cluster_conf_key)]
 MasterUrl = Annotated[str, AfterValidator(check_master_url)]

@@ -36,6 +36,16 @@ def redact(values: dict[str, str]) -> dict[str, str]:
     return redact_mapping(values)
 
 
+def one_line_name(value: str) -> str:
+    """A job's or cluster's name: stripped, not blank, one line."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("must be a single line")
+    return value
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """Aware UTC (the store keeps naive UTC): pydantic then writes `...Z` natively, without
     a Python call per timestamp (a list of a thousand jobs has five thousand)."""
@@ -207,12 +217,7 @@ class JobSubmit(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_is_one_line(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        if any(ch in value for ch in "\r\n\x00"):
-            raise ValueError("must be a single line")
-        return value
+        return one_line_name(value)
 
 
 class ProgressCounts(BaseModel):

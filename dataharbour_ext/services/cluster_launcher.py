@@ -520,12 +520,13 @@ class ClusterLauncher:
         launched = self._adopt(record)
         if record.state not in ("starting", "running", "stopping"):
             return  # failed or stopped: nothing of it runs
+        # Reading run folders and /proc: one thread call for all of the cluster's daemons.
+        attached = await asyncio.to_thread(_attach_all, record.daemons)
         alive, gone = [], []
-        for daemon_record in record.daemons:
+        for daemon_record, supervised in zip(record.daemons, attached, strict=True):
             daemon = launched.daemons[daemon_record.name]
-            identity = daemon_identity(daemon_record)
-            daemon.supervised = Supervised.attach(identity) if identity else None
-            (alive if daemon.supervised is not None else gone).append(daemon)
+            daemon.supervised = supervised
+            (alive if supervised is not None else gone).append(daemon)
         for daemon in gone:
             daemon.ended.set()
         for daemon in alive:
@@ -621,3 +622,12 @@ class ClusterLauncher:
 def _cluster(record: ClusterRecord) -> Cluster:
     return Cluster(record.id, record.name, record.master_url, record.ui_url, record.max_concurrent_jobs,
                    conf=dict(record.conf), kind=record.kind, spec=record.spec, created_at=record.created_at)
+
+
+def _attach_all(records) -> list[Supervised | None]:
+    """The recorded daemons' supervisors that still run (None for the others). Blocking."""
+    attached = []
+    for record in records:
+        identity = daemon_identity(record)
+        attached.append(Supervised.attach(identity) if identity else None)
+    return attached

@@ -96,6 +96,21 @@ function useSubmit(onDone: () => void) {
   return { busy, error, submit };
 }
 
+/** A form's error (in words, where the user acted) and its Cancel / submit buttons. */
+function FormEnd(props: { error: string | null; busy: boolean; onCancel: () => void; label: string; busyLabel: string }) {
+  return (
+    <>
+      {props.error && <div className="dh-Error" role="alert">{props.error}</div>}
+      <div className="dh-Buttons">
+        <button type="button" className="jp-mod-styled jp-mod-reject" onClick={props.onCancel}>Cancel</button>
+        <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={props.busy}>
+          {props.busy ? props.busyLabel : props.label}
+        </button>
+      </div>
+    </>
+  );
+}
+
 function StandaloneForm(props: { model: ClustersModel; onDone: () => void }): JSX.Element {
   const limits = props.model.limits;
   const [name, setName] = React.useState('');
@@ -134,13 +149,7 @@ function StandaloneForm(props: { model: ClustersModel; onDone: () => void }): JS
           <input className="jp-mod-styled" value={memory} placeholder="1g" onChange={e => setMemory(e.target.value)} />
         </label>
       </div>
-      {error && <div className="dh-Error" role="alert">{error}</div>}
-      <div className="dh-Buttons">
-        <button type="button" className="jp-mod-styled jp-mod-reject" onClick={props.onDone}>Cancel</button>
-        <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
-          {busy ? 'Launching…' : 'Launch cluster'}
-        </button>
-      </div>
+      <FormEnd error={error} busy={busy} onCancel={props.onDone} label="Launch cluster" busyLabel="Launching…" />
     </form>
   );
 }
@@ -173,13 +182,7 @@ function ExternalForm(props: { model: ClustersModel; onDone: () => void }): JSX.
         Driver host <span className="dh-Muted">(this machine's address as remote executors reach it)</span>
         <input className="jp-mod-styled" value={driverHost} placeholder="optional" onChange={e => setDriverHost(e.target.value)} />
       </label>
-      {error && <div className="dh-Error" role="alert">{error}</div>}
-      <div className="dh-Buttons">
-        <button type="button" className="jp-mod-styled jp-mod-reject" onClick={props.onDone}>Cancel</button>
-        <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
-          {busy ? 'Registering…' : 'Register'}
-        </button>
-      </div>
+      <FormEnd error={error} busy={busy} onCancel={props.onDone} label="Register" busyLabel="Registering…" />
     </form>
   );
 }

@@ -128,11 +128,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.addPanel(platform, 200);
     app.shell.add(sidebar, 'left', { rank: 800 });
     restorer?.add(sidebar, sidebar.id);
-    /** The sidebar, on its Jobs tab. */
-    const showJobs = () => {
+    /** The sidebar, on one of its tabs. */
+    const showTab = (tab: Widget) => {
       app.shell.activateById(sidebar.id);
-      sidebar.showPanel(panel);
+      sidebar.showPanel(tab);
     };
+    const showJobs = () => showTab(panel);
 
     stream.connect();
     void model.refresh();
@@ -197,18 +198,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.openPlatform, {
       label: 'DataHarbour: Open Platform Monitoring',
       icon: dataharbourIcon,
-      execute: () => {
-        app.shell.activateById(sidebar.id);
-        sidebar.showPanel(platform);
-      }
+      execute: () => showTab(platform)
     });
     app.commands.addCommand(CommandIDs.openClusters, {
       label: 'DataHarbour: Open Spark Clusters',
       icon: dataharbourIcon,
-      execute: () => {
-        app.shell.activateById(sidebar.id);
-        sidebar.showPanel(clustersPanel);
-      }
+      execute: () => showTab(clustersPanel)
     });
     app.commands.addCommand(CommandIDs.newJob, {
       label: 'DataHarbour: New Spark Job',
