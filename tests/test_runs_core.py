@@ -401,3 +401,14 @@ def test_force_stop_kills_the_tree_and_the_supervisor(supervisors, run_dir):
     assert not any(process.matches() for process in tree) and not supervised.alive()
     assert still_running(str(run_dir)) == []
     assert folder.read_exit_status(run_dir) is None  # the caller records such an end
+
+
+def test_a_program_dies_with_its_supervisor_even_when_the_supervisor_is_sigkilled(supervisors, run_dir):
+    supervised = start(supervisors, run_dir, "print('up', flush=True); import time; time.sleep(600)")
+    wait_until(lambda: "up" in text(run_dir / folder.STDOUT_FILE), what="program up")
+    (program,) = descendants(supervised.identity.pid)
+    # What an OOM killer does: the supervisor gets no chance to stop anything.
+    assert supervised.identity.send_signal(signal.SIGKILL)
+    supervised.popen.wait(DEADLINE)
+    wait_until(lambda: not program.matches(), what="the program's end")
+    assert still_running(str(run_dir)) == []

@@ -25,6 +25,7 @@ from .identity import ProcessIdentity
 from .process import STOP_SIGNALS, descendants
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 # Safety net only: signals (SIGCHLD, stop requests) wake the supervisor through a pipe.
 IDLE_WAKEUP_SECONDS = 5.0
 TREE_POLL_SECONDS = 0.1
@@ -68,10 +69,27 @@ class Signals:
             pass
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: a forked child must not dlopen
+
+
 def become_subreaper() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def program_preexec(supervisor_pid: int, niceness: int):
+    """What the program's process does between fork and exec: it dies with the supervisor
+    (SIGKILLed by an OOM killer or a user, the supervisor could not stop it: without this a
+    daemon's JVM would run on, unowned), and runs at the run's priority."""
+
+    def preexec() -> None:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != supervisor_pid:  # the supervisor died before the prctl
+            os._exit(1)
+        if niceness:
+            os.nice(niceness)
+
+    return preexec
 
 
 class Reaper:
@@ -299,7 +317,7 @@ def main(run_dir: Path) -> int:
             umask=inherited_umask,
             # A lower CPU priority keeps Jupyter (and its users' notebooks) responsive while
             # Spark runs; on an otherwise idle machine it costs the run nothing.
-            preexec_fn=(lambda: os.nice(command["niceness"])) if command["niceness"] else None,
+            preexec_fn=program_preexec(os.getpid(), command["niceness"]),
         )
     except (OSError, ValueError, subprocess.SubprocessError) as error:
         os.close(log_fd)
