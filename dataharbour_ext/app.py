@@ -367,6 +367,7 @@ class DataHarbourApp(ExtensionApp):
             timeout=self.service_check_timeout, cache_seconds=self.service_check_cache_seconds,
             interval=self.service_check_interval,
         )
+        self.clusters.on_change(self.service_health.cluster_changed)
         self.service_logs = logs = ServiceLogs(self.service_health)
         logs.register("jupyter", self.server_logs)
         return {"service_health": self.service_health, "service_logs": logs}

@@ -33,7 +33,7 @@ from seaweedfs import seaweedfs_fixture  # noqa: F401  (the `seaweedfs` fixture)
 from dataharbour_ext import __version__
 from dataharbour_ext.events import EventHub
 from dataharbour_ext.models import MetricsSample
-from dataharbour_ext.services.clusters import Cluster
+from dataharbour_ext.services.clusters import Cluster, ClusterService
 from dataharbour_ext.services.health import Finding, HealthCheck, ObjectStorageCheck, http_client
 from dataharbour_ext.services.service_health import ServiceHealth
 from dataharbour_ext.services.service_logs import LogFiles
@@ -555,6 +555,37 @@ async def test_a_cluster_named_like_a_built_in_service_is_prefixed_and_its_remov
         assert [(e.type, e.data, e.topics) for e in events] == [
             ("service_removed", {"name": "spark:minio", "kind": "spark", "previous_status": "disabled"}, ("services",))
         ]
+    finally:
+        await health.stop()
+
+
+async def test_a_cluster_added_or_changed_is_checked_at_once_not_at_the_next_round():
+    hub = EventHub()
+    events = []
+    hub.subscribe(events.append)
+    clusters = ClusterService("local[1]")
+    health = ServiceHealth(hub, clusters, Answering("jupyter"), [], timeout=30.0, cache_seconds=3600.0,
+                           interval=0.0)  # no background rounds: only a change starts one
+    clusters.on_change(health.cluster_changed)
+    try:
+        health.start()
+        await health.refresh()
+        external = Cluster("external-1", "Elsewhere", "k8s://https://127.0.0.1:6444")
+        clusters.add(external, "unknown")
+        clusters.set_state(external.id, "running")  # while the round for the addition runs
+
+        def updates():
+            return [e.data for e in events if e.type == "service_update" and e.data["name"] == external.id]
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while not updates() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert updates()[0]["previous_status"] is None, "a service_update as soon as the cluster is known"
+        assert external.id in {s.name for s in await health.statuses()}
+        clusters.remove(external.id)
+        while not any(e.type == "service_removed" for e in events) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert [e.data["name"] for e in events if e.type == "service_removed"] == [external.id]
     finally:
         await health.stop()
 

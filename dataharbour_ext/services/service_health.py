@@ -61,6 +61,7 @@ class ServiceHealth:
         self._retired: set[asyncio.Future] = set()  # closing checks of clusters that are gone
         self._threads = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="dataharbour-health")
         self._started = False
+        self._round_again = False  # a cluster changed while a round was under way
         for check in (jupyter, *self.external):
             self._adopt(check)
 
@@ -116,6 +117,7 @@ class ServiceHealth:
         if self._round is None or self._round.done():
             self._round = asyncio.ensure_future(self._check_all())
             self._round.add_done_callback(_log_failed_round)
+            self._round.add_done_callback(self._after_round)
         return self._round
 
     async def _check_all(self) -> list[ServiceStatus]:
@@ -155,6 +157,23 @@ class ServiceHealth:
                 self.hub.publish("service_removed", {"name": name, "kind": before.kind,
                                                      "previous_status": before.status}, (SERVICES_TOPIC,))
 
+    def cluster_changed(self, cluster_id: str) -> None:
+        """A cluster appeared, went or changed state (a ClusterService listener): check at
+        once rather than at the next round, so monitoring shows a new cluster while it starts
+        and `service_update` follows it up. A round under way may have read the clusters
+        before the change: then another follows it."""
+        if not self._started:
+            return
+        if self._round is not None and not self._round.done():
+            self._round_again = True
+        else:
+            self._round_under_way()
+
+    def _after_round(self, round_: asyncio.Future) -> None:
+        if self._round_again and self._started and not round_.cancelled():
+            self._round_again = False
+            self._round_under_way()
+
     # ---- background re-checks --------------------------------------------------------
 
     def start(self) -> None:
@@ -166,6 +185,7 @@ class ServiceHealth:
             self._loop_task = asyncio.create_task(self._recheck_loop(), name="dataharbour-service-health")
 
     async def stop(self) -> None:
+        self._started = False
         tasks = [task for task in (self._loop_task, self._round) if task is not None and not task.done()]
         for task in tasks:
             task.cancel()
