@@ -10,6 +10,7 @@ from cluster_process import (
     Stream,
     call,
     daemon_processes,
+    daemon_supervisors,
     job_log,
     still_running,
     stop_cluster_daemons,
@@ -97,3 +98,29 @@ def test_a_cluster_outlives_a_restart_and_is_stopped_if_its_daemons_died_meanwhi
     assert stream.until(lambda m: m["type"] == "cluster_deleted")["data"] == {"id": cluster_id}
     assert wait_cluster(server, cluster_id, {"gone"}, timeout=30) is None
     stream.close()
+
+
+@pytest.mark.timeout(600)
+def test_a_cluster_still_starting_when_its_server_is_killed_comes_up_after_the_restart(server):
+    server.start()
+    status, cluster = call(server, "POST", "clusters/", {"name": "interrupted", "kind": "standalone", "workers": 1,
+                                                         "cores_per_worker": 1, "memory_per_worker": "512m"})
+    assert status == 202, cluster
+    cluster_id = cluster["id"]
+    # Killed as soon as the master is launched: its worker's supervisor, held until the master
+    # is up, ends unreleased with the server, without starting anything.
+    deadline = time.monotonic() + 60
+    while f"{cluster_id}/master" not in daemon_supervisors(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.kill()
+    server.start()
+    running = wait_cluster(server, cluster_id, {"running", "failed"})
+    assert running["state"] == "running", running
+    assert [w["state"] for w in running["workers"]] == ["ALIVE"] and running["cores_total"] == 1
+    with open(f"{server.base}/server.log") as f:
+        assert f"DataHarbour: re-attached to cluster {cluster_id}, still starting; starting worker-1" in f.read()
+    processes = daemon_processes(server, cluster_id)
+    assert sorted(processes) == ["master", "worker-1"]
+    assert call(server, "DELETE", f"clusters/{cluster_id}")[0] == 202
+    assert wait_cluster(server, cluster_id, {"gone"}, timeout=60) is None
+    assert still_running([p for tree in processes.values() for p in tree]) == []

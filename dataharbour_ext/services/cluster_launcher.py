@@ -6,8 +6,8 @@ clusters through their states, watches the daemons, and stops and removes cluste
                      \\-> failed (a daemon ended, or the workers did not register in time:
                           everything of the cluster is stopped first; the reason comes from
                           the daemon's log)
-                 a server restart re-attaches to live daemons; daemons that died while the
-                 server was down make the cluster `stopped`
+                 a server restart re-attaches to live daemons; daemons that died while no
+                 server watched them make the cluster `stopped`
     external:    running | unknown (probed: a spark:// master's UI or port; k8s:// and yarn
                  are not probed) -> (deleted at once: nothing of it runs here)
 
@@ -15,8 +15,11 @@ Clusters outlive a server restart, like runs: stopping the server stops the watc
 the daemons. Deleting a cluster stops everything it launched, by the supervisors' process
 identities; only then is it gone (`cluster_deleted`).
 
-The daemons' supervision (watching, stopping) is services/standalone_daemons.py; waiting for a
-cluster to come up and the reasons it did not, services/cluster_bring_up.py.
+Each launched cluster has an owner, the server that watches its daemons, as runs do; other
+servers on the same store observe it. Taking clusters over after a restart and keeping up with
+other servers is services/cluster_recovery.py (a mixin of the launcher); the daemons'
+supervision (watching, stopping), services/standalone_daemons.py; waiting for a cluster to come
+up and the reasons it did not, services/cluster_bring_up.py.
 """
 
 import asyncio
@@ -41,16 +44,17 @@ from ..spark.daemon_logs import DaemonLogs
 from ..spark.master_probe import probe_master
 from ..spark.master_url import spark_master_addresses
 from ..spark.memory_size import memory_text, parse_memory_mb
-from ..store import JobStore
+from ..store import JobStore, Owner
 from ..store.cluster_store import ClusterRecord, ClusterStore
 from .clock import utcnow
 from .cluster_bring_up import NotReady, failure_of, timeout_reason, two_free_ports, wait_until_ready
+from .cluster_recovery import ClusterRecovery, cluster_of
 from .cluster_updates import ClusterUpdates
 from .cluster_views import ClusterViews
 from .clusters import Cluster, ClusterService
 from .jobs import JobService
 from .service_logs import ServiceLogs
-from .standalone_daemons import Daemon, DaemonGroup, daemon_identity, look_at
+from .standalone_daemons import Daemon, DaemonGroup, look_at
 
 log = logging.getLogger("dataharbour_ext.clusters")
 
@@ -73,6 +77,7 @@ class LauncherConfig:
     max_memory_per_worker: str = "8g"
     poll_interval: float = 1.0  # seconds between looks at running clusters (workers, daemons)
     probe_interval: float = 15.0  # seconds between probes of external spark:// masters
+    sync_interval: float = 5.0  # seconds between reads of the clusters other servers changed
     probe_timeout: float = 3.0
 
     @property
@@ -98,6 +103,9 @@ class Launched:
     # workers started at once must not overwrite each other's record.
     recording: asyncio.Lock = field(default_factory=asyncio.Lock)
     ui_seen_at: float | None = None  # loop time the master UI was last seen listening
+    # False: another live server on this host owns it; this one only observes (no watching,
+    # no stopping), from the store.
+    owned: bool = True
 
     def __post_init__(self) -> None:
         self.group = DaemonGroup(self.cluster.id)
@@ -111,7 +119,7 @@ class Launched:
         return self.group.daemons
 
 
-class ClusterLauncher:
+class ClusterLauncher(ClusterRecovery):
     def __init__(self, clusters: ClusterService, views: ClusterViews, updates: ClusterUpdates, store: ClusterStore,
                  job_store: JobStore, jobs: JobService, service_logs: ServiceLogs,
                  class_data: ClassDataArchive | None, config: LauncherConfig):
@@ -130,7 +138,9 @@ class ClusterLauncher:
         self._tasks: set[asyncio.Task] = set()
         self._delete_locks: dict[str, asyncio.Lock] = {}
         self._reserved = 0  # clusters being added, not yet in the registry (see _room)
+        self._additions = 0  # clusters this server has added to the store (see _sync)
         self._monitor: asyncio.Task | None = None
+        self.owner: Owner = jobs.engine.owner  # one identity per server, for runs and clusters
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -190,9 +200,11 @@ class ClusterLauncher:
             id=cluster_id, name=request.name, kind="standalone", master_url=standalone.master_url(master_port),
             ui_url=standalone.master_ui_url(ui_port), state="starting", created_at=now, updated_at=now,
             host=host_identity(), spec=spec, conf=conf, max_concurrent_jobs=request.max_concurrent_jobs,
+            owner=self.owner,
         )
+        self._additions += 1
         await self.store.add(record)
-        launched = self._adopt(record)
+        launched = self._register(record)
         launched.bring_up = asyncio.create_task(self._bring_up(launched), name=f"dataharbour-start-{cluster_id}")
         log.info("DataHarbour: cluster %s (%s) starting: %d workers with %d cores and %s each", cluster_id,
                  request.name, request.workers, request.cores_per_worker, memory_text(memory_mb))
@@ -213,8 +225,9 @@ class ClusterLauncher:
             ui_url=request.ui_url, state=state, reason=reason, created_at=now, updated_at=now,
             conf=dict(request.conf), max_concurrent_jobs=request.max_concurrent_jobs,
         )
+        self._additions += 1
         await self.store.add(record)
-        self.clusters.add(_cluster(record), state, reason)
+        self.clusters.add(cluster_of(record), state, reason)
         log.info("DataHarbour: external cluster %s (%s) registered: %s", cluster_id, request.name, state)
         return await self.views.get(cluster_id)
 
@@ -248,6 +261,8 @@ class ClusterLauncher:
                 self._delete_locks.pop(cluster_id, None)
                 log.info("DataHarbour: external cluster %s unregistered", cluster_id)
                 return None
+            if launched is not None and not launched.owned:
+                return await self._request_removal(cluster_id)
             if launched is None:  # never launched here (a record whose daemons are unknown)
                 launched = self._new_launched(cluster)
                 self._launched[cluster_id] = launched
@@ -258,6 +273,16 @@ class ClusterLauncher:
             view = await self.views.get(cluster_id)
             self._spawn(self._remove(launched), f"dataharbour-delete-{cluster_id}")
             return view
+
+    async def _request_removal(self, cluster_id: str) -> ClusterInfo:
+        """Delete a cluster another server owns: `stopping` in the store tells its owner to
+        stop it (or whoever takes it over); it is gone here once its record is."""
+        if not await self.store.update(cluster_id, now=utcnow(), state="stopping", reason=None,
+                                       from_states=("starting", "running", "failed", "stopped")):
+            log.info("DataHarbour: cluster %s was already being deleted", cluster_id)
+        self.clusters.set_state(cluster_id, "stopping")
+        log.info("DataHarbour: cluster %s (owned by another server) asked to stop", cluster_id)
+        return await self.views.get(cluster_id)
 
     def _require(self, cluster_id: str) -> Cluster:
         cluster = self.clusters.get(cluster_id)
@@ -331,9 +356,9 @@ class ClusterLauncher:
         launched.group.on_exit = functools.partial(self._daemon_ended, launched)
         return launched
 
-    def _adopt(self, record: ClusterRecord) -> Launched:
+    def _register(self, record: ClusterRecord) -> Launched:
         """Make a launched cluster known: registry, logs, and its daemons (not yet watched)."""
-        cluster = _cluster(record)
+        cluster = cluster_of(record)
         launched = self._new_launched(cluster)
         for daemon in record.daemons:
             launched.daemons[daemon.name] = Daemon(daemon.name, daemon.run_dir)
@@ -345,37 +370,25 @@ class ClusterLauncher:
         self.clusters.add(cluster, record.state, record.reason)
         return launched
 
-    async def _bring_up(self, launched: Launched) -> None:
-        """Master, then workers, then `running` once every worker has registered."""
+    async def _bring_up(self, launched: Launched, deadline: float | None = None, *,
+                        workers: list[str] | None = None) -> None:
+        """Master, then workers, then `running` once every worker has registered. Given
+        `workers`, only those are started (a start resumed after a restart: the master and
+        the other workers run)."""
         cluster = launched.cluster
         spec = cluster.spec
-        deadline = asyncio.get_running_loop().time() + self.config.start_timeout
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.config.start_timeout
         try:
             java_options = await asyncio.to_thread(self._java_options)
             env = standalone.daemon_environment(java_options, standalone.HOST)
-            master_port = spark_master_addresses(cluster.master_url)[0].port
-            ui_port = int(cluster.ui_url.rsplit(":", 1)[1])
-            await self._start_daemon(launched, "master", standalone.master_command(master_port, ui_port), env)
-            # While the master comes up, the workers' supervisors start, held: once it is ALIVE
-            # they only need the word to go (a worker that found no master would retry only
-            # after 5-15 s).
-            directory = launched.directory
-            preparing = asyncio.ensure_future(asyncio.gather(*(
-                self._start_daemon(launched, f"worker-{n}", standalone.worker_command(
-                    cluster.master_url, spec["cores_per_worker"], spec["memory_per_worker_mb"],
-                    str(directory / f"worker-{n}" / "work")), env, release=False)
-                for n in range(1, spec["workers"] + 1))))
-            try:
-                await self._wait_for(launched, deadline, lambda status: status.status == "ALIVE")
-                workers = await preparing
-            except BaseException:
-                preparing.cancel()
-                await asyncio.wait({preparing})  # each worker's start has seen the cancel
-                raise
-            for worker in workers:
-                if not (launched.stopping or launched.failing):
-                    worker.held = False
-                    worker.supervised.release()
+            if workers is None:
+                master_port = spark_master_addresses(cluster.master_url)[0].port
+                ui_port = int(cluster.ui_url.rsplit(":", 1)[1])
+                await self._start_daemon(launched, "master", standalone.master_command(master_port, ui_port), env)
+                workers = [f"worker-{n}" for n in range(1, spec["workers"] + 1)]
+            if workers:
+                await self._start_workers(launched, workers, env, deadline)
             await self._await_workers(launched, deadline)
         except asyncio.CancelledError:
             raise
@@ -384,6 +397,29 @@ class ClusterLauncher:
         except Exception as error:  # noqa: BLE001 - whatever it was, the cluster fails with it, not the server
             log.exception("DataHarbour: starting cluster %s failed", cluster.id)
             await self._fail(launched, f"it could not be started: {error}")
+
+    async def _start_workers(self, launched: Launched, names: list[str], env: dict[str, str],
+                             deadline: float) -> None:
+        """While the master comes up, the workers' supervisors start, held: once it is ALIVE
+        they only need the word to go (a worker that found no master would retry only after
+        5-15 s)."""
+        cluster, spec = launched.cluster, launched.cluster.spec
+        preparing = asyncio.ensure_future(asyncio.gather(*(
+            self._start_daemon(launched, name, standalone.worker_command(
+                cluster.master_url, spec["cores_per_worker"], spec["memory_per_worker_mb"],
+                str(launched.directory / name / "work")), env, release=False)
+            for name in names)))
+        try:
+            await self._wait_for(launched, deadline, lambda status: status.status == "ALIVE")
+            workers = await preparing
+        except BaseException:
+            preparing.cancel()
+            await asyncio.wait({preparing})  # each worker's start has seen the cancel
+            raise
+        for worker in workers:
+            if not (launched.stopping or launched.failing):
+                worker.held = False
+                worker.supervised.release()
 
     async def _await_workers(self, launched: Launched, deadline: float) -> None:
         wanted = launched.cluster.spec["workers"]
@@ -497,11 +533,7 @@ class ClusterLauncher:
             launched.stopping = False
             self.clusters.set_deleting(launched.id, False)
             return
-        self._delete_locks.pop(launched.id, None)
-        self.service_logs.unregister(cluster_service_name(launched.id))
-        self.views.forget_status(launched.cluster)
-        self._launched.pop(launched.id, None)
-        self.clusters.remove(launched.id)
+        self._forget(launched.cluster)
         log.info("DataHarbour: cluster %s deleted: its master and workers are gone", launched.id)
 
     async def _set_state(self, launched: Launched, state: str, reason: str | None = None, *,
@@ -511,63 +543,19 @@ class ClusterLauncher:
             return False
         return self.clusters.set_state(launched.id, state, reason)
 
-    # ---- after a server restart ------------------------------------------------------
-
-    async def _load(self, record: ClusterRecord) -> None:
-        if record.kind != "standalone":
-            self.clusters.add(_cluster(record), record.state, record.reason)
-            return
-        launched = self._adopt(record)
-        if record.state not in ("starting", "running", "stopping"):
-            return  # failed or stopped: nothing of it runs
-        # Reading run folders and /proc: one thread call for all of the cluster's daemons.
-        attached = await asyncio.to_thread(_attach_all, record.daemons)
-        alive, gone = [], []
-        for daemon_record, supervised in zip(record.daemons, attached, strict=True):
-            daemon = launched.daemons[daemon_record.name]
-            daemon.supervised = supervised
-            (alive if supervised is not None else gone).append(daemon)
-        for daemon in gone:
-            daemon.ended.set()
-        for daemon in alive:
-            launched.group.watch(daemon)
-        if record.state == "stopping":
-            launched.stopping = True
-            self._spawn(self._remove(launched), f"dataharbour-delete-{record.id}")
-        elif record.failure is not None:  # the server stopped while failing it: finish that
-            launched.failing = True
-            self._spawn(self._fail(launched, record.failure, noticed=True), f"dataharbour-fail-{record.id}")
-        elif not alive:
-            log.info("DataHarbour: cluster %s stopped while the server was down", record.id)
-            await self._set_state(launched, "stopped", "its master and workers ended while the server was down")
-        elif gone or (record.state == "starting" and len(alive) < 1 + record.spec["workers"]):
-            # The rest is stopped in the background: the server's start does not wait for it.
-            reason = (f"{', '.join(daemon.name for daemon in gone)} ended while the server was down" if gone
-                      else "the server stopped before all of its daemons were started")
-            launched.failing = True
-            self._spawn(self._fail(launched, reason, noticed=True), f"dataharbour-fail-{record.id}")
-        elif record.state == "starting":
-            deadline = asyncio.get_running_loop().time() + self.config.start_timeout
-            launched.bring_up = asyncio.create_task(self._resume_start(launched, deadline))
-            log.info("DataHarbour: re-attached to cluster %s, still starting", record.id)
-        else:
-            log.info("DataHarbour: re-attached to cluster %s (%d daemons)", record.id, len(alive))
-
-    async def _resume_start(self, launched: Launched, deadline: float) -> None:
-        try:
-            await self._await_workers(launched, deadline)
-        except NotReady as not_ready:
-            await self._fail(launched, await asyncio.to_thread(self._timeout_reason, launched, not_ready))
-
     # ---- looking at running clusters -------------------------------------------------
 
     async def _monitor_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_probe = loop.time()
+        next_sync = loop.time() + self.config.sync_interval
         while True:
             await asyncio.sleep(self.config.poll_interval)
             try:
                 await self._look_at_launched()
+                if loop.time() >= next_sync:
+                    next_sync = loop.time() + self.config.sync_interval
+                    await self._sync()
                 if loop.time() >= next_probe:
                     next_probe = loop.time() + self.config.probe_interval
                     await self._probe_externals()
@@ -582,12 +570,13 @@ class ClusterLauncher:
         running = [launched for launched in self._launched.values() if self._watched(launched)]
         if not running:
             return
-        seen = await asyncio.to_thread(look_at, [daemon for launched in running
-                                                 for daemon in launched.daemons.values()], logs=False)
+        owned = [daemon for launched in running if launched.owned for daemon in launched.daemons.values()]
+        seen = await asyncio.to_thread(look_at, owned, logs=False) if owned else None
         for launched in running:
             if not self._watched(launched):  # it failed or is being deleted meanwhile
                 continue
-            launched.group.look(seen)
+            if launched.owned:
+                launched.group.look(seen)
             status = await self.views.master_status(launched.cluster, fresh=True)
             if status is None:
                 continue
@@ -598,6 +587,14 @@ class ClusterLauncher:
 
     def _watched(self, launched: Launched) -> bool:
         return not (launched.stopping or launched.failing) and self.clusters.condition(launched.id).state == "running"
+
+    def _forget(self, cluster: Cluster) -> None:
+        """Drop a cluster from this server's view (it no longer exists; nothing to stop)."""
+        self._launched.pop(cluster.id, None)
+        self._delete_locks.pop(cluster.id, None)
+        self.service_logs.unregister(cluster_service_name(cluster.id))
+        self.views.forget_status(cluster)
+        self.clusters.remove(cluster.id)
 
     async def _probe_externals(self) -> None:
         externals = [c for c in self.clusters.all() if c.kind == "external" and c.id != DEFAULT_CLUSTER_ID
@@ -617,17 +614,3 @@ class ClusterLauncher:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _cluster(record: ClusterRecord) -> Cluster:
-    return Cluster(record.id, record.name, record.master_url, record.ui_url, record.max_concurrent_jobs,
-                   conf=dict(record.conf), kind=record.kind, spec=record.spec, created_at=record.created_at)
-
-
-def _attach_all(records) -> list[Supervised | None]:
-    """The recorded daemons' supervisors that still run (None for the others). Blocking."""
-    attached = []
-    for record in records:
-        identity = daemon_identity(record)
-        attached.append(Supervised.attach(identity) if identity else None)
-    return attached

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from .job_store import JobStore
+from .records import Owner
 from .store_thread import in_store_thread
 from .tables import clusters
 
@@ -51,6 +52,7 @@ class ClusterRecord:
     failure: str | None = None  # the reason it is being failed, while its daemons are stopped
     max_concurrent_jobs: int | None = None
     daemons: list[DaemonRecord] = field(default_factory=list)
+    owner: Owner | None = None  # launched clusters: the server watching its daemons
 
 
 def _values(record: ClusterRecord) -> dict:
@@ -60,7 +62,7 @@ def _values(record: ClusterRecord) -> dict:
         "state": record.state, "reason": record.reason, "failure": record.failure,
         "max_concurrent_jobs": record.max_concurrent_jobs,
         "daemons": [daemon.to_json() for daemon in record.daemons], "created_at": record.created_at,
-        "updated_at": record.updated_at,
+        "updated_at": record.updated_at, **Owner.columns(record.owner),
     }
 
 
@@ -72,6 +74,7 @@ def _record(row) -> ClusterRecord:
         spec=m["spec"], conf=dict(m["conf"] or {}), reason=m["reason"], failure=m["failure"],
         max_concurrent_jobs=m["max_concurrent_jobs"],
         daemons=[DaemonRecord.from_json(daemon) for daemon in m["daemons"] or ()],
+        owner=Owner.from_columns(m),
     )
 
 
@@ -121,6 +124,19 @@ class ClusterStore:
             condition &= clusters.c.state.in_(list(from_states))
         with self._write() as db:
             return db.execute(update(clusters).where(condition).values(**values, updated_at=now)).rowcount == 1
+
+    @in_store_thread
+    def adopt(self, cluster_id: str, previous: Owner | None, owner: Owner, *, now: datetime) -> ClusterRecord | None:
+        """Become the owner of a launched cluster whose owner is gone (`previous`, as last
+        read); one server wins. The cluster as it is now, or None if another server won."""
+        condition = (clusters.c.id == cluster_id) & (clusters.c.tenant == self.tenant)
+        condition &= (clusters.c.owner_instance.is_(None) if previous is None
+                      else clusters.c.owner_instance == previous.instance)
+        with self._write() as db:
+            if db.execute(update(clusters).where(condition)
+                          .values(**Owner.columns(owner), updated_at=now)).rowcount != 1:
+                return None
+            return _record(db.execute(select(clusters).where(clusters.c.id == cluster_id)).one())
 
     @in_store_thread
     def delete(self, cluster_id: str) -> bool:

@@ -105,16 +105,6 @@ def _sqlite_transactions(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _owner_values(owner: Owner | None) -> dict:
-    return {
-        "owner_host": owner.host if owner else None,
-        "owner_boot_id": owner.boot_id if owner else None,
-        "owner_instance": owner.instance if owner else None,
-        "owner_pid": owner.pid if owner else None,
-        "owner_start_ticks": owner.start_ticks if owner else None,
-    }
-
-
 def _run_values(run: RunRecord) -> dict:
     values = {
         "job_id": run.job_id,
@@ -136,16 +126,12 @@ def _run_values(run: RunRecord) -> dict:
         "backend": run.backend,
         "progress": run.progress,
     }
-    values.update(_owner_values(run.owner))
+    values.update(Owner.columns(run.owner))
     return values
 
 
 def _run_record(row) -> RunRecord:
     m = row._mapping
-    owner = None
-    if m["owner_instance"] is not None:
-        owner = Owner(m["owner_host"], m["owner_boot_id"], m["owner_instance"], m["owner_pid"],
-                      m["owner_start_ticks"])
     return RunRecord(
         job_id=m["job_id"],
         attempt=m["attempt"],
@@ -163,7 +149,7 @@ def _run_record(row) -> RunRecord:
         pid=m["pid"],
         pid_start_ticks=m["pid_start_ticks"],
         pid_boot_id=m["pid_boot_id"],
-        owner=owner,
+        owner=Owner.from_columns(m),
         owner_seen_at=m["owner_seen_at"],
         kill_requested=bool(m["kill_requested"]),
         progress=m["progress"],
@@ -419,7 +405,7 @@ class JobStore:
 
     def _transition(self, db: Connection, job_id, attempt, from_states, to_state, now, values) -> RunRecord | None:
         if "owner" in values:
-            values.update(_owner_values(values.pop("owner")))
+            values.update(Owner.columns(values.pop("owner")))
         changed = db.execute(
             update(runs)
             .where(self._run_is(job_id, attempt), runs.c.state.in_(list(from_states)))
@@ -438,7 +424,7 @@ class JobStore:
     def update_run(self, job_id: str, attempt: int, *, touch_job: datetime | None = None, **values) -> None:
         """Set facts about a run that are not state changes (app id, UI address, pid)."""
         if "owner" in values:
-            values.update(_owner_values(values.pop("owner")))
+            values.update(Owner.columns(values.pop("owner")))
         with self._write() as db:
             db.execute(update(runs).where(self._run_is(job_id, attempt)).values(**values))
             if touch_job is not None:
@@ -511,5 +497,5 @@ class JobStore:
                          else runs.c.owner_instance == previous_instance)
             return db.execute(
                 update(runs).where(self._run_is(job_id, attempt), condition)
-                .values(**_owner_values(owner), owner_seen_at=now)
+                .values(**Owner.columns(owner), owner_seen_at=now)
             ).rowcount == 1

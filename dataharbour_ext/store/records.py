@@ -18,6 +18,23 @@ class Owner:
     pid: int
     start_ticks: int
 
+    @staticmethod
+    def columns(owner: "Owner | None") -> dict:
+        """The owner_* columns (of runs and clusters) that record `owner`."""
+        return {
+            "owner_host": owner.host if owner else None,
+            "owner_boot_id": owner.boot_id if owner else None,
+            "owner_instance": owner.instance if owner else None,
+            "owner_pid": owner.pid if owner else None,
+            "owner_start_ticks": owner.start_ticks if owner else None,
+        }
+
+    @classmethod
+    def from_columns(cls, m) -> "Owner | None":
+        if m["owner_instance"] is None:
+            return None
+        return cls(m["owner_host"], m["owner_boot_id"], m["owner_instance"], m["owner_pid"], m["owner_start_ticks"])
+
 
 @dataclass
 class RunRecord:

@@ -162,4 +162,11 @@ clusters = Table(
     Column("daemons", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # The server that watches a launched cluster's daemons (as for runs): only it acts on
+    # them; another server on the host takes over once it can prove the owner gone.
+    Column("owner_host", String(256)),
+    Column("owner_boot_id", String(64)),
+    Column("owner_instance", String(64)),
+    Column("owner_pid", Integer),
+    Column("owner_start_ticks", BigInteger),
 )
