@@ -40,3 +40,26 @@ async def test_clusters_are_stored_per_tenant_and_launched_ones_per_host(store_u
     finally:
         theirs.close()
         mine.close()
+
+
+async def test_a_launched_cluster_is_adopted_by_one_server_only(store_url):
+    from dataharbour_ext.store import Owner
+
+    jobs = JobStore(store_url, tenant="me")
+    store = ClusterStore(jobs, "host-a")
+    dead = Owner("host-a", "boot", "instance-dead", 10, 100)
+    first, second = Owner("host-a", "boot", "instance-1", 11, 110), Owner("host-a", "boot", "instance-2", 12, 120)
+    try:
+        record = _launched("standalone-1", "host-a")
+        record.owner = dead
+        await store.add(record)
+        (stored,) = await store.all()
+        assert stored.owner == dead
+        adopted = await store.adopt("standalone-1", dead, first, now=T0)
+        assert adopted is not None and adopted.owner == first and adopted.state == "starting"
+        assert await store.adopt("standalone-1", dead, second, now=T0) is None, "the owner read is out of date"
+        assert (await store.all())[0].owner == first
+        await store.add(_launched("standalone-2", "host-a"))  # from before owners: nobody's
+        assert (await store.adopt("standalone-2", None, second, now=T0)).owner == second
+    finally:
+        jobs.close()

@@ -138,7 +138,9 @@ class ClusterLauncher(ClusterRecovery):
         self._tasks: set[asyncio.Task] = set()
         self._delete_locks: dict[str, asyncio.Lock] = {}
         self._reserved = 0  # clusters being added, not yet in the registry (see _room)
-        self._additions = 0  # clusters this server has added to the store (see _sync)
+        # Ids of clusters this server adds or removes while a sync reads the store (None
+        # between syncs): what that read says of them may already be out of date.
+        self._touched: set[str] | None = None
         self._monitor: asyncio.Task | None = None
         self.owner: Owner = jobs.engine.owner  # one identity per server, for runs and clusters
 
@@ -147,15 +149,9 @@ class ClusterLauncher(ClusterRecovery):
     async def start(self) -> None:
         """Load the clusters from the store; re-attach to the daemons of launched ones."""
         try:
-            records = await self.store.all()
+            await self._load_all(await self.store.all())
         except Exception:
             log.exception("DataHarbour: the clusters could not be read from the store")
-            records = []
-        for record in records:
-            try:
-                await self._load(record)
-            except Exception:
-                log.exception("DataHarbour: cluster %s could not be loaded", record.id)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="dataharbour-clusters")
 
     async def stop(self) -> None:
@@ -202,7 +198,7 @@ class ClusterLauncher(ClusterRecovery):
             host=host_identity(), spec=spec, conf=conf, max_concurrent_jobs=request.max_concurrent_jobs,
             owner=self.owner,
         )
-        self._additions += 1
+        self._touch(cluster_id)
         await self.store.add(record)
         launched = self._register(record)
         launched.bring_up = asyncio.create_task(self._bring_up(launched), name=f"dataharbour-start-{cluster_id}")
@@ -225,7 +221,7 @@ class ClusterLauncher(ClusterRecovery):
             ui_url=request.ui_url, state=state, reason=reason, created_at=now, updated_at=now,
             conf=dict(request.conf), max_concurrent_jobs=request.max_concurrent_jobs,
         )
-        self._additions += 1
+        self._touch(cluster_id)
         await self.store.add(record)
         self.clusters.add(cluster_of(record), state, reason)
         log.info("DataHarbour: external cluster %s (%s) registered: %s", cluster_id, request.name, state)
@@ -251,6 +247,7 @@ class ClusterLauncher(ClusterRecovery):
             try:
                 await self._clear_jobs(cluster_id, force)
                 if cluster.kind != "standalone":
+                    self._touch(cluster_id)
                     await self.store.delete(cluster_id)
             except BaseException:
                 self.clusters.set_deleting(cluster_id, False)
@@ -261,6 +258,9 @@ class ClusterLauncher(ClusterRecovery):
                 self._delete_locks.pop(cluster_id, None)
                 log.info("DataHarbour: external cluster %s unregistered", cluster_id)
                 return None
+            launched = self._launched.get(cluster_id)  # a sync may have taken it over meanwhile
+            if launched is not None and launched.stopping:
+                return await self.views.get(cluster_id)
             if launched is not None and not launched.owned:
                 return await self._request_removal(cluster_id)
             if launched is None:  # never launched here (a record whose daemons are unknown)
@@ -358,8 +358,13 @@ class ClusterLauncher(ClusterRecovery):
 
     def _register(self, record: ClusterRecord) -> Launched:
         """Make a launched cluster known: registry, logs, and its daemons (not yet watched)."""
-        cluster = cluster_of(record)
+        # The same Cluster object when one known here is taken over (a DELETE waiting on the
+        # cluster's lock checks it is still the one it found).
+        known = self.clusters.get(record.id)
+        cluster = known if known is not None and known.created_at is not None else cluster_of(record)
         launched = self._new_launched(cluster)
+        if record.daemons:  # where the server that launched it put it (its state_dir may differ)
+            launched.directory = Path(record.daemons[0].run_dir).parent
         for daemon in record.daemons:
             launched.daemons[daemon.name] = Daemon(daemon.name, daemon.run_dir)
         if "master" not in launched.daemons:
@@ -526,6 +531,7 @@ class ClusterLauncher(ClusterRecovery):
             await self._halt_bring_up(launched)
             await launched.group.stop(self.config.stop_grace_seconds)
             await asyncio.to_thread(shutil.rmtree, launched.directory, True)
+            self._touch(launched.id)
             await self.store.delete(launched.id)
         except Exception:
             log.exception("DataHarbour: deleting cluster %s failed", launched.id)
@@ -609,6 +615,10 @@ class ClusterLauncher(ClusterRecovery):
                                   self.config.probe_timeout)
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _touch(self, cluster_id: str) -> None:
+        if self._touched is not None:
+            self._touched.add(cluster_id)
 
     def _spawn(self, coroutine, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)

@@ -247,10 +247,26 @@ def _program_traceback(tb, program: str):
     return first or tb
 
 
+def _die_with_the_driver_jvm() -> None:
+    """The driver's JVM (spark-submit) is our parent: if it is killed (its supervisor SIGKILLed,
+    an OOM killer), this process must not run on alone."""
+    try:
+        import ctypes
+        import signal
+
+        parent = os.getppid()
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before the prctl
+            os._exit(1)
+    except Exception:
+        pass  # not Linux: nothing to do
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
         print("usage: bootstrap.py SIGNALS_PATH PROGRAM [ARGS...]", file=sys.stderr)
         return 2
+    _die_with_the_driver_jvm()
     signals_path, program, args = argv[1], argv[2], argv[3:]
     signals = Signals(os.path.abspath(signals_path))
     try:
