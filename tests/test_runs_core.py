@@ -123,7 +123,7 @@ def test_stat_is_parsed_after_the_last_parenthesis(tmp_path):
     try:
         stat_of_child = wait_until(lambda: read_stat(child.pid), what="child visible")
         assert stat_of_child.ppid == os.getpid()
-        assert stat_of_child.state in (b"S", b"R")
+        assert stat_of_child.state in (b"S", b"R", b"D")  # D: still reading its executable, on a busy disk
         started_after_boot = stat_of_child.start_ticks / os.sysconf("SC_CLK_TCK")
         assert abs(time.clock_gettime(time.CLOCK_BOOTTIME) - started_after_boot) < 30
         assert ProcessIdentity.of(child.pid).matches()

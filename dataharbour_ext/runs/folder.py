@@ -1,12 +1,16 @@
 """The layout of a run's folder, shared by the launcher and the supervisor.
 
     command.json     argv, env overlay, cwd and grace periods of the command (the server's
-                     own environment is never written: only the overlay is)
+                     own environment is never written: only the overlay is); "warm" for a
+                     program started before its run is known (a warm slot's folder)
     supervisor.json  the supervisor's identity (pid, start ticks, boot id)
     supervisor.log   the supervisor's own output: how the run ended
     output.log       everything the command printed, stdout and stderr interleaved by line
     stdout.log       the command's stdout only
-    exit.json        how the run ended; it exists only once nothing of the run is left
+    exit.json        how the run ended; it exists only once nothing of the run is left.
+                     A warm program's end goes into the run folder it was bound to
+                     ("bound": true, "slot": its slot folder), or into its slot folder when
+                     it never was ("bound": false, "released": false)
 
 The folder is 0700 and every file in it 0600: commands and output may hold credentials.
 """
@@ -45,6 +49,13 @@ def create(run_dir: str | Path) -> Path:
     # mkdir's mode is filtered by the umask and ignored for a folder that already existed.
     os.chmod(path, FOLDER_MODE)
     return path
+
+
+def write_private(path: str | Path, text: str) -> None:
+    """An owner-only text file (a run's program, its job description), replaced whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def open_for_append(path: str | Path) -> int:
@@ -96,9 +107,11 @@ def write_command(
     stop_grace_seconds: float = 10.0,
     leftover_grace_seconds: float = 5.0,
     niceness: int = 0,
+    warm: bool = False,
 ) -> None:
     """What the supervisor runs. `env_overlay` holds only what differs from the environment
-    the supervisor inherits, so the server's own environment never lands on disk."""
+    the supervisor inherits, so the server's own environment never lands on disk. `warm`:
+    the program starts at once and learns its run later (`process.launch_warm`)."""
     write_json_atomically(
         Path(run_dir) / COMMAND_FILE,
         {
@@ -108,5 +121,6 @@ def write_command(
             "stop_grace_seconds": float(stop_grace_seconds),
             "leftover_grace_seconds": float(leftover_grace_seconds),
             "niceness": int(niceness),
+            "warm": bool(warm),
         },
     )

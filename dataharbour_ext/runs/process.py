@@ -18,6 +18,7 @@ from .identity import ProcessIdentity, boot_id, is_running, read_stat
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 FORCE_STOP_SECONDS = 2.0
 RELEASE = b"go\n"
+BIND = b"bind "  # warm mode: BIND + the run folder's absolute path + newline
 
 
 def descendants(pid: int) -> list[ProcessIdentity]:
@@ -81,6 +82,19 @@ def launch(run_dir: str | Path, *, held: bool = False) -> "Supervised":
     return supervised
 
 
+def launch_warm(slot_dir: str | Path) -> "Supervised":
+    """Start a warm supervisor in `slot_dir` (command.json written with `warm=True`): its
+    program starts at once and warms up, with its output in the slot's logs, until
+    `Supervised.bind(run_dir)` makes it that run. Should the launcher die, or call
+    `Supervised.abandon()`, before binding it, the supervisor stops the program's tree and
+    records the end in the slot (`"bound": false`): an unbound program never outlives its
+    launcher. Protocol: the supervisor's module docstring."""
+    command = folder.read_json(Path(slot_dir) / folder.COMMAND_FILE) or {}
+    if command.get("warm") is not True:
+        raise ValueError(f"{slot_dir}: {folder.COMMAND_FILE} is not marked warm")
+    return launch(slot_dir, held=True)
+
+
 class Supervised:
     """A run's supervisor, started here (`popen` set) or re-attached after a restart."""
 
@@ -88,6 +102,7 @@ class Supervised:
         self.identity = identity
         self.popen = popen
         self._pidfd: int | None = None
+        self._bind_on_release: str | None = None
 
     @classmethod
     def attach(cls, identity: ProcessIdentity) -> "Supervised | None":
@@ -102,22 +117,44 @@ class Supervised:
         return self._pidfd
 
     def release(self) -> None:
-        """Let a held supervisor start its command (see `launch`)."""
+        """Let a held supervisor start its command (see `launch`), or bind a warm one to the
+        run folder named by `bind_on_release`."""
+        if self._bind_on_release is not None:
+            self.bind(self._bind_on_release)
+            return
         self._close_stdin(RELEASE)
 
+    def bind_on_release(self, run_dir: str | Path) -> None:
+        """A warm supervisor handed to a launcher that records it, then calls `release()`:
+        that release binds it to `run_dir` (as the engine does for every run)."""
+        self._bind_on_release = str(run_dir)
+
+    def bind(self, run_dir: str | Path) -> bool:
+        """Make a warm supervisor's program (see `launch_warm`) the run in `run_dir`, an
+        existing run folder: from now on its output goes to that folder, and its end is
+        recorded there (exit.json), also when the program had already ended. False if the
+        word could not be handed over (the supervisor has ended, or was bound or abandoned
+        before): then the run folder gets nothing."""
+        path = os.fsencode(os.path.abspath(run_dir))
+        if b"\n" in path:
+            raise ValueError(f"a run folder's path cannot hold a newline: {run_dir!r}")
+        return self._close_stdin(BIND + path + b"\n")
+
     def abandon(self) -> None:
-        """Never release a held supervisor: it ends without running anything."""
+        """Never release a held supervisor: it ends without running anything. A warm one
+        not yet bound stops its program."""
         self._close_stdin(b"")
 
-    def _close_stdin(self, message: bytes) -> None:
+    def _close_stdin(self, message: bytes) -> bool:
         stdin = self.popen.stdin if self.popen is not None else None
         if stdin is None or stdin.closed:
-            return
+            return False
         try:
             stdin.write(message)
             stdin.close()
         except OSError:
-            pass  # it already ended (a stop before the release): nothing to start
+            return False  # it already ended (a stop before the release): nothing to start
+        return True
 
     def reap(self) -> int | None:
         """Collect our own child's exit status, so it leaves no zombie; its returncode or None."""
