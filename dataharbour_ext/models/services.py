@@ -8,7 +8,7 @@ from .dashboard import JobStateCounts
 from .jobs import UtcDatetime
 from .metrics import MetricsSample
 
-ServiceKind = Literal["jupyter", "spark", "object_storage", "airflow", "database"]
+ServiceKind = Literal["jupyter", "spark", "spark_connect", "object_storage", "airflow", "database"]
 ServiceState = Literal["healthy", "unhealthy", "disabled"]
 DetailValue = str | int | float | bool | None
 

@@ -2,7 +2,8 @@
 the latest round while the next one runs, re-checked in the background.
 
 The services are Jupyter, each Spark cluster the cluster service knows (asked anew each
-round: clusters come and go), object storage, Airflow and PostgreSQL. Every check has the
+round: clusters come and go), the extra checks a callable gives (asked anew each round: the
+Spark Connect servers), object storage, Airflow and PostgreSQL. Every check has the
 same timeout and all run at once, so a round takes at most about that long however many
 services are dead.
 
@@ -42,7 +43,8 @@ PROBE_THREADS = 4
 class ServiceHealth:
     def __init__(self, hub: EventHub, clusters: ClusterService, jupyter: HealthCheck, external: list[HealthCheck], *,
                  timeout: float = 3.0, cache_seconds: float = 5.0, interval: float = 15.0,
-                 cluster_check: Callable[[Cluster], HealthCheck] | None = None):
+                 cluster_check: Callable[[Cluster], HealthCheck] | None = None,
+                 extra_checks: Callable[[], list[HealthCheck]] | None = None):
         self.hub = hub
         self.clusters = clusters
         self.jupyter = jupyter
@@ -54,6 +56,10 @@ class ServiceHealth:
         self.cluster_check = cluster_check or functools.partial(
             spark_cluster_check, condition=lambda cluster_id: self.clusters.condition(cluster_id))
         self._cluster_checks: dict[str, tuple[Cluster, HealthCheck]] = {}
+        # Services that come and go with something else (a cluster's Connect server): the
+        # callable gives the same check object for a service while it lasts.
+        self.extra_checks = extra_checks
+        self._extra_checks: dict[int, HealthCheck] = {}  # by id(): the checks adopted so far
         self._latest: dict[str, ServiceStatus] = {}
         self._checked_at: float | None = None  # loop time of the latest round's end
         self._round: asyncio.Future | None = None
@@ -68,8 +74,9 @@ class ServiceHealth:
     # ---- what is checked -------------------------------------------------------------
 
     def checks(self) -> list[HealthCheck]:
-        """Jupyter, each known cluster, then the external services. A cluster keeps its check
-        object (and what that caches) while its definition stays the same."""
+        """Jupyter, each known cluster, the extra checks, then the external services. A
+        cluster keeps its check object (and what that caches) while its definition stays the
+        same."""
         cluster_checks = {}
         for cluster in self.clusters.all():
             known = self._cluster_checks.get(cluster.id)
@@ -79,7 +86,19 @@ class ServiceHealth:
             if cluster_checks.get(cluster_id, (None, None))[1] is not check:
                 self._close_later(check)  # of a deleted or redefined cluster
         self._cluster_checks = cluster_checks
-        return [self.jupyter, *(check for _, check in cluster_checks.values()), *self.external]
+        return [self.jupyter, *(check for _, check in cluster_checks.values()), *self._extras(), *self.external]
+
+    def _extras(self) -> list[HealthCheck]:
+        """The extra checks now: new ones adopted, those no longer given closed."""
+        if self.extra_checks is None:
+            return []
+        extras = list(self.extra_checks())
+        known = {id(check): check for check in extras}
+        for key, check in self._extra_checks.items():
+            if key not in known:
+                self._close_later(check)
+        self._extra_checks = {key: self._extra_checks.get(key) or self._adopt(check) for key, check in known.items()}
+        return extras
 
     def _adopt(self, check: HealthCheck) -> HealthCheck:
         check.threads = self._threads
@@ -191,7 +210,8 @@ class ServiceHealth:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = None
-        checks = [self.jupyter, *(check for _, check in self._cluster_checks.values()), *self.external]
+        checks = [self.jupyter, *(check for _, check in self._cluster_checks.values()),
+                  *self._extra_checks.values(), *self.external]
         await asyncio.gather(*(check.aclose() for check in checks), *list(self._retired), return_exceptions=True)
         # A thread a hung service still holds ends when its call gives up; nobody waits for it.
         self._threads.shutdown(wait=False, cancel_futures=True)

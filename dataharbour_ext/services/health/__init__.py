@@ -10,6 +10,7 @@ from .jupyter import JupyterCheck
 from .object_storage import ObjectStorageCheck
 from .postgresql import PostgresCheck
 from .settings import AirflowSettings, MinioSettings, PlatformSettings, PostgresSettings
+from .spark_connect import ConnectServerCheck, ConnectServerChecks
 from .spark_local import LocalSparkCheck
 from .spark_standalone import StandaloneSparkCheck
 from .unchecked import UncheckedSparkCheck
@@ -27,7 +28,7 @@ def spark_cluster_check(cluster: Cluster,
 
 
 __all__ = [
-    "AirflowCheck", "AirflowSettings", "Finding", "HealthCheck", "JupyterCheck", "LocalSparkCheck", "MinioSettings",
-    "ObjectStorageCheck", "PlatformSettings", "PostgresCheck", "PostgresSettings", "StandaloneSparkCheck",
-    "UncheckedSparkCheck", "Unhealthy", "spark_cluster_check",
+    "AirflowCheck", "AirflowSettings", "ConnectServerCheck", "ConnectServerChecks", "Finding", "HealthCheck",
+    "JupyterCheck", "LocalSparkCheck", "MinioSettings", "ObjectStorageCheck", "PlatformSettings", "PostgresCheck",
+    "PostgresSettings", "StandaloneSparkCheck", "UncheckedSparkCheck", "Unhealthy", "spark_cluster_check",
 ]
