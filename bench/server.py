@@ -214,6 +214,8 @@ class BenchServer:
             # JSON spelling `{"dataharbour_ext":true}` is rejected ("expected a dict, not the list").
             "--ServerApp.jpserver_extensions={"
             + ",".join(f"{name!r}:{enabled!r}" for name, enabled in self.extensions.items()) + "}",
+            # Jobs are batch (spark-submit) unless a benchmark asks for "mode": "connect" itself.
+            "--DataHarbourApp.default_job_mode=batch",
             *self.extra_args,
         ]  # fmt: skip
         with open(self.server_log, "ab") as log:

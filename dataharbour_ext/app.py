@@ -10,20 +10,30 @@ from urllib.parse import quote
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.log import LogFormatter  # what Jupyter's console lines are formatted with
-from traitlets import Bool, Dict, Float, Integer, TraitError, Type, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Type, Unicode, default, validate
 
 from . import __version__
 from .event_bus import connect_event_bus
 from .events import EventHub
 from .handlers.routes import handler_table
-from .models import ClusterLimits
+from .models import DEFAULT_CLUSTER_ID, ClusterLimits
 from .runs.identity import HOSTNAME, host_identity
 from .services.cluster_launcher import ClusterLauncher, LauncherConfig
 from .services.cluster_updates import ClusterUpdates
 from .services.cluster_views import ClusterViews
 from .services.clusters import ClusterService
+from .services.connect_servers import ConnectConfig, ConnectServers
+from .services.connect_views import ConnectViews
 from .services.dashboard import DashboardService
-from .services.health import AirflowCheck, JupyterCheck, ObjectStorageCheck, PlatformSettings, PostgresCheck
+from .services.health import (
+    AirflowCheck,
+    ConnectServerChecks,
+    JupyterCheck,
+    ObjectStorageCheck,
+    PlatformSettings,
+    PostgresCheck,
+)
+from .services.job_modes import JobModes
 from .services.jobs import JobService, JobServiceConfig
 from .services.live_stream import LiveStream, StreamConfig
 from .services.metrics_history import MetricsHistoryView
@@ -33,7 +43,9 @@ from .services.notebook_count import NotebookCounter
 from .services.server_log_buffer import ServerLogBuffer
 from .services.service_health import ServiceHealth
 from .services.service_logs import ServiceLogs
+from .services.warm_pool import WarmPool, WarmPoolConfig
 from .spark.class_data import ClassDataArchive
+from .spark.connect_backend import SparkConnectBackend
 from .spark.log_config import SparkLogConfig
 from .spark.memory_size import parse_memory_mb
 from .spark.submit_backend import SparkSubmitBackend
@@ -134,6 +146,39 @@ class DataHarbourApp(ExtensionApp):
     def _check_start_timeout(self, proposal) -> float:
         if proposal["value"] <= 0:
             raise TraitError("cluster_start_timeout: more than 0 seconds")
+        return proposal["value"]
+
+    # ---- Spark Connect: the warm path ---------------------------------------------------
+    connect_enabled = Bool(
+        True, help="Run warm jobs (\"mode\": \"connect\") through a Spark Connect server per cluster, started "
+        "and supervised by this server.",
+    ).tag(config=True)
+    default_job_mode = Enum(
+        ["batch", "connect", "auto"], "auto",
+        help="A job's mode when it names none: batch (spark-submit), connect (warm), or auto (connect where the "
+        "cluster can have a Spark Connect server, else batch).",
+    ).tag(config=True)
+    connect_start_at_startup = Bool(
+        False, help="Start the default cluster's Spark Connect server (and its warm workers) when the server "
+        "starts, instead of at the first warm job.",
+    ).tag(config=True)
+    connect_idle_timeout = Float(
+        1800.0, help="Seconds a Spark Connect server may go unused before it is stopped to give its memory back "
+        "(0: never). The next warm job starts it again.",
+    ).tag(config=True)
+    connect_memory = Unicode("1g", help="Heap of each Spark Connect server (its driver).").tag(config=True)
+    connect_start_timeout = Float(
+        120.0, help="Seconds a Spark Connect server has to start listening before its start fails.",
+    ).tag(config=True)
+    warm_pool_size = Integer(
+        2, help="Warm workers (Python processes connected to a cluster's Spark Connect server) kept ready per "
+        "cluster in use; each holds a session on the server.",
+    ).tag(config=True)
+
+    @validate("warm_pool_size")
+    def _check_pool_size(self, proposal) -> int:
+        if not 0 <= proposal["value"] <= 16:
+            raise TraitError("warm_pool_size: from 0 to 16")
         return proposal["value"]
 
     # ---- jobs -------------------------------------------------------------------------
@@ -317,7 +362,7 @@ class DataHarbourApp(ExtensionApp):
             self.state_dir, enabled=self.class_data_sharing, log=self.log, local_ip=self.spark_local_ip,
             extra_java_options=SparkLogConfig(self.state_dir).java_options(),
         )
-        backends = {
+        backends: dict = {
             SparkSubmitBackend.name: SparkSubmitBackend(
                 root_dir=self.root_dir,
                 state_dir=self.state_dir,
@@ -329,6 +374,11 @@ class DataHarbourApp(ExtensionApp):
                 progress_interval=self.progress_interval,
             )
         }
+        modes = JobModes(self.default_job_mode)
+        if self.connect_enabled:
+            self._build_connect()
+            backends[SparkConnectBackend.name] = SparkConnectBackend(self.warm_pool)
+            modes = JobModes(self.default_job_mode, self.connect_servers.refusal)
         config = JobServiceConfig(
             root_dir=self.root_dir,
             runs_dir=os.path.join(self.state_dir, "runs"),
@@ -341,10 +391,24 @@ class DataHarbourApp(ExtensionApp):
             job_retention_days=self.job_retention_days,
         )
         self.jobs = self.job_service_class(
-            self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends
+            self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends, modes
         )
         self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
         return {"jobs": self.jobs, "stream": self.stream}
+
+    def _build_connect(self) -> None:
+        """A Spark Connect server per cluster that runs warm jobs, and the warm workers on it."""
+        self.connect_servers = ConnectServers(
+            ConnectConfig(state_dir=self.state_dir, start_timeout=self.connect_start_timeout,
+                          idle_timeout=self.connect_idle_timeout, stop_grace_seconds=self.kill_grace_seconds,
+                          memory=self.connect_memory, niceness=self.run_niceness),
+            clusters=self.clusters, class_data=self.class_data,
+        )
+        self.clusters.on_change(self.connect_servers.cluster_changed)
+        self.warm_pool = WarmPool(self.connect_servers, WarmPoolConfig(
+            state_dir=self.state_dir, root_dir=self.root_dir, size=self.warm_pool_size,
+            ready_timeout=self.connect_start_timeout, stop_grace_seconds=self.kill_grace_seconds,
+            niceness=self.run_niceness))
 
     def _build_metrics(self) -> dict:
         self.metrics_store = MetricsStore(self.store, HOSTNAME)
@@ -366,9 +430,13 @@ class DataHarbourApp(ExtensionApp):
             [ObjectStorageCheck(platform.minio), AirflowCheck(platform.airflow), PostgresCheck(platform.postgres)],
             timeout=self.service_check_timeout, cache_seconds=self.service_check_cache_seconds,
             interval=self.service_check_interval,
+            extra_checks=ConnectServerChecks(self.connect_servers) if self.connect_enabled else None,
         )
         self.clusters.on_change(self.service_health.cluster_changed)
         self.service_logs = logs = ServiceLogs(self.service_health)
+        if self.connect_enabled:
+            self.connect_servers.service_logs = logs  # built after the jobs, which need the servers
+            self.connect_servers.on_change(self.service_health.cluster_changed)  # monitoring follows at once
         logs.register("jupyter", self.server_logs)
         return {"service_health": self.service_health, "service_logs": logs}
 
@@ -384,8 +452,12 @@ class DataHarbourApp(ExtensionApp):
         limits = ClusterLimits(max_clusters=self.max_clusters, max_workers=self.max_workers,
                                max_cores_per_worker=self.max_cores_per_worker,
                                max_memory_per_worker=self.max_memory_per_worker)
-        self.cluster_views = ClusterViews(self.clusters, self.store, self.jobs.config, limits=limits)
+        connect = ConnectViews(self.connect_servers, self.warm_pool, self.jobs.modes) if self.connect_enabled else None
+        self.cluster_views = ClusterViews(self.clusters, self.store, self.jobs.config, limits=limits, connect=connect)
         self.cluster_updates = ClusterUpdates(self.hub, self.clusters, self.cluster_views)
+        if self.connect_enabled:  # a cluster's warm path is part of it: its changes are cluster_updates
+            self.connect_servers.on_change(self.cluster_updates.changed)
+            self.warm_pool.on_change(self.cluster_updates.changed)
         config = LauncherConfig(
             state_dir=self.state_dir, start_timeout=self.cluster_start_timeout,
             stop_grace_seconds=self.kill_grace_seconds, niceness=self.run_niceness, max_clusters=self.max_clusters,
@@ -406,6 +478,10 @@ class DataHarbourApp(ExtensionApp):
         self.cluster_updates.start()
         # Clusters first: runs queued for a launched cluster must find it when they are admitted.
         await self.cluster_launcher.start()
+        if self.connect_enabled:
+            await self.warm_pool.start()
+            defaults = [self.clusters.get(DEFAULT_CLUSTER_ID)] if self.connect_start_at_startup else []
+            await self.connect_servers.start(defaults)
         await self.jobs.start()
         self.metrics.start()
         self.service_health.start()
@@ -427,6 +503,11 @@ class DataHarbourApp(ExtensionApp):
         await self.metrics.stop()
         await self.service_health.stop()
         await self.jobs.stop()
+        if self.connect_enabled:
+            # Warm workers not yet running jobs end; the Connect servers stop (they are this
+            # server's: a warm job still running loses its server).
+            await self.warm_pool.stop()
+            await self.connect_servers.stop()
         # Launched clusters keep running, like runs; the next start re-attaches to them.
         await self.cluster_launcher.stop()
         await self.cluster_updates.stop()

@@ -33,8 +33,9 @@ def jp_server_config(dataharbour_config):
         # compete with the tests for the two cores.
         # No background metrics either: its `metrics` messages (a default topic) would interleave with
         # the messages the live-stream tests count; the metrics tests turn it on.
+        # Jobs run batch unless a test asks for connect: the warm path's tests start its servers.
         "DataHarbourApp": {"kill_grace_seconds": 5.0, "class_data_sharing": False, "metrics_interval": 0.0,
-                           **dataharbour_config},
+                           "default_job_mode": "batch", **dataharbour_config},
     }
 
 

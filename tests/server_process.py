@@ -62,6 +62,7 @@ class ServerProcess:
                 f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                 "--ServerApp.jpserver_extensions=dataharbour_ext=True",
                 "--DataHarbourApp.class_data_sharing=False",
+                "--DataHarbourApp.default_job_mode=batch",  # the warm path's tests ask for connect
                 *([f"--DataHarbourApp.db_url={self.db_url}"] if self.db_url else []),
                 *self.extra_args,
             ],

@@ -86,11 +86,11 @@ async def test_a_failed_launch_fails_that_job_and_the_queue_moves_on(api, extens
     launches = []
     real_launch = backend.launch
 
-    def flaky_launch(run_dir):
-        launches.append(run_dir)
+    async def flaky_launch(run, cluster):
+        launches.append(run.run_dir)
         if len(launches) == 1:
             raise OSError(11, "Resource temporarily unavailable")
-        return real_launch(run_dir)
+        return await real_launch(run, cluster)
 
     monkeypatch.setattr(backend, "launch", flaky_launch)
     extension.jobs.config.max_concurrent_jobs = 3

@@ -46,6 +46,22 @@ class ClusterSpec(BaseModel):
     memory_per_worker_mb: int
 
 
+class ConnectInfo(BaseModel):
+    """The cluster's warm path: its Spark Connect server and warm workers."""
+
+    available: bool = Field(description="Whether warm jobs (`\"mode\": \"connect\"`) can run on this cluster.")
+    reason: str | None = Field(None, description="Why not, or why its server is failed or stopped.")
+    default_mode: Literal["batch", "connect"] = Field(
+        description="The mode a job on this cluster gets when it names none.")
+    state: Literal["stopped", "starting", "ready", "stopping", "failed", "external"] = Field(
+        "stopped", description="Its Spark Connect server: started at the first warm job (or at start-up), stopped "
+        "after an idle time.")
+    address: str | None = Field(None, description="sc://host:port of the server (no token).")
+    warm_ready: int = Field(0, description="Warm workers ready for a job.")
+    warm_starting: int = Field(0, description="Warm workers starting.")
+    warm_running: int = Field(0, description="Warm workers running jobs.")
+
+
 class ClusterInfo(BaseModel):
     """A Spark cluster jobs can be submitted to."""
 
@@ -82,6 +98,7 @@ class ClusterInfo(BaseModel):
     conf: dict[str, str] = Field(
         default_factory=dict, description="Spark conf every run on this cluster gets (secrets masked)."
     )
+    connect: ConnectInfo | None = Field(None, description="Its warm path (null: Spark Connect is off here).")
 
 
 class ClusterLimits(BaseModel):

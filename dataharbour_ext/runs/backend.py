@@ -12,6 +12,10 @@ from typing import Protocol
 from ..store import JobRecord, RunRecord
 from .process import Supervised
 
+# Names of the run backends (runs.backend in the store): a job's mode picks one per run.
+BATCH_BACKEND = "spark-submit"
+CONNECT_BACKEND = "spark-connect"
+
 
 @dataclass
 class RunSignals:
@@ -35,8 +39,9 @@ class RunBackend(Protocol):
         """Write the run folder (program, configuration, command). Blocking: call it in
         a thread. Raises LaunchError with a reason the user can act on."""
 
-    def launch(self, run_dir: str) -> Supervised:
-        """Start the run's supervisor, held until `Supervised.release()`."""
+    async def launch(self, run: RunRecord, cluster) -> Supervised:
+        """Start the run's supervisor (or take a warm one), held until `Supervised.release()`.
+        Never blocks the event loop."""
 
     def reattach(self, run: RunRecord) -> Supervised | None:
         """The run's supervisor if it is provably still that process, after a restart."""
@@ -57,3 +62,6 @@ class RunBackend(Protocol):
 
     def log_path(self, run_dir: str, stream: str = "all") -> str:
         """The file holding the run's output: `all` of it, or the program's `stdout`."""
+
+    def error_summary(self, run_dir: str, log_tail: str, exit_code: int | None) -> str:
+        """Why a run that ended with `exit_code` failed, for the job's `error`. Blocking."""

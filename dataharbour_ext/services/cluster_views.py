@@ -9,10 +9,12 @@ waited for, bounded by the reader's short timeout.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import NotFound
 from ..models import ClusterInfo, ClusterLimits, ClusterList, ClusterSpec, WorkerInfo, redact
+from ..models.clusters import ConnectInfo
 from ..secrets import redact_text
 from ..spark.standalone import MasterStatus, MasterStatusReader
 from ..store import JobStore
@@ -42,7 +44,9 @@ class ClusterViews:
     config object, so a changed job limit shows at once."""
 
     def __init__(self, clusters: ClusterService, store: JobStore, config, *, reader: MasterStatusReader | None = None,
-                 status_ttl: float = STATUS_TTL_SECONDS, limits: ClusterLimits | None = None):
+                 status_ttl: float = STATUS_TTL_SECONDS, limits: ClusterLimits | None = None,
+                 connect: Callable[[Cluster], ConnectInfo] | None = None):
+        self.connect = connect  # a cluster's warm path (None: Spark Connect is off here)
         self.clusters = clusters
         self.limits = limits
         self.store = store
@@ -159,4 +163,5 @@ class ClusterViews:
             created_at=cluster.created_at,
             spec=ClusterSpec(**cluster.spec) if cluster.spec else None,
             conf=redact(cluster.conf),
+            connect=self.connect(cluster) if self.connect else None,
         )

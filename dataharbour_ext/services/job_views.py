@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from ..models import Job, JobProgress, JobRun, JobState, JobSummary, as_utc, redact
+from ..runs.backend import CONNECT_BACKEND
 from ..store import JobRecord, RunRecord
 from .clock import utcnow
 
@@ -24,11 +25,16 @@ def progress_view(progress: dict | None) -> JobProgress | None:
         return None  # written by an older or foreign server: not worth failing a read for
 
 
+def run_mode(backend: str) -> str:
+    return "connect" if backend == CONNECT_BACKEND else "batch"
+
+
 def run_view(run: RunRecord) -> JobRun:
     # Built from the store's own records: nothing to validate, and lists build thousands.
     return JobRun.model_construct(
         attempt=run.attempt,
         state=JobState(run.state),
+        mode=run_mode(run.backend),
         queued_at=as_utc(run.queued_at),
         started_at=as_utc(run.started_at),
         finished_at=as_utc(run.finished_at),
@@ -55,6 +61,8 @@ def _summary_fields(job: JobRecord, latest: JobRun | None, live_progress: dict |
         created_at=as_utc(job.created_at),
         updated_at=as_utc(job.updated_at),
         attempt=job.attempt,
+        mode=latest.mode if latest else "batch",
+        requested_mode=job.mode,
         started_at=latest.started_at if latest else None,
         finished_at=latest.finished_at if latest else None,
         duration=latest.duration if latest else None,

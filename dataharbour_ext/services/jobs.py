@@ -26,7 +26,8 @@ from ..runs.ports import PortScans
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
 from .clock import utcnow
-from .clusters import ClusterService
+from .clusters import Cluster, ClusterService
+from .job_modes import JobModes
 from .job_sources import read_program
 from .job_states import ACTIVE, TERMINAL
 from .job_views import job_summary_view, job_view
@@ -43,7 +44,6 @@ class JobServiceConfig(EngineConfig):
     max_code_bytes: int = 1024 * 1024
     max_name_length: int = 200
     job_retention_days: float = 0.0  # 0: keep finished jobs for ever
-    default_backend: str = "spark-submit"
 
 
 STARTUP_WAIT_SECONDS = 30.0
@@ -83,7 +83,9 @@ class JobService:
         contents_manager,
         config: JobServiceConfig,
         backends: dict[str, RunBackend],
+        modes: JobModes | None = None,
     ):
+        self.modes = modes or JobModes()
         self.store = store
         self.clusters = clusters
         self.hub = hub
@@ -228,8 +230,9 @@ class JobService:
             created_at=now,
             updated_at=now,
             log_level=request.log_level,
+            mode=request.mode,
         )
-        run = self._new_run(job, 1, now)
+        run = self._new_run(job, 1, now, cluster)
         await self.store.add_job(job, run)
         job.runs = [run]
         # Answer and announce from the record just written: no second trip to the store.
@@ -244,7 +247,10 @@ class JobService:
         if not state.is_terminal:
             raise Conflict(f"job {job_id} is {state.value}; kill it before restarting")
         now = utcnow()
-        run = self._new_run(job, job.attempt + 1, now)
+        cluster = self.clusters.get(job.cluster_id)
+        if cluster is None:
+            raise Conflict(f"job {job_id} ran on cluster {job.cluster_id}, which no longer exists")
+        run = self._new_run(job, job.attempt + 1, now, cluster)
         if not await self.store.new_attempt(job_id, job.attempt, run, from_states=TERMINAL, now=now):
             raise Conflict(f"job {job_id} was restarted or changed by another request; try again")
         await self._publish(job_id)
@@ -312,7 +318,7 @@ class JobService:
         await check_syntax(code, request.file or "<job>", field_name)
         return code
 
-    def _new_run(self, job: JobRecord, attempt: int, now) -> RunRecord:
+    def _new_run(self, job: JobRecord, attempt: int, now, cluster: Cluster) -> RunRecord:
         return RunRecord(
             job_id=job.id,
             attempt=attempt,
@@ -320,7 +326,7 @@ class JobService:
             state=JobState.queued.value,
             run_dir=os.path.join(self.config.runs_dir, job.id, str(attempt)),
             queued_at=now,
-            backend=self.config.default_backend,
+            backend=self.modes.backend_for(job.mode, cluster),
         )
 
     def _backend(self, run: RunRecord) -> RunBackend:

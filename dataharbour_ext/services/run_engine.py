@@ -188,7 +188,7 @@ class RunEngine:
             if backend is None:
                 raise LaunchError(f"no run backend {run.backend!r} on this server")
             await asyncio.to_thread(backend.prepare, job, run, cluster)
-            supervised = await asyncio.to_thread(backend.launch, run.run_dir)
+            supervised = await backend.launch(run, cluster)
             identity = supervised.identity
             await self.store.update_run(run.job_id, run.attempt, pid=identity.pid,
                                         pid_start_ticks=identity.start_ticks, pid_boot_id=identity.boot_id)
@@ -401,7 +401,9 @@ class RunEngine:
         backend = self.backends.get(run.backend)
         path = backend.log_path(run.run_dir) if backend else os.path.join(run.run_dir, folder.LOG_FILE)
         tail = "\n".join(read_tail(path, ERROR_SCAN_LINES, final=True).lines)
-        return driver_log.error_summary(tail, exit_code)
+        if backend is None:
+            return driver_log.error_summary(tail, exit_code)
+        return backend.error_summary(run.run_dir, tail, exit_code)
 
     async def _end(self, run: RunRecord, state: JobState, *, exit_code: int | None = None,
                    error: str | None = None, ended: datetime | None = None,

@@ -7,14 +7,14 @@ small bootstrap that writes the application id and UI address to the run folder 
 the SparkContext is up, so the engine never has to ask the driver's REST API.
 """
 
+import asyncio
 import os
-from pathlib import Path
 
 import psutil
 
 from ..runs import folder
 from ..runs import process as supervision
-from ..runs.backend import LaunchError, RunSignals
+from ..runs.backend import BATCH_BACKEND, LaunchError
 from ..runs.identity import ProcessIdentity
 from ..runs.process import Supervised
 from ..store import JobRecord, RunRecord
@@ -22,14 +22,15 @@ from . import driver_signals
 from .bootstrap import PROGRESS_INTERVAL
 from .class_data import ClassDataArchive
 from .log_config import SparkLogConfig
+from .run_files import SparkRunFiles
 from .submit import SubmitSpec, build_command, build_environment_overlay, spark_conf, write_properties
 
 PROGRAM_FILE = "job.py"
 PROPERTIES_FILE = "spark.properties"
 
 
-class SparkSubmitBackend:
-    name = "spark-submit"
+class SparkSubmitBackend(SparkRunFiles):
+    name = BATCH_BACKEND
 
     def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
                  class_data: ClassDataArchive | None = None, default_log_level: str | None = None,
@@ -48,7 +49,7 @@ class SparkSubmitBackend:
             run_dir = folder.create(run.run_dir)
             folder.clear_outcome(run_dir, driver_signals.SIGNALS_FILE, driver_signals.PROGRESS_FILE)
             program = run_dir / PROGRAM_FILE
-            _write_private(program, job.code or "")
+            folder.write_private(program, job.code or "")
             spec = SubmitSpec(
                 master=cluster.master_url,
                 app_name=job.name,
@@ -78,35 +79,11 @@ class SparkSubmitBackend:
         except ValueError as error:
             raise LaunchError(str(error)) from None
 
-    def launch(self, run_dir: str) -> Supervised:
-        return supervision.launch(run_dir, held=True)
+    async def launch(self, run: RunRecord, cluster) -> Supervised:
+        return await asyncio.to_thread(supervision.launch, run.run_dir, held=True)
 
-    def reattach(self, run: RunRecord) -> Supervised | None:
-        identity = folder.read_supervisor(run.run_dir) or _first_release_supervisor(run.run_dir)
-        if run.pid is not None and run.pid_start_ticks is not None and run.pid_boot_id:
-            identity = ProcessIdentity(run.pid, run.pid_start_ticks, run.pid_boot_id)
-        if identity is None:
-            return None
-        return Supervised.attach(identity)
-
-    def signals_path(self, run_dir: str) -> str:
-        return os.path.join(run_dir, driver_signals.SIGNALS_FILE)
-
-    def progress_path(self, run_dir: str) -> str:
-        return os.path.join(run_dir, driver_signals.PROGRESS_FILE)
-
-    def progress(self, run_dir: str) -> dict | None:
-        return driver_signals.read_progress(run_dir)
-
-    def signals(self, run_dir: str) -> RunSignals:
-        found = driver_signals.read_signals(run_dir)
-        if found is None:
-            return RunSignals()
-        return RunSignals(ready=found.ready, app_id=found.app_id, ui_url=found.ui_url, ui_port=found.ui_port,
-                          ui_stopped=found.stopped)
-
-    def log_path(self, run_dir: str, stream: str = "all") -> str:
-        return os.path.join(run_dir, folder.STDOUT_FILE if stream == "stdout" else folder.LOG_FILE)
+    def recorded_supervisor(self, run_dir: str) -> ProcessIdentity | None:
+        return folder.read_supervisor(run_dir) or _first_release_supervisor(run_dir)
 
 
 def _first_release_supervisor(run_dir: str) -> ProcessIdentity | None:
@@ -123,8 +100,3 @@ def _first_release_supervisor(run_dir: str) -> ProcessIdentity | None:
         return None
     return ProcessIdentity.of(legacy["pid"])
 
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)

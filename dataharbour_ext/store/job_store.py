@@ -45,11 +45,11 @@ TOTAL_TTL_SECONDS = 1.0
 # thousand jobs must cost milliseconds, not a mapping lookup per column.
 _SUMMARY_JOB_COLUMNS = [jobs.c[name] for name in (
     "id", "name", "cluster_id", "state", "file", "args", "conf", "env", "attempt", "created_at", "updated_at",
-    "log_level",
+    "log_level", "mode",
 )]
 _SUMMARY_RUN_COLUMNS = [runs.c[name].label("latest_" + name) for name in (
     "attempt", "state", "queued_at", "started_at", "finished_at", "exit_code", "error", "spark_app_id",
-    "spark_ui_url",
+    "spark_ui_url", "backend",
 )]
 _JOB_SUMMARY_FROM = jobs.outerjoin(runs, and_(runs.c.job_id == jobs.c.id, runs.c.attempt == jobs.c.attempt))
 
@@ -171,6 +171,7 @@ def _job_record(row, run_rows=()) -> JobRecord:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         log_level=m["log_level"],
+        mode=m["mode"],
         code=m.get("code"),
         runs=[_run_record(r) for r in run_rows],
     )
@@ -178,15 +179,16 @@ def _job_record(row, run_rows=()) -> JobRecord:
 
 def job_summary_record(row) -> JobRecord:
     """A row of `select_job_summaries()` as a record: the job without its program, its latest run only."""
-    (job_id, name, cluster_id, state, file, args, conf, env, attempt, created_at, updated_at, log_level,
-     run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url) = row
+    (job_id, name, cluster_id, state, file, args, conf, env, attempt, created_at, updated_at, log_level, mode,
+     run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url, backend) = row
     job = JobRecord(id=job_id, name=name, cluster_id=cluster_id, state=state, file=file, args=list(args or []),
                     conf=dict(conf or {}), env=dict(env or {}), attempt=attempt, created_at=created_at,
-                    updated_at=updated_at, log_level=log_level)
+                    updated_at=updated_at, log_level=log_level, mode=mode)
     if run_attempt is not None:
         job.runs = [RunRecord(job_id=job_id, attempt=run_attempt, cluster_id=cluster_id, state=run_state,
                               run_dir="", queued_at=queued_at, started_at=started_at, finished_at=finished_at,
-                              exit_code=exit_code, error=error, spark_app_id=app_id, spark_ui_url=ui_url)]
+                              exit_code=exit_code, error=error, spark_app_id=app_id, spark_ui_url=ui_url,
+                              backend=backend or "spark-submit")]
     return job
 
 
@@ -256,7 +258,8 @@ class JobStore:
             db.execute(insert(jobs).values(
                 id=job.id, name=job.name, cluster_id=job.cluster_id, state=job.state, code=job.code or "",
                 file=job.file, args=job.args, conf=job.conf, env=job.env, attempt=job.attempt,
-                created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level, tenant=self.tenant,
+                created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level, mode=job.mode,
+                tenant=self.tenant,
                 duration=_ended_run_seconds(run) if run.attempt == job.attempt else None,
             ))
             db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))

@@ -75,5 +75,6 @@ class JobRecord:
     created_at: datetime
     updated_at: datetime
     log_level: str | None = None
+    mode: str | None = None  # asked for: "batch", "connect", "auto"; None: the cluster's default
     code: str | None = None  # loaded only for one job's details, never for lists
     runs: list[RunRecord] = field(default_factory=list)  # idem

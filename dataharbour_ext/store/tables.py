@@ -35,6 +35,9 @@ jobs = Table(
     Column("created_at", DateTime, nullable=False, index=True),
     Column("updated_at", DateTime, nullable=False, index=True),
     Column("log_level", String(16)),
+    # The run mode the job asked for ("batch", "connect", "auto"); NULL: its cluster's default.
+    # Each run records the backend it got (runs.backend).
+    Column("mode", String(16)),
     # Whose job: servers sharing one store see, run and change only their own tenant's jobs
     # (a server can only run code as its own user).
     Column("tenant", String(256), nullable=False),
