@@ -6,7 +6,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { IClusterInfo, IClusterLimits, IExternalRequest, IStandaloneRequest } from './clusters_model';
-import { IJob, IJobList, ILogPage, errorMessage } from './model';
+import { IJob, IJobList, ILogPage, JobMode, errorMessage } from './model';
 import { IDashboardOverview, IMetricsHistory, IServiceStatus } from './platform_model';
 
 export class ApiError extends Error {
@@ -25,6 +25,7 @@ export interface ISubmitRequest {
   file?: string;
   args?: string[];
   conf?: Record<string, string>;
+  mode?: JobMode; // none: the server's default (DataHarbourApp.default_job_mode)
 }
 
 export class DataHarbourApi {

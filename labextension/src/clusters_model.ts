@@ -1,6 +1,7 @@
 /**
  * Clusters as the API returns them, and pure functions over them (unit-tested with jest).
  */
+import { RunMode } from './model';
 
 export type ClusterState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'unknown';
 
@@ -15,6 +16,20 @@ export interface IWorker {
   memory_mb: number;
   memory_used_mb: number;
   memory_free_mb: number;
+}
+
+export type ConnectState = 'stopped' | 'starting' | 'ready' | 'stopping' | 'failed' | 'external';
+
+/** A cluster's warm path: its Spark Connect server and warm workers (`ClusterInfo.connect`). */
+export interface IConnectInfo {
+  available: boolean;
+  reason?: string | null;
+  default_mode: RunMode;
+  state: ConnectState;
+  address?: string | null;
+  warm_ready: number;
+  warm_starting: number;
+  warm_running: number;
 }
 
 export interface IClusterInfo {
@@ -37,6 +52,8 @@ export interface IClusterInfo {
   created_at?: string | null;
   spec?: { workers: number; cores_per_worker: number; memory_per_worker: string } | null;
   conf?: Record<string, string>;
+  /** Null: Spark Connect is off on this server. */
+  connect?: IConnectInfo | null;
 }
 
 export interface IClusterLimits {
@@ -109,4 +126,72 @@ export function capacitySummary(cluster: IClusterInfo, formatMb: (mb: number) =>
     parts.push(`${formatMb(cluster.memory_used_mb ?? 0)}/${formatMb(cluster.memory_total_mb)}`);
   }
   return parts.join(' · ');
+}
+
+/**
+ * The mode the submit form sends for a cluster: none where warm jobs cannot run there (the
+ * server's default applies); else the one the user picked in this form, or the cluster's default.
+ */
+export function formMode(connect: IConnectInfo | null | undefined, picked: RunMode | null): RunMode | undefined {
+  if (!connect?.available) {
+    return undefined;
+  }
+  return picked ?? connect.default_mode;
+}
+
+/** The warm workers' non-zero counts, in the order ready, starting, running. */
+function warmCounts(connect: IConnectInfo): [number, string][] {
+  const counts: [number, string][] = [
+    [connect.warm_ready, 'ready'],
+    [connect.warm_starting, 'starting'],
+    [connect.warm_running, 'running']
+  ];
+  return counts.filter(([count]) => count > 0);
+}
+
+/** "2 warm workers ready, 1 running" (the first count names the workers); '' when there are none. */
+function warmWorkers(connect: IConnectInfo): string {
+  return warmCounts(connect)
+    .map(([count, what], index) =>
+      index === 0 ? `${count} warm worker${count === 1 ? '' : 's'} ${what}` : `${count} ${what}`
+    )
+    .join(', ');
+}
+
+/** "Warm pool: 2 ready, 1 running"; '' when the pool is empty. */
+function warmPool(connect: IConnectInfo): string {
+  const counts = warmCounts(connect);
+  return counts.length ? `Warm pool: ${counts.map(([count, what]) => `${count} ${what}`).join(', ')}` : '';
+}
+
+/** The warm path in a few words, beside the submit form's mode picker (a cluster where it is available). */
+export function connectStatus(connect: IConnectInfo): string {
+  switch (connect.state) {
+    case 'ready':
+      return warmPool(connect) || 'Connect server ready: a warm worker starts with the job';
+    case 'external': {
+      const server = `External Connect server${connect.address ? ` at ${connect.address}` : ''}`;
+      const pool = warmPool(connect);
+      return pool ? `${server} · ${pool}` : server;
+    }
+    case 'starting':
+      return 'Connect server starting…';
+    case 'stopping':
+      return 'Connect server stopping…';
+    case 'failed':
+      return `Connect server failed: ${connect.reason || 'see the server log'}. A warm job tries again.`;
+    case 'stopped':
+    default:
+      return 'Connect server stopped: the first warm job starts it (a cold start takes a while)';
+  }
+}
+
+/** The cluster card's line: "Spark Connect: ready · 2 warm workers ready, 1 running". */
+export function connectSummary(connect: IConnectInfo): string {
+  if (!connect.available) {
+    return `Spark Connect: not available${connect.reason ? ` (${connect.reason})` : ''}`;
+  }
+  const reason = connect.reason && connect.state !== 'ready' ? ` (${connect.reason})` : '';
+  const workers = warmWorkers(connect);
+  return `Spark Connect: ${connect.state}${reason}${workers ? ` · ${workers}` : ''}`;
 }

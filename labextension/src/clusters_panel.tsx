@@ -8,7 +8,7 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { ClustersModel } from './clusters';
-import { IClusterInfo, capacitySummary } from './clusters_model';
+import { IClusterInfo, capacitySummary, connectSummary } from './clusters_model';
 import { JobsModel } from './jobs';
 import { ACTIVE_STATES, IJob } from './model';
 import { formatBytes } from './platform_model';
@@ -248,6 +248,12 @@ function ClusterCard(props: IClustersPanelOptions & { cluster: IClusterInfo }): 
             </li>
           ))}
         </ul>
+      )}
+      {cluster.connect && (
+        <div className={`dh-ConnectLine dh-ConnectLine-${cluster.connect.available ? cluster.connect.state : 'unavailable'}`}
+          title={cluster.connect.address ?? undefined}>
+          {connectSummary(cluster.connect)}
+        </div>
       )}
       <div className="dh-Capacity">
         {cluster.running_jobs} running · {cluster.queued_jobs} queued · at most {cluster.max_concurrent_jobs} at once

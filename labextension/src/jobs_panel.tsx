@@ -4,9 +4,13 @@
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { ISubmitRequest } from './api';
 import { ClustersModel } from './clusters';
-import { acceptsJobs } from './clusters_model';
-import { IJob, ALL_STATES, ACTIVE_STATES, formatDuration, parseConf, visibleJobs } from './model';
+import { IConnectInfo, acceptsJobs, connectStatus, formMode } from './clusters_model';
+import {
+  IJob, ALL_STATES, ACTIVE_STATES, RunMode, formatDuration, modeBadge, modeDescription, modeLabel, parseConf,
+  visibleJobs
+} from './model';
 import { JobsModel } from './jobs';
 import { LiveStream } from './stream';
 
@@ -103,6 +107,8 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
   const clusters = useClusters(props.clusters);
   const [name, setName] = React.useState('');
   const [cluster, setCluster] = React.useState('');
+  // The mode the user chose in this form session; null: the cluster's default (followed as the cluster changes).
+  const [pickedMode, setPickedMode] = React.useState<RunMode | null>(null);
   const [code, setCode] = React.useState(
     'from pyspark.sql import SparkSession\nspark = SparkSession.builder.getOrCreate()\nspark.range(10).show()\n'
   );
@@ -120,8 +126,13 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
   React.useEffect(() => {
     if (open) {
       props.clusters.start();
+    } else {
+      setPickedMode(null); // a new form session starts from the cluster's default again
     }
   }, [open]);
+
+  const connect = clusters.find(c => c.id === cluster)?.connect;
+  const mode = formMode(connect, pickedMode);
 
   // The preferred cluster once the list is there (the settings' default, else the first).
   React.useEffect(() => {
@@ -143,13 +154,15 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
     }
     setBusy(true);
     try {
-      const job = await props.model.submit({
+      const request: ISubmitRequest = {
         name: name.trim() || 'Spark job',
         cluster_id: cluster || undefined,
         code,
         args: args.split('\n').map(a => a.trim()).filter(a => a),
-        conf: parsedConf
-      });
+        conf: parsedConf,
+        ...(mode ? { mode } : {})
+      };
+      const job = await props.model.submit(request);
       setOpen(false);
       props.onSelect(job.id);
     } catch (e) {
@@ -182,6 +195,7 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
           ))}
         </select>
       </label>
+      {connect?.available && mode && <ModePicker connect={connect} mode={mode} onChange={setPickedMode} />}
       {props.clusters.loadError && (
         <div className="dh-Error" role="alert">Clusters could not be loaded: {props.clusters.loadError}</div>
       )}
@@ -213,6 +227,31 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
         </button>
       </div>
     </form>
+  );
+}
+
+/** The submit form's mode select, with the cluster's warm pool as it is now and what warm mode cannot do. */
+function ModePicker(props: { connect: IConnectInfo; mode: RunMode; onChange: (mode: RunMode) => void }) {
+  const { connect, mode } = props;
+  return (
+    <div className="dh-ModePicker">
+      <div className="dh-ModeRow">
+        <label>
+          Mode
+          <select className="jp-mod-styled dh-ModeSelect" value={mode}
+            onChange={e => props.onChange(e.target.value as RunMode)}>
+            {(['connect', 'batch'] as RunMode[]).map(m => (
+              <option key={m} value={m}>{modeLabel(m)}</option>
+            ))}
+          </select>
+        </label>
+        <span className={`dh-ConnectStatus dh-ConnectStatus-${connect.state}`} role="status"
+          title={connect.reason || connect.address || undefined}>
+          {connectStatus(connect)}
+        </span>
+      </div>
+      {mode === 'connect' && <div className="dh-Hint">DataFrame and SQL only: no sparkContext or RDDs</div>}
+    </div>
   );
 }
 
@@ -278,7 +317,10 @@ function JobList(props: ISidebarProps): JSX.Element {
                 <StateBadge state={job.state} />
               </div>
               <div className="dh-JobRow-bottom">
-                <span>{job.cluster_id}</span>
+                <span className="dh-JobRow-where">
+                  <span className="dh-JobCluster">{job.cluster_id}</span>
+                  {job.mode && <ModeBadge mode={job.mode} />}
+                </span>
                 <span>{formatDuration(job.duration)}</span>
               </div>
               {ACTIVE_STATES.has(job.state) && job.progress && job.progress.tasks.total > 0 && (
@@ -294,6 +336,12 @@ function JobList(props: ISidebarProps): JSX.Element {
 
 function StateBadge(props: { state: string }): JSX.Element {
   return <span className={`dh-State dh-State-${props.state}`}>{props.state}</span>;
+}
+
+function ModeBadge(props: { mode: RunMode }): JSX.Element {
+  return (
+    <span className={`dh-Mode dh-Mode-${props.mode}`} title={modeLabel(props.mode)}>{modeBadge(props.mode)}</span>
+  );
 }
 
 function ProgressBar(props: { job: IJob }): JSX.Element {
@@ -327,6 +375,7 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
         <dt>Id</dt><dd>{job.id}</dd>
         <dt>Cluster</dt><dd>{job.cluster_id}</dd>
         <dt>Attempt</dt><dd>{job.attempt}</dd>
+        {job.mode && (<><dt>Mode</dt><dd>{modeDescription(job)}</dd></>)}
         {job.spark_app_id && (<><dt>Spark app</dt><dd>{job.spark_app_id}</dd></>)}
         <dt>Duration</dt><dd>{formatDuration(job.duration) || '–'}</dd>
         {job.exit_code !== null && job.exit_code !== undefined && (<><dt>Exit code</dt><dd>{job.exit_code}</dd></>)}

@@ -8,6 +8,12 @@ export const ACTIVE_STATES: ReadonlySet<string> = new Set(['queued', 'starting',
 export const TERMINAL_STATES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'killed', 'lost']);
 export const ALL_STATES: JobState[] = ['queued', 'starting', 'running', 'succeeded', 'failed', 'killed', 'lost'];
 
+/** How a run executes: `batch` (spark-submit, a driver JVM of its own) or `connect` (warm: a
+ * pre-started worker on the cluster's Spark Connect server). */
+export type RunMode = 'batch' | 'connect';
+/** What a submission may ask for: a run mode, or `auto` (connect where the cluster can). */
+export type JobMode = RunMode | 'auto';
+
 export interface ICounts {
   total: number;
   done: number;
@@ -38,6 +44,8 @@ export interface IJob {
   created_at: string;
   updated_at: string;
   attempt: number;
+  mode?: RunMode;
+  requested_mode?: JobMode | null;
   started_at?: string | null;
   finished_at?: string | null;
   duration?: number | null;
@@ -209,6 +217,28 @@ export function formatDuration(seconds: number | null | undefined): string {
     return `${m}m ${String(s).padStart(2, '0')}s`;
   }
   return `${s}s`;
+}
+
+/** The short word for a run mode, as the job rows show it. */
+export function modeBadge(mode: RunMode): string {
+  return mode === 'connect' ? 'warm' : 'batch';
+}
+
+/** A run mode in words, as the submit form's picker names it. */
+export function modeLabel(mode: RunMode): string {
+  return mode === 'connect' ? 'Warm (Spark Connect)' : 'Batch (spark-submit)';
+}
+
+/** The details' Mode entry: how the latest run executes, and why when the job did not name it. */
+export function modeDescription(job: Pick<IJob, 'mode' | 'requested_mode'>): string {
+  const how = modeLabel(job.mode ?? 'batch');
+  if (job.requested_mode === 'auto') {
+    return `${how}, chosen by auto`;
+  }
+  if (job.requested_mode === null) {
+    return `${how}, the server's default`;
+  }
+  return how;
 }
 
 /** `key=value` lines as Spark conf; throws with the line at fault. */

@@ -1,5 +1,8 @@
 import { StreamCursor, reconnectDelay } from '../cursor';
-import { IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, mergeListing, parseConf, visibleJobs } from '../model';
+import {
+  IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, mergeListing, modeBadge, modeDescription, parseConf,
+  visibleJobs
+} from '../model';
 
 function job(id: string, state: string, updated: string, attempt = 1): IJob {
   return {
@@ -106,5 +109,16 @@ describe('mergeListing', () => {
     const merged = mergeListing(current, listed, new Set(['a']), new Set(['c']));
     expect(merged.get('a')!.state).toBe('succeeded');
     expect([...merged.keys()].sort()).toEqual(['a', 'b']);
+  });
+});
+
+describe('run modes', () => {
+  it('names them short in rows and in full in the details', () => {
+    expect(modeBadge('connect')).toBe('warm');
+    expect(modeBadge('batch')).toBe('batch');
+    expect(modeDescription({ mode: 'connect', requested_mode: 'connect' })).toBe('Warm (Spark Connect)');
+    expect(modeDescription({ mode: 'batch', requested_mode: 'auto' })).toBe('Batch (spark-submit), chosen by auto');
+    expect(modeDescription({ mode: 'connect', requested_mode: null })).toBe("Warm (Spark Connect), the server's default");
+    expect(modeDescription({})).toBe('Batch (spark-submit)'); // an older server: no modes
   });
 });
