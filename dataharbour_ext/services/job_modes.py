@@ -1,7 +1,7 @@
 """Which run backend a job's run gets: the mode the job asked for (else the server's default),
-resolved against its cluster. `batch` is spark-submit everywhere; `connect` needs a cluster
-that can have a Spark Connect server (a 400 names why not); `auto` takes connect where it can
-and batch elsewhere. Each run resolves anew: a restart after the cluster gained or lost
+resolved against its cluster. `batch` is spark-submit everywhere; `connect` asked for by a job
+needs a cluster that can have a Spark Connect server (a 400 names why not); `auto`, and a
+server default of `connect`, take connect where they can and batch elsewhere. Each run resolves anew: a restart after the cluster gained or lost
 Connect takes what is there now."""
 
 from collections.abc import Callable
@@ -28,8 +28,8 @@ class JobModes:
         if mode == "batch":
             return BATCH_BACKEND
         refusal = self.connect_refusal(cluster)
-        if mode == "connect" and refusal:
-            field = "mode" if requested else None  # the server's default, not the request, asked for it
-            raise InvalidInput(field, f"connect mode is not available on cluster {cluster.id}: {refusal}; "
-                                      f"use \"mode\": \"batch\"")
+        if requested == "connect" and refusal:
+            raise InvalidInput("mode", f"connect mode is not available on cluster {cluster.id}: {refusal}; "
+                                       f"use \"mode\": \"batch\"")
+        # The server's default is a preference: a cluster without the warm path runs batch.
         return BATCH_BACKEND if refusal else CONNECT_BACKEND
