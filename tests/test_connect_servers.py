@@ -4,7 +4,10 @@ A real Connect server (spark-submit, `local[1]`) costs ~10 s of JVM start on thi
 so one test walks one server through its whole life: concurrent first uses, a real client
 (in a subprocess: the test process stays free of pyspark's client), the token, a SIGKILL
 and the restart, the idle stop, a start again and the shutdown stop. Failures that need no
-JVM (Java missing) or one short-lived one (a taken port) have tests of their own.
+JVM (Java missing) or one short-lived one (a taken port) have tests of their own. A server
+left behind by a crashed server is adopted by the next one (one more real server); what
+adoption refuses, and how an adopted server is watched, is shown with stand-ins (a Python
+process in the server's real run folder, listening on its port or not).
 
 Every process a test starts is stopped in teardown by its supervisor's identity.
 """
@@ -29,11 +32,13 @@ from dataharbour_ext.runs import process as supervision
 from dataharbour_ext.runs.identity import ProcessIdentity
 from dataharbour_ext.runs.process import Supervised
 from dataharbour_ext.services.clusters import Cluster, ClusterService
-from dataharbour_ext.services.connect_servers import OWNER_FILE, ConnectConfig, ConnectServers, stop_leftovers
+from dataharbour_ext.services.connect_servers import OWNER_FILE, ConnectConfig, ConnectServers
 from dataharbour_ext.services.health import ConnectServerChecks, Finding, HealthCheck
 from dataharbour_ext.services.service_health import ServiceHealth
 from dataharbour_ext.services.service_logs import ServiceLogs
+from dataharbour_ext.spark import connect_server
 from dataharbour_ext.spark.connect_server import failure_reason
+from dataharbour_ext.spark.standalone import free_port
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -274,23 +279,180 @@ async def test_external_and_unsupported_clusters_start_nothing(state_dir):
     await servers.stop()
 
 
-async def test_servers_left_behind_by_a_dead_server_are_stopped_at_start(state_dir):
-    run_dir = folder.create(state_dir / "connect" / "left-behind")
-    folder.write_command(run_dir, ["sleep", "600"], {}, run_dir, stop_grace_seconds=2.0)
+# ---- servers left behind by a server that crashed ------------------------------------------
+
+# A stand-in for a Connect server, started with the server's own arguments after its own:
+# listens on the port (or, given "silent" in its environment, does not) until stopped.
+STAND_IN = """
+import os, socket, sys, time
+port = int(next(a for a in sys.argv if a.startswith("spark.connect.grpc.binding.port=")).split("=")[1])
+if not os.environ.get("STAND_IN_SILENT"):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+print("stand-in up", flush=True)
+time.sleep(600)
+"""
+
+
+def known_clusters(*clusters: Cluster) -> ClusterService:
+    service = ClusterService("local[1]")
+    for cluster in clusters:
+        service.add(cluster, "running")
+    return service
+
+
+def gone_owner() -> dict:
+    """An owner.json of a server process that has ended."""
+    ended = subprocess.Popen(["true"])
+    identity = ProcessIdentity.of(ended.pid)
+    ended.wait()
+    return {**identity.to_json(), "instance": "crashed"}
+
+
+def crash(servers: ConnectServers) -> None:
+    """As if its server process died: its Connect servers run on, unwatched, none stopped."""
+    for server in servers._servers.values():
+        if server.idle_timer is not None:
+            server.idle_timer.cancel()
+        server.group.detach()
+    for task in list(servers._tasks):
+        task.cancel()
+
+
+async def leave_stand_in(state_dir: Path, cluster: Cluster, *, listening: bool = True) -> tuple[Supervised, int]:
+    """A server's real run folder for `cluster` (its command, token and conf as a start writes
+    them) running a stand-in instead of spark-submit, owned by a server that is gone."""
+    port = free_port()
+    run_dir = state_dir / "connect" / cluster.id
+    spec = connect_server.ConnectServerSpec(master_url=cluster.master_url, port=port, token="stand-in-token",
+                                            cluster_conf=dict(cluster.conf))
+    connect_server.write_server_folder(run_dir, spec, stop_grace_seconds=2.0, niceness=0)
+    command = folder.read_json(run_dir / folder.COMMAND_FILE)
+    command["argv"] = [sys.executable, "-c", STAND_IN, *command["argv"][1:]]
+    if not listening:
+        command["env"]["STAND_IN_SILENT"] = "1"
+    folder.write_json_atomically(run_dir / folder.COMMAND_FILE, command)
+    folder.write_json_atomically(run_dir / OWNER_FILE, gone_owner())
     supervised = await asyncio.to_thread(supervision.launch, run_dir)
+    await wait_for(lambda: folder.read_supervisor(run_dir) and "stand-in up" in
+                   (run_dir / folder.LOG_FILE).read_text(errors="replace"), "the stand-in to be up")
+    return supervised, port
+
+
+async def test_a_server_left_by_a_crashed_server_is_adopted_and_keeps_serving(state_dir, no_client_token):
+    config = ConnectConfig(str(state_dir), start_timeout=DEADLINE, stop_grace_seconds=5.0)
+    clusters = known_clusters(LOCAL)
+    crashed = ConnectServers(config, clusters=clusters)
+    adopting = ConnectServers(config, clusters=clusters)
+    run_dir = state_dir / "connect" / LOCAL.id
     try:
-        dead_owner = subprocess.Popen(["true"])
-        owner = ProcessIdentity.of(dead_owner.pid)
-        dead_owner.wait()
-        folder.write_json_atomically(run_dir / OWNER_FILE, {**owner.to_json(), "instance": "gone"})
-        await wait_for(lambda: folder.read_supervisor(run_dir), "the supervisor to record itself")
-        # A folder whose owner still runs (this very process) is left alone.
-        assert await asyncio.to_thread(stop_leftovers, state_dir / "connect", 2.0) == 1
-        assert not supervised.alive()
-        assert folder.read_exit_status(run_dir)["stop_requested"] is True
+        endpoint = await crashed.ensure(LOCAL)
+        jvm = ProcessIdentity.of(crashed.status(LOCAL.id).pid)
+        supervisor = folder.read_supervisor(run_dir)
+        crash(crashed)
+        folder.write_json_atomically(run_dir / OWNER_FILE, gone_owner())
+
+        # The next server adopts it: the same JVM, port and token; no second server starts.
+        await adopting.start([LOCAL], wait=True)
+        status = adopting.status(LOCAL.id)
+        assert (status.state, status.port, status.pid) == ("ready", endpoint.port, jvm.pid)
+        assert jvm.matches() and supervisor.matches()
+        adopted = await adopting.ensure(LOCAL)
+        assert (adopted.url, adopted.port, adopted.token) == (endpoint.url, endpoint.port, endpoint.token)
+        assert adopted.started_at is not None and endpoint.token not in repr(status) + repr(adopted)
+        running = processes_of(run_dir)
+        assert (len(running["supervisors"]), len(running["servers"])) == (1, 1)
+        owner = folder.read_json(run_dir / OWNER_FILE)
+        assert (owner["pid"], owner["instance"]) == (os.getpid(), adopting.instance)
+
+        # A client that had the old endpoint is served by it.
+        output = await run_client(endpoint.url)
+        assert "COUNT 5" in output, output
+
+        # It is this server's now: its shutdown stops it, and no JVM of it is left.
+        await adopting.stop()
+        assert adopting.status(LOCAL.id).state == "stopped"
+        assert gone(jvm, supervisor)
+        assert processes_of(run_dir) == {"supervisors": [], "servers": []}
     finally:
-        await asyncio.to_thread(supervised.force_stop)
-        supervised.close()
+        await adopting.stop()
+        await crashed.stop()
+        for server in crashed._servers.values():  # its supervisor is this process's child: reaped
+            if server.daemon is not None:
+                server.daemon.supervised.reap()
+
+
+async def test_an_adopted_server_is_watched_for_its_end_and_stopped_when_idle(state_dir):
+    held, idle = Cluster("held", "Held", "local[1]"), Cluster("idle", "Idle", "local[1]")
+    left = {cluster.id: await leave_stand_in(state_dir, cluster) for cluster in (held, idle)}
+    servers = ConnectServers(ConnectConfig(str(state_dir), idle_timeout=3.0, stop_grace_seconds=2.0, max_deaths=1),
+                             clusters=known_clusters(held, idle))
+    try:
+        await servers.start()
+        servers.hold(held.id)
+        for cluster_id, (supervised, port) in left.items():
+            status = servers.status(cluster_id)
+            assert (status.state, status.port) == ("ready", port)
+            assert status.pid in [child.pid for child in psutil.Process(supervised.identity.pid).children(recursive=True)]
+        # Its end is seen, as for a server started here (one end allowed: failed, no restart).
+        stand_in = ProcessIdentity.of(servers.status(held.id).pid)
+        assert stand_in.send_signal(signal.SIGKILL)
+        await wait_for(lambda: servers.status(held.id).state == "failed", "the adopted server's end")
+        assert servers.status(held.id).reason.startswith("it ended 1 times within 300 s")
+        # Unused since its adoption: stopped when idle.
+        await wait_for(lambda: servers.status(idle.id).state == "stopped", "the idle stop")
+        assert servers.status(idle.id).reason == "idle for 3 s; it starts again on first use"
+        await wait_for(lambda: not left[idle.id][0].alive(), "the idle server's supervisor to end")
+        assert folder.read_exit_status(state_dir / "connect" / idle.id)["stop_requested"] is True
+    finally:
+        await servers.stop()
+        for supervised, _ in left.values():
+            await asyncio.to_thread(supervised.force_stop)
+            supervised.reap()
+            supervised.close()
+
+
+async def test_leftovers_that_cannot_be_adopted_are_stopped_at_start(state_dir, caplog):
+    redefined = Cluster("redefined", "Redefined", "local[1]", conf={"spark.sql.shuffle.partitions": "4"})
+    unknown = Cluster("left-behind", "Gone", "local[1]")
+    left = {
+        LOCAL.id: await leave_stand_in(state_dir, LOCAL, listening=False),  # nothing holds its port
+        redefined.id: await leave_stand_in(state_dir, redefined),  # started for another definition
+        unknown.id: await leave_stand_in(state_dir, unknown),  # its cluster is not known here
+    }
+    # The owner of this one still runs (this very process): another server's, left alone.
+    others = Cluster("others", "Another server's", "local[1]")
+    left[others.id] = await leave_stand_in(state_dir, others)
+    me = ProcessIdentity.of(os.getpid())
+    folder.write_json_atomically(state_dir / "connect" / others.id / OWNER_FILE,
+                                 {**me.to_json(), "instance": "another-server"})
+    servers = ConnectServers(ConnectConfig(str(state_dir), stop_grace_seconds=2.0),
+                             clusters=known_clusters(LOCAL, Cluster("redefined", "Redefined", "local[1]"), others))
+    try:
+        with caplog.at_level("WARNING", logger="dataharbour_ext.connect"):
+            await servers.start()
+        why = {cluster_id: next((r.getMessage().rsplit(": ", 1)[1] for r in caplog.records
+                                 if f"server of cluster {cluster_id} left behind" in r.getMessage()), None)
+               for cluster_id in left}
+        assert why == {LOCAL.id: f"nothing of it listens on its port {left[LOCAL.id][1]}",
+                       redefined.id: "it was started for another definition of its cluster",
+                       unknown.id: "cluster left-behind is unknown here, or has no Spark Connect server now",
+                       others.id: None}
+        assert "stand-in-token" not in caplog.text
+        for cluster_id in (LOCAL.id, redefined.id, unknown.id):
+            supervised, _ = left[cluster_id]
+            assert not supervised.alive(), cluster_id
+            assert folder.read_exit_status(state_dir / "connect" / cluster_id)["stop_requested"] is True
+            assert folder.read_json(state_dir / "connect" / cluster_id / OWNER_FILE)["instance"] == "crashed"
+            assert servers.status(cluster_id).state == "stopped"
+        assert left[others.id][0].alive() and servers.status(others.id).state == "stopped"
+    finally:
+        await servers.stop()
+        for supervised, _ in left.values():
+            await asyncio.to_thread(supervised.force_stop)
+            supervised.reap()
+            supervised.close()
 
 
 @pytest.mark.parametrize("lines, code, reason", [

@@ -14,8 +14,15 @@ after `idle_timeout` seconds without use (0: never) unless jobs hold it (`hold`/
 connect_server.py writes the folder), watched for its end with a pidfd (DaemonGroup), its
 log registered as the service log `connect:<cluster_id>`. Unlike runs and launched clusters,
 Connect servers belong to this server process: `stop()` at shutdown stops them, by their
-supervisors' identities. Should this server die without stopping them, the next start of a
-server on the same state folder stops those it can prove have lost their owner.
+supervisors' identities.
+
+Should this server die without stopping them, the next start of a server on the same state
+folder looks at those whose owner (owner.json) provably no longer runs. One that is healthy
+(its supervisor runs, a process of its tree listens on its recorded port, its token is in its
+command.json, it was started for its cluster as the ClusterService now defines it, and that
+cluster may have one) is adopted, so warm jobs re-attached to it keep their sessions: `ready`
+on the same endpoint, watched, restarted and idle-stopped like one started here, owner.json
+naming its new owner. The others are stopped.
 
 Clusters that can have one: `local`, launched `standalone` and external `spark://` ones (the
 driver runs here). k8s:// and yarn are refused.
@@ -32,7 +39,6 @@ import logging
 import os
 import secrets
 import shutil
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -63,7 +69,6 @@ PREVIOUS_LOG = f"{folder.LOG_FILE}.1"  # the log of the start before, kept for t
 READY_LOOK_SECONDS = 0.2  # how often a starting server's port is tried
 CONNECT_TIMEOUT_SECONDS = 1.0
 FAILURE_LOG_LINES = 200
-LEFTOVER_STOP_SECONDS = 30.0  # a leftover server's supervisor gets this long before SIGKILL
 STATES = ("stopped", "starting", "ready", "stopping", "failed", "external")
 
 
@@ -283,13 +288,10 @@ class ConnectServers:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self, clusters: Iterable[Cluster] = (), *, wait: bool = False) -> None:
-        """At server start: stop the Connect servers a dead server left behind, then start
-        those of `clusters` (in the background unless `wait`; a failure is logged and shown
-        in their status)."""
-        stopped = await asyncio.to_thread(stop_leftovers, self.config.connect_dir, self.config.stop_grace_seconds)
-        if stopped:
-            log.warning("DataHarbour: stopped %d Spark Connect server(s) left behind by a server that is gone",
-                        stopped)
+        """At server start: adopt the healthy Connect servers a dead server left behind and
+        stop the others (see the module's docstring), then start those of `clusters` (in the
+        background unless `wait`; a failure is logged and shown in their status)."""
+        await self._settle_leftovers()
         starts = [self._spawn(self._start_logged(cluster), f"dataharbour-connect-start-{cluster.id}")
                   for cluster in clusters]
         if wait and starts:
@@ -332,6 +334,83 @@ class ConnectServers:
         elif self.clusters.launch_refusal(cluster_id) is not None and server.state in ("starting", "ready"):
             reason = self.clusters.launch_refusal(cluster_id)
             self._spawn(self._stop_server(server, reason), f"dataharbour-connect-stop-{cluster_id}")
+
+    # ---- servers a dead server left behind ----------------------------------------------
+
+    async def _settle_leftovers(self) -> None:
+        """Adopt the healthy leftovers, stop the others (and wait for that: a cluster started
+        next finds its folder free)."""
+        looking = asyncio.ensure_future(asyncio.to_thread(
+            find_leftovers, self.config.connect_dir, self._adoptable_clusters(), self.instance))
+        try:
+            leftovers = await asyncio.shield(looking)
+        except asyncio.CancelledError:
+            # The look may already have made this service their owner: watch them all the same.
+            looking.add_done_callback(lambda done: done.cancelled() or done.exception()
+                                      or self._settle(done.result()))
+            raise
+        stops = self._settle(leftovers)
+        if stops:
+            await asyncio.gather(*stops, return_exceptions=True)
+            log.warning("DataHarbour: stopped %d Spark Connect server(s) left behind by a server that is gone",
+                        len(stops))
+
+    def _adoptable_clusters(self) -> dict[str, Cluster]:
+        """The clusters whose leftover servers may be adopted: known, taking jobs, and with a
+        server run here (a snapshot for the thread that looks at the leftovers)."""
+        if self.clusters is None:
+            return {}
+        return {cluster.id: cluster for cluster in self.clusters.all()
+                if self.clusters.launch_refusal(cluster.id) is None and self.refusal(cluster) is None
+                and connect_server.EXTERNAL_URL_CONF not in cluster.conf}
+
+    def _settle(self, leftovers: list["Leftover"]) -> list[asyncio.Task]:
+        """Adopt the healthy ones; the stops of the others, under way."""
+        stops = []
+        for leftover in leftovers:
+            why_not = leftover.why_not or self._adoption_refusal(leftover)
+            if why_not is None:
+                self._adopt_leftover(leftover)
+            else:
+                stops.append(self._spawn(self._stop_leftover(leftover, why_not),
+                                         f"dataharbour-connect-leftover-{leftover.cluster_id}"))
+        return stops
+
+    def _adoption_refusal(self, leftover: "Leftover") -> str | None:
+        if self._closing:
+            return "the server is shutting down"
+        server = self._servers.get(leftover.cluster.id)
+        if server is not None and (server.state not in ("stopped", "failed") or server.start_task is not None
+                                   or server.stop_task is not None):
+            return "this server already runs one for its cluster"
+        return None
+
+    def _adopt_leftover(self, leftover: "Leftover") -> None:
+        """Make a healthy leftover this service's own ready server, watched from now on."""
+        server = self._server_for(leftover.cluster)
+        server.cluster = leftover.cluster  # a stopped server kept may know an older definition
+        server.run_dir = leftover.run_dir
+        server.port, server.token = leftover.recorded.port, leftover.recorded.token
+        server.jvm, server.started_at = leftover.jvm, leftover.started_at
+        server.deaths.clear()
+        daemon = Daemon(DAEMON_NAME, str(leftover.run_dir), leftover.supervised)
+        server.group.daemons[DAEMON_NAME] = daemon
+        self._set_state(server, "ready")
+        log.info("DataHarbour: adopted the Spark Connect server of cluster %s on port %d (pid %d), left behind "
+                 "by a server that is gone", server.cluster.id, server.port, server.jvm.pid)
+        self._mark_used(server)  # its idle time counts from now
+        self._arm_idle_stop(server)
+        # Watched last: should it have ended meanwhile, that is a ready server's end (restarted).
+        server.group.watch(daemon)
+
+    async def _stop_leftover(self, leftover: "Leftover", why: str) -> None:
+        log.warning("DataHarbour: stopping the Spark Connect server of cluster %s left behind by a server that "
+                    "is gone: %s", leftover.cluster_id, why)
+        group = DaemonGroup(f"connect {leftover.cluster_id} (left behind)")
+        daemon = Daemon(DAEMON_NAME, str(leftover.run_dir), leftover.supervised)
+        group.daemons[DAEMON_NAME] = daemon
+        group.watch(daemon)
+        await group.stop(self.config.stop_grace_seconds)
 
     # ---- which clusters --------------------------------------------------------------
 
@@ -498,8 +577,7 @@ class ConnectServers:
             os.replace(run_dir / folder.LOG_FILE, run_dir / PREVIOUS_LOG)
         connect_server.write_server_folder(run_dir, spec, stop_grace_seconds=self.config.stop_grace_seconds,
                                            niceness=self.config.niceness)
-        me = ProcessIdentity.of(os.getpid())
-        folder.write_json_atomically(run_dir / OWNER_FILE, {**(me.to_json() if me else {}), "instance": self.instance})
+        write_owner(run_dir, self.instance)
 
     async def _wait_until_ready(self, server: ConnectServer, deadline: float) -> ProcessIdentity:
         """The server's JVM once its port answers and is provably its own (a process of its
@@ -685,27 +763,71 @@ def _supervisor_runs(run_dir: Path) -> bool:
     return identity is not None and identity.matches() and folder.read_exit_status(run_dir) is None
 
 
-def stop_leftovers(connect_dir: Path, grace_seconds: float) -> int:
-    """Stop the Connect servers in `connect_dir` whose owner (the Jupyter server that started
-    them) no longer runs; how many. Blocking: call it in a thread."""
+def write_owner(run_dir: Path, instance: str) -> None:
+    """owner.json: this process (and service instance) owns the folder's server. Blocking."""
+    me = ProcessIdentity.of(os.getpid())
+    folder.write_json_atomically(run_dir / OWNER_FILE, {**(me.to_json() if me else {}), "instance": instance})
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A Connect server left running by a server that is gone, as one look found it:
+    adoptable (`why_not` None: `recorded`, `jvm` and `cluster` set) or to be stopped."""
+
+    cluster_id: str  # its folder's name
+    run_dir: Path
+    supervised: Supervised
+    why_not: str | None = None
+    cluster: Cluster | None = None
+    recorded: connect_server.RecordedServer | None = field(default=None, repr=False)
+    jvm: ProcessIdentity | None = None
+    started_at: datetime | None = None
+
+
+def find_leftovers(connect_dir: Path, clusters: dict[str, Cluster], instance: str) -> list[Leftover]:
+    """The Connect servers in `connect_dir` whose owner (the Jupyter server that started them)
+    provably no longer runs and whose supervisor still does, each looked at. The healthy ones
+    (see `_look_at_leftover`) get this process and `instance` as their owner. Blocking (files,
+    /proc): call it in a thread."""
     try:
         folders = [entry for entry in connect_dir.iterdir() if entry.is_dir()]
     except OSError:
-        return 0
-    leftovers = []
+        return []
+    found = []
     for run_dir in folders:
         owner = ProcessIdentity.from_json(folder.read_json(run_dir / OWNER_FILE))
         supervisor = folder.read_supervisor(run_dir)
         if owner is None or supervisor is None or owner.matches():
-            continue
+            continue  # not provably abandoned: another server's, or none recorded
         supervised = Supervised.attach(supervisor)
-        if supervised is not None and supervised.request_stop():
-            leftovers.append(supervised)
-    give_up = time.monotonic() + grace_seconds + LEFTOVER_STOP_SECONDS
-    for supervised in leftovers:
-        while supervised.alive() and time.monotonic() < give_up:
-            time.sleep(0.1)
-        if supervised.alive():
-            supervised.force_stop()
-        supervised.close()
-    return len(leftovers)
+        if supervised is None:
+            continue  # nothing of it runs
+        leftover = _look_at_leftover(run_dir, supervised, clusters.get(run_dir.name))
+        if leftover.why_not is None:
+            write_owner(run_dir, instance)
+        found.append(leftover)
+    return found
+
+
+def _look_at_leftover(run_dir: Path, supervised: Supervised, cluster: Cluster | None) -> Leftover:
+    """Adoptable if it was started for `cluster` as defined now, its token is recorded, and a
+    process of its supervisor's tree listens on its recorded port."""
+    def unfit(why: str) -> Leftover:
+        return Leftover(run_dir.name, run_dir, supervised, why_not=why)
+
+    if cluster is None:
+        return unfit(f"cluster {run_dir.name} is unknown here, or has no Spark Connect server now")
+    recorded = connect_server.read_server_folder(run_dir)
+    if recorded is None or recorded.port is None or recorded.token is None:
+        return unfit("its port or token is not recorded in its folder")
+    if not recorded.serves(cluster.master_url, cluster.conf):
+        return unfit("it was started for another definition of its cluster")
+    jvm = _listener_of(supervised.identity, recorded.port)
+    if jvm is None:
+        return unfit(f"nothing of it listens on its port {recorded.port}")
+    try:  # the supervisor records itself as it starts
+        started_at = datetime.fromtimestamp((run_dir / folder.SUPERVISOR_FILE).stat().st_mtime, timezone.utc)
+    except OSError:
+        started_at = None
+    return Leftover(run_dir.name, run_dir, supervised, cluster=cluster, recorded=recorded, jvm=jvm,
+                    started_at=started_at)

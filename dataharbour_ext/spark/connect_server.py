@@ -17,6 +17,10 @@ daemon: its JVM options come from SPARK_DAEMON_JAVA_OPTS, its heap from SPARK_DA
 Clients authenticate with a token the server gets in SPARK_CONNECT_AUTHENTICATE_TOKEN (new
 for every start). With a token, a client must name the host `localhost`: given `127.0.0.1`
 and a token, the Python client turns to TLS and hangs.
+
+A server a dead Jupyter server left running can be adopted by the next one: its folder
+(`read_server_folder`) says where it listens, its token, and for which cluster definition it
+was started.
 """
 
 import os
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..runs import folder
 from .installation import spark_home, spark_submit
 from .log_config import SparkLogConfig
 from .standalone import failure_reason as daemon_failure_reason
@@ -57,6 +62,7 @@ _CONNECT_LOGGERS = """
 logger.dataharbourConnect.name = org.apache.spark.sql.connect.service.SparkConnectServer
 logger.dataharbourConnect.level = info
 """
+BINDING_PORT_CONF = "spark.connect.grpc.binding.port"
 STARTED_LINE = re.compile(r"Spark Connect server started at: \S+:(?P<port>\d+)")
 
 
@@ -73,7 +79,7 @@ class ConnectServerSpec:
 def binding_conf(port: int) -> dict[str, str]:
     """Where the gRPC service listens: ours to choose, so set on the command line; a port
     taken meanwhile fails the start (where we look for it) instead of moving the server."""
-    return {"spark.connect.grpc.binding.address": HOST, "spark.connect.grpc.binding.port": str(port),
+    return {"spark.connect.grpc.binding.address": HOST, BINDING_PORT_CONF: str(port),
             "spark.connect.grpc.port.maxRetries": "0"}
 
 
@@ -123,6 +129,77 @@ def write_server_folder(run_dir: str | os.PathLike, spec: ConnectServerSpec, *, 
     return write_daemon_folder(run_dir, server_command(spec), server_environment(spec),
                                stop_grace_seconds=stop_grace_seconds, niceness=niceness,
                                properties=server_properties(spec))
+
+
+@dataclass(frozen=True)
+class RecordedServer:
+    """What a server's run folder says it was started with (see `write_server_folder`). The
+    token is a secret: never log it."""
+
+    master_url: str | None
+    port: int | None
+    token: str | None = field(repr=False)
+    properties: dict[str, str] = field(default_factory=dict, repr=False)  # may hold the cluster's secret
+
+    def serves(self, master_url: str, cluster_conf: dict[str, str]) -> bool:
+        """Whether it was started for a cluster of this definition: the master URL and the conf
+        a start for it would be given now."""
+        spec = ConnectServerSpec(master_url=master_url, port=self.port or 0, token="",
+                                 cluster_conf=dict(cluster_conf))
+        return self.master_url == master_url and self.properties == server_properties(spec)
+
+
+def read_server_folder(run_dir: str | os.PathLike) -> RecordedServer | None:
+    """The server a run folder was written for (None without a readable command.json; a
+    properties file that cannot be read counts as an empty conf). Blocking: in a thread."""
+    command = folder.read_json(Path(run_dir) / folder.COMMAND_FILE)
+    if command is None or not isinstance(command.get("argv"), list) or not isinstance(command.get("env"), dict):
+        return None
+    argv = [str(arg) for arg in command["argv"]]
+    conf = dict(value.partition("=")[::2] for value in _option_values(argv, "--conf"))
+    try:
+        port = int(conf.get(BINDING_PORT_CONF, ""))
+    except ValueError:
+        port = None
+    properties = {}
+    for path in _option_values(argv, "--properties-file")[-1:]:
+        try:
+            properties = read_properties(path)
+        except (OSError, UnicodeDecodeError):
+            pass
+    token = command["env"].get(TOKEN_VARIABLE)
+    return RecordedServer(master_url=next(iter(_option_values(argv, "--master")[-1:]), None), port=port,
+                          token=token if isinstance(token, str) and token else None, properties=properties)
+
+
+def _option_values(argv: list[str], option: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == option]
+
+
+_UNESCAPED = {"n": "\n", "r": "\r", "t": "\t", "f": "\f"}
+
+
+def read_properties(path: str | os.PathLike) -> dict[str, str]:
+    """A properties file as spark/submit.py's `write_properties` writes it: `key=value` a line,
+    backslash escapes, `=` in a key escaped. Blocking; OSError or UnicodeDecodeError."""
+    conf = {}
+    for line in Path(path).read_text(encoding="utf-8").split("\n"):  # \r and the like are escaped
+        if not line:
+            continue
+        key, value = [], []
+        into, escaped = key, False
+        for c in line:
+            if escaped:
+                into.append(_UNESCAPED.get(c, c))
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == "=" and into is key:
+                into = value
+            else:
+                into.append(c)
+        conf["".join(key)] = "".join(value)
+    return conf
 
 
 def endpoint_url(port: int, token: str | None) -> str:
