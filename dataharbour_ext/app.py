@@ -154,9 +154,10 @@ class DataHarbourApp(ExtensionApp):
         "and supervised by this server.",
     ).tag(config=True)
     default_job_mode = Enum(
-        ["batch", "connect", "auto"], "auto",
-        help="A job's mode when it names none: batch (spark-submit), connect (warm), or auto (connect where the "
-        "cluster can have a Spark Connect server, else batch).",
+        ["batch", "connect", "auto"], "batch",
+        help="A job's mode when it names none: batch (spark-submit, everything PySpark does), connect (warm), or "
+        "auto (connect where the cluster can have a Spark Connect server, else batch). The sidebar proposes warm "
+        "wherever a cluster has the warm path.",
     ).tag(config=True)
     connect_start_at_startup = Bool(
         False, help="Start the default cluster's Spark Connect server (and its warm workers) when the server "

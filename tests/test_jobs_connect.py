@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-CONNECT = {"default_job_mode": "auto", "warm_pool_size": 2, "connect_idle_timeout": 0}
+CONNECT = {"default_job_mode": "auto", "warm_pool_size": 2, "connect_idle_timeout": 0}  # jobs naming no mode go warm
 
 VIEW_JOB = """
 import sys, time
@@ -141,3 +141,42 @@ async def test_connect_mode_is_refused_where_the_cluster_cannot_have_a_connect_s
     assert status == 400 and "connect mode is not available" in error["message"], error
     status, error = await api.call("POST", "jobs/", {"name": "warm", "code": "print(1)", "mode": "warm"})
     assert status == 400 and "mode" in error["message"], error
+
+
+GATED_WARM_JOB = """
+import os, time
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()
+print("started", spark.range(10).count(), flush=True)
+for _ in range(3000):
+    if os.path.exists("warm.go"):
+        break
+    time.sleep(0.1)
+print("finished after the restart", spark.range(5).count(), flush=True)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_warm_job_outlives_a_server_sigkill_and_ends_truthfully(tmp_path):
+    from server_process import TERMINAL, ServerProcess, stop_runs_under
+
+    server = ServerProcess(str(tmp_path))
+    try:
+        server.start()
+        job = server.request("POST", "/api/v1/jobs/", {"name": "warm survivor", "code": GATED_WARM_JOB,
+                                                       "mode": "connect"})
+        assert job["mode"] == "connect"
+        server.wait(job["id"], {"running"})
+        server.wait_for_line(job["id"], "started 10")
+        server.kill()  # the warm job and its Connect server run on
+        server.start()
+        assert server.request("GET", f"/api/v1/jobs/{job['id']}")["state"] == "running"  # re-attached
+        open(os.path.join(server.root, "warm.go"), "w").close()
+        done = server.wait(job["id"], TERMINAL, timeout=120)
+        log = "\n".join(server.request("GET", f"/api/v1/jobs/{job['id']}/logs?limit=100000")["lines"])
+        assert done["state"] == "succeeded", (done, log)
+        assert "started 10" in log and "finished after the restart 5" in log
+    finally:
+        server.stop()  # a clean stop: the Connect server goes with it
+        server.kill()
+        stop_runs_under(str(tmp_path))

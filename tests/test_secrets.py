@@ -49,6 +49,8 @@ def test_ordinary_values_are_kept(key):
         ),
         ("http://host:8080/path@v1", "http://host:8080/path@v1"),  # a port, not a password
         ("http://user@host/x", "http://user@host/x"),  # no password
+        ("sc://localhost:15002/;token=abc-DEF_1", f"sc://localhost:15002/;token={REDACTED}"),  # Spark Connect
+        ("sc://h:1/;user_id=me;token=t0k;use_ssl=true", f"sc://h:1/;user_id=me;token={REDACTED};use_ssl=true"),
     ],
 )
 def test_credentials_inside_urls_are_masked(value, masked):

@@ -43,6 +43,9 @@ class RunBackend(Protocol):
         """Start the run's supervisor (or take a warm one), held until `Supervised.release()`.
         Never blocks the event loop."""
 
+    def resumed(self, run: RunRecord, supervised: Supervised, cluster) -> None:
+        """The engine re-attached to the run after a server restart. On the event loop."""
+
     def reattach(self, run: RunRecord) -> Supervised | None:
         """The run's supervisor if it is provably still that process, after a restart."""
 

@@ -1,8 +1,8 @@
 """Which run backend a job's run gets: the mode the job asked for (else the server's default),
 resolved against its cluster. `batch` is spark-submit everywhere; `connect` asked for by a job
 needs a cluster that can have a Spark Connect server (a 400 names why not); `auto`, and a
-server default of `connect`, take connect where they can and batch elsewhere. Each run resolves anew: a restart after the cluster gained or lost
-Connect takes what is there now."""
+server default of `connect`, take connect where they can and batch elsewhere. Each run
+resolves anew: a restart after the cluster gained or lost Connect takes what is there now."""
 
 from collections.abc import Callable
 

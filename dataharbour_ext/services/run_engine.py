@@ -167,7 +167,11 @@ class RunEngine:
                                               clusters=known)
             if run is None:
                 return
-            await self._launch(run)
+            # Each launch on its own: a warm one may wait for its cluster's Connect server
+            # and pool, and must not hold up the runs claimed after it.
+            task = asyncio.create_task(self._launch(run), name=f"dataharbour-launch-{run.job_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _launch(self, run: RunRecord) -> None:
         """Prepare and start a claimed run. Whatever goes wrong ends this run `failed` with
@@ -521,13 +525,18 @@ class RunEngine:
         supervised = await asyncio.to_thread(backend.reattach, run)
         if supervised is None:
             status = await asyncio.to_thread(folder.read_exit_status, run.run_dir)  # it may just have ended
-            if status is None and run.state == JobState.starting.value and run.pid is None:
+            # A supervisor writes supervisor.json into the run folder as it starts (a warm
+            # one when it is bound): without it, the run's program never ran.
+            started = await asyncio.to_thread(os.path.exists, os.path.join(run.run_dir, folder.SUPERVISOR_FILE))
+            if status is None and run.state == JobState.starting.value and (run.pid is None or not started):
                 await self._requeue(run, "it was claimed but never launched")
                 return
             await self._settle_from_status(run, status)
             return
         watched = self._watch(run, backend, supervised)
         watched.marked_running = run.state == JobState.running.value
+        if (cluster := self.clusters.get(run.cluster_id)) is not None:
+            backend.resumed(run, supervised, cluster)
         log.info("DataHarbour: re-attached to job %s attempt %s (supervisor pid %s)", run.job_id, run.attempt,
                  supervised.identity.pid)
         if run.kill_requested:

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Conflict, ServiceUnavailable
+from ..errors import Conflict, NotFound, ServiceUnavailable
 from ..runs import folder
 from ..runs import process as supervision
 from ..runs.backend import LaunchError
@@ -41,7 +42,10 @@ FAILURES_BEFORE_GIVING_UP = 3  # workers in a row that ended before ready: takes
 FAILURE_LOG_LINES = 40
 DEAD_SERVER_LOOK_SECONDS = 0.2
 PORT_CHECK_SECONDS = 2.0
-RETIRE_MARGIN_SECONDS = 30.0  # past the stop grace, before a retired worker's supervisor is waited no more
+RETIRE_MARGIN_SECONDS = 30.0
+# The Connect server closes a session after 60 minutes without an RPC (Spark's default
+# spark.connect.session.manager.defaultSessionTimeout); a ready worker sends none.
+MAX_WORKER_AGE_SECONDS = 45 * 60  # past the stop grace, before a retired worker's supervisor is waited no more
 
 
 @dataclass
@@ -62,8 +66,10 @@ class WarmPoolConfig:
 class WarmWorker:
     directory: Path
     supervised: Supervised
-    endpoint: ConnectEndpoint = field(repr=False)
+    endpoint: ConnectEndpoint | None = field(repr=False)  # None: a run followed after a restart
+    started: float = 0.0  # loop time
     ready: bool = False
+    slot: bool = True  # `directory` is its slot, removed when it ends (not so for a run followed after a restart)
     ended: bool = False
 
     @property
@@ -99,6 +105,9 @@ class WarmPool:
         self._watcher: asyncio.Task | None = None
         self._closing = False
         self._background: set[asyncio.Future] = set()
+        # Waiting for retired workers' supervisors to end takes threads for seconds: not the
+        # default executor's, which every thread call of the extension shares.
+        self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dataharbour-warm-reaper")
         self._listeners: list[Callable[[str], None]] = []
         connect.on_change(self._connect_changed)
 
@@ -127,16 +136,17 @@ class WarmPool:
                 pool.failures = 0  # the next take tries again
                 raise LaunchError(f"warm workers of cluster {cluster.id} end before they are ready: "
                                   f"{pool.last_failure}")
+            self._retire_aged(pool)
             await self._fill(pool, extra=not any(w.ready for w in pool.workers))
             worker = next((w for w in pool.workers if w.ready and not w.ended), None)
             # A server that died a moment ago, before the Connect service noticed: its
             # workers' sessions are lost. Wait for its restart (a new endpoint lets them go).
-            if worker is not None and await _answers(endpoint):
+            if worker is not None and await _answers(endpoint) and worker in pool.workers and not worker.ended:
+                self.connect.hold(cluster.id)  # until the worker ends: no idle stop under a job
                 pool.workers.remove(worker)
                 pool.taken.append(worker)
-                self.connect.hold(cluster.id)  # until the worker ends: no idle stop under a job
                 self._ensure_watcher()
-                await self._fill(pool)
+                self._in_background(self._fill(pool))  # the refill is not on the job's way
                 self._changed(pool)
                 return worker
             left = deadline - loop.time()
@@ -159,6 +169,19 @@ class WarmPool:
             self._let_go(pool, "its Connect server was restarted")
             pool.endpoint = endpoint
         return endpoint
+
+    def follow(self, cluster: Cluster, run_dir: str, supervised: Supervised) -> None:
+        """A warm run re-attached after a server restart: its Connect server is held (no idle
+        stop) until it ends, as for the runs this pool handed out."""
+        try:
+            self.connect.hold(cluster.id)
+        except NotFound:
+            return  # its server is not this server's (it was not adopted): nothing to hold
+        pool = self._pools.setdefault(cluster.id, ClusterPool(cluster))
+        pool.taken.append(WarmWorker(Path(run_dir), supervised, None, asyncio.get_running_loop().time(), ready=True,
+                                     slot=False))
+        self._ensure_watcher()
+        self._changed(pool)
 
     def status(self, cluster_id: str) -> PoolStatus:
         pool = self._pools.get(cluster_id)
@@ -185,6 +208,7 @@ class WarmPool:
             pool.changed.set()
         if self._background:
             await asyncio.wait(set(self._background))
+        self._reaper.shutdown(wait=False)
 
     # ---- workers ---------------------------------------------------------------------
 
@@ -212,7 +236,7 @@ class WarmPool:
                                  warm=True)
             return supervision.launch_warm(directory)
 
-        return WarmWorker(directory, await asyncio.to_thread(launch), endpoint)
+        return WarmWorker(directory, await asyncio.to_thread(launch), endpoint, asyncio.get_running_loop().time())
 
     def _let_go(self, pool: ClusterPool, why: str) -> None:
         """Unbound workers end (each supervisor stops its worker when its pipe closes)."""
@@ -223,13 +247,22 @@ class WarmPool:
             self._retire(worker)
         pool.workers = []
 
+    def _retire_aged(self, pool: ClusterPool) -> None:
+        """Workers ready for longer than the server keeps an unused session go (and others
+        start): an idle session is closed by the server after an hour."""
+        now = asyncio.get_running_loop().time()
+        for worker in [w for w in pool.workers if now - w.started > MAX_WORKER_AGE_SECONDS]:
+            pool.workers.remove(worker)
+            self._retire(worker)
+
     def _retire(self, worker: WarmWorker) -> None:
         """An unbound worker ends: its supervisor stops it, then is reaped, then its slot
         folder goes (in a thread: waiting and removing block)."""
         worker.ended = True
         worker.supervised.abandon()
         wait = self.config.stop_grace_seconds + RETIRE_MARGIN_SECONDS
-        self._in_background(asyncio.to_thread(_reap_and_remove, worker, wait))
+        loop = asyncio.get_running_loop()
+        self._in_background(loop.run_in_executor(self._reaper, _reap_and_remove, worker, wait))
 
     def _connect_changed(self, cluster_id: str) -> None:
         pool = self._pools.get(cluster_id)
@@ -263,12 +296,15 @@ class WarmPool:
                 next_busy_look = loop.time() + BUSY_LOOK_SECONDS
             if not starting and not any(p.taken or p.workers for p in self._pools.values()):
                 return
-            looks = await asyncio.to_thread(_look, [w for _, w in starting + others])
-            for (pool, worker), (ready, alive) in zip(starting + others, looks, strict=True):
-                self._seen(pool, worker, ready, alive)
+            looked_at = starting + others
+            looks = await asyncio.to_thread(_look, [(w, w in p.taken) for p, w in looked_at])
+            for (pool, worker), (ready, alive, failure) in zip(looked_at, looks, strict=True):
+                self._seen(pool, worker, ready, alive, failure)
             await asyncio.sleep(LOOK_SECONDS if starting else BUSY_LOOK_SECONDS / 4)
 
-    def _seen(self, pool: ClusterPool, worker: WarmWorker, ready: bool, alive: bool) -> None:
+    def _seen(self, pool: ClusterPool, worker: WarmWorker, ready: bool, alive: bool, failure: str | None) -> None:
+        if worker.ended and worker not in pool.taken:
+            return  # let go while it was looked at
         if worker in pool.taken:
             if not alive:
                 worker.ended = True
@@ -276,30 +312,35 @@ class WarmPool:
                 self.connect.release(pool.cluster.id)
                 self._changed(pool)
                 # The run's own folder has what matters; the engine reaps its supervisor.
-                self._in_background(asyncio.to_thread(shutil.rmtree, worker.directory, True))
+                if worker.slot:
+                    self._in_background(asyncio.to_thread(shutil.rmtree, worker.directory, True))
             return
         if ready and alive and not worker.ready:
             worker.ready = True
             pool.failures = 0
             self._changed(pool)
-        elif not alive:
+        elif not alive and worker in pool.workers:
             pool.workers.remove(worker)
             if not worker.ready:
                 pool.failures += 1
-                pool.last_failure = _failure_of(worker)
+                pool.last_failure = failure
                 log.warning("DataHarbour: a warm worker of cluster %s ended before it was ready: %s",
                             pool.cluster.id, pool.last_failure)
             self._retire(worker)  # its supervisor may still wait for its word
             self._changed(pool)
 
 
-def _look(workers: list[WarmWorker]) -> list[tuple[bool, bool]]:
-    """(ready, alive) of each worker. Blocking: reads files and /proc. A worker whose program
-    ended before it was bound has its end in its slot (exit.json) while its supervisor waits
-    for the word (a bind would still settle a run with it)."""
-    return [(os.path.exists(worker.directory / connect_worker.READY_FILE),
-             worker.supervised.alive() and not os.path.exists(worker.directory / folder.EXIT_FILE))
-            for worker in workers]
+def _look(workers: list[tuple[WarmWorker, bool]]) -> list[tuple[bool, bool, str | None]]:
+    """(ready, alive, why it ended before it was ready) of each (worker, taken). Blocking:
+    reads files and /proc. An unbound worker whose program ended has its end in its slot
+    (exit.json) while its supervisor waits for the word; a taken one is alive while its
+    supervisor is (it settles the run it was bound to)."""
+    looks = []
+    for worker, taken in workers:
+        ready = os.path.exists(worker.directory / connect_worker.READY_FILE)
+        alive = worker.supervised.alive() and (taken or not os.path.exists(worker.directory / folder.EXIT_FILE))
+        looks.append((ready, alive, _failure_of(worker) if not (alive or ready or taken) else None))
+    return looks
 
 
 async def _answers(endpoint: ConnectEndpoint) -> bool:

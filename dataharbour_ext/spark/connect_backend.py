@@ -47,6 +47,9 @@ class SparkConnectBackend(SparkRunFiles):
         except OSError as error:
             raise LaunchError(f"cannot write the run folder {run.run_dir}: {error.strerror or error}") from None
 
+    def resumed(self, run: RunRecord, supervised: Supervised, cluster) -> None:
+        self.pool.follow(cluster, run.run_dir, supervised)
+
     async def launch(self, run: RunRecord, cluster) -> Supervised:
         """A warm worker of the cluster, to be bound to the run folder by `release()`."""
         worker = await self.pool.take(cluster)

@@ -38,7 +38,7 @@ INTERRUPT_EVERY_SECONDS = 0.2
 RETRIES = 8  # about 16 s of back-off before a lost Connect server fails the job
 # Error classes pyspark raises for what only a JVM-backed (batch) session has.
 UNSUPPORTED = ("JVM_ATTRIBUTE_NOT_SUPPORTED", "CONTEXT_UNAVAILABLE_FOR_REMOTE_CLIENT", "NOT_IMPLEMENTED",
-               "UNSUPPORTED_OPERATION")
+               "UNSUPPORTED_OPERATION", "CANNOT_CONFIGURE_SPARK_CONNECT_MASTER")
 BATCH_ADVICE = 'Spark Connect does not support this; submit the job with "mode": "batch"'
 
 
@@ -96,28 +96,54 @@ class ConnectProgress:
         return {"jobs": jobs, "stages": stages, "tasks": tasks, "current_stage": None, "percent": percent}
 
 
-def _stop_on_signal(spark, tag: str, finished: threading.Event) -> None:
-    """The supervisor's SIGTERM (a kill): interrupt the job's operations on the server, again
-    and again until the program ends (an operation the program was just sending may reach
-    the server after the first interrupt), then end the process."""
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    deadline = time.monotonic() + STOP_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            spark.interruptTag(tag)
-        except Exception:
-            pass
-        if finished.wait(INTERRUPT_EVERY_SECONDS):
-            break
+class Stopper:
+    """SIGTERM from the supervisor (a kill, or the pool letting an unused worker go) and
+    SIGINT. Unbound, the worker just ends. Bound, a thread interrupts the job's operations on
+    the server, again and again until the program ends (an operation the program was just
+    sending may reach the server after the first interrupt), closes the session (the server
+    then cancels whatever of it still runs) and ends the process. A Python handler, not a
+    blocked signal: gRPC's waits return to the interpreter often, and the job's own
+    subprocesses must not inherit a blocked SIGTERM."""
+
+    def __init__(self):
+        self.spark = None
+        self.tag: str | None = None
+        self.finished = threading.Event()
+        self._stopping = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def bound(self, spark, tag: str) -> None:
+        self.spark, self.tag = spark, tag
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.tag is None:
+            os._exit(128 + signum)
+        if not self._stopping:
+            self._stopping = True
+            threading.Thread(target=self._stop, args=(signum,), name="dataharbour-stop", daemon=True).start()
+
+    def _stop(self, signum: int) -> None:
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                self.spark.interruptTag(self.tag)
+            except Exception:
+                pass
+            if self.finished.wait(INTERRUPT_EVERY_SECONDS):
+                break
+        _release(self.spark)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+
+def _release(spark) -> None:
+    """Close the session: the server frees it now, not after its idle timeout."""
     try:
-        # Closing the session makes the server cancel whatever of it still runs: a Spark job
-        # an operation submitted as it was being interrupted would hold the cluster's cores.
         spark.stop()
     except Exception:
         pass
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(128 + signal.SIGTERM)
 
 
 def _give_up_on_a_dead_server(spark) -> None:
@@ -150,9 +176,7 @@ def main(argv: list[str]) -> int:
         return 2
     slot_dir = argv[1]
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1` writes every thread's stack to the log
-    # Before any thread exists (gRPC starts some): a kill is taken by one thread of ours,
-    # whatever the main thread is blocked in.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    stopper = Stopper()
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()  # SPARK_REMOTE: a Connect session
@@ -164,17 +188,17 @@ def main(argv: list[str]) -> int:
 
     run_dir = _read_run_dir()
     if run_dir is None:
+        _release(spark)
         return 0  # the pool let this worker go unused
     with open(os.path.join(run_dir, JOB_FILE), encoding="utf-8") as f:
         job = json.load(f)
-    finished = threading.Event()
-    threading.Thread(target=_stop_on_signal, args=(spark, job["tag"], finished), name="dataharbour-stop",
-                     daemon=True).start()
+    stopper.bound(spark, job["tag"])
     os.environ.update(job.get("env") or {})
     for key, value in (job.get("conf") or {}).items():
         try:
             spark.conf.set(key, value)
         except Exception as error:  # a static or unknown conf: the session cannot take it
+            _release(spark)
             return _fail(run_dir, f"cannot set {key} in a Spark Connect session ({type(error).__name__}: "
                                   f"{str(error).splitlines()[0] if str(error) else ''}); set it on the cluster, "
                                   f"or submit the job with \"mode\": \"batch\"")
@@ -203,11 +227,8 @@ def main(argv: list[str]) -> int:
             _fail(run_dir, f"{type(error).__name__}: {first}. {BATCH_ADVICE}")
         code = 130 if isinstance(error, KeyboardInterrupt) else 1
     finally:
-        finished.set()
-    try:
-        spark.stop()  # releases the session on the server
-    except Exception:
-        pass
+        stopper.finished.set()
+    _release(spark)
     _write_atomically(os.path.join(run_dir, SIGNALS_FILE), {**signals, "stopped_at": time.time()})
     return code
 

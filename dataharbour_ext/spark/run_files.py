@@ -26,6 +26,9 @@ class SparkRunFiles:
             return None
         return Supervised.attach(identity)
 
+    def resumed(self, run: RunRecord, supervised: Supervised, cluster) -> None:
+        """A run re-attached after a server restart (on the event loop: must not block)."""
+
     def recorded_supervisor(self, run_dir: str) -> ProcessIdentity | None:
         return folder.read_supervisor(run_dir)
 

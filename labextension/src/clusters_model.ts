@@ -130,13 +130,15 @@ export function capacitySummary(cluster: IClusterInfo, formatMb: (mb: number) =>
 
 /**
  * The mode the submit form sends for a cluster: none where warm jobs cannot run there (the
- * server's default applies); else the one the user picked in this form, or the cluster's default.
+ * server's default applies); else the one the user picked in this form, or warm: the sidebar
+ * proposes the warm path wherever there is one (the API's default stays the server's, batch
+ * unless configured, so scripts keep today's behaviour).
  */
 export function formMode(connect: IConnectInfo | null | undefined, picked: RunMode | null): RunMode | undefined {
   if (!connect?.available) {
     return undefined;
   }
-  return picked ?? connect.default_mode;
+  return picked ?? 'connect';
 }
 
 /** The warm workers' non-zero counts, in the order ready, starting, running. */

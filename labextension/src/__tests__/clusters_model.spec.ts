@@ -63,9 +63,9 @@ describe('the submit form\'s mode', () => {
     expect(formMode(connect({ available: false, default_mode: 'batch' }), 'connect')).toBeUndefined();
   });
 
-  it('follows the cluster\'s default until the user picks one', () => {
+  it('proposes warm where the cluster has the warm path, until the user picks a mode', () => {
     expect(formMode(connect({ default_mode: 'connect' }), null)).toBe('connect');
-    expect(formMode(connect({ default_mode: 'batch' }), null)).toBe('batch');
+    expect(formMode(connect({ default_mode: 'batch' }), null)).toBe('connect');
     expect(formMode(connect({ default_mode: 'connect' }), 'batch')).toBe('batch');
     expect(formMode(connect({ default_mode: 'batch' }), 'connect')).toBe('connect');
   });
