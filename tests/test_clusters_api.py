@@ -17,6 +17,9 @@ DEFAULT = {
     "ui_url": None, "ui_proxy_path": None, "state": "running", "reason": None, "workers": [], "cores_total": None,
     "cores_used": None, "memory_total_mb": None, "memory_used_mb": None, "max_concurrent_jobs": 1,
     "running_jobs": 0, "queued_jobs": 0, "created_at": None, "spec": None, "conf": {},
+    # Its warm path, not yet used: the Connect server starts with the first warm job.
+    "connect": {"available": True, "reason": None, "default_mode": "batch", "state": "stopped", "address": None,
+                "warm_ready": 0, "warm_starting": 0, "warm_running": 0},
 }
 
 

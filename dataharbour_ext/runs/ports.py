@@ -7,29 +7,41 @@ proxied requests starts one thread's work, not one each.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import psutil
 
 from .identity import ProcessIdentity
 
 
-def listening_ports(supervisor: ProcessIdentity) -> set[int]:
-    """TCP ports that some live process of the run (the supervisor's tree) listens on."""
-    ports: set[int] = set()
+def _listeners(supervisor: ProcessIdentity) -> Iterator[tuple[psutil.Process, int]]:
+    """(process, port) for every TCP port a live process of the supervisor's tree listens on."""
     if not supervisor.matches():
-        return ports
+        return
     try:
         processes = psutil.Process(supervisor.pid).children(recursive=True)
     except psutil.Error:
-        return ports
+        return
     for process in processes:
         try:
             connections = process.net_connections(kind="tcp")
         except psutil.Error:
             continue
-        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
-    return ports
+        for connection in connections:
+            if connection.status == psutil.CONN_LISTEN:
+                yield process, connection.laddr.port
+
+
+def listening_ports(supervisor: ProcessIdentity) -> set[int]:
+    """TCP ports that some live process of the run (the supervisor's tree) listens on."""
+    return {port for _, port in _listeners(supervisor)}
+
+
+def listener_of(supervisor: ProcessIdentity, port: int) -> ProcessIdentity | None:
+    """The process of the supervisor's tree that listens on `port`, if one does: proves the
+    port is the run's, not another program's that took it."""
+    return next((ProcessIdentity.of(process.pid) for process, listened in _listeners(supervisor)
+                 if listened == port), None)
 
 
 class PortScans:

@@ -46,12 +46,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
-
 from ..errors import Conflict, NotFound, ServiceUnavailable
 from ..runs import folder
 from ..runs import process as supervision
 from ..runs.identity import ProcessIdentity
+from ..runs.ports import listener_of
 from ..runs.process import Supervised
 from ..spark import connect_server
 from ..spark.class_data import ClassDataArchive
@@ -588,7 +587,7 @@ class ConnectServers:
             if daemon.ended.is_set():
                 raise StartFailed(await asyncio.to_thread(self._failure_of, server, daemon))
             if await _port_answers(connect_server.HOST, server.port):
-                jvm = await asyncio.to_thread(_listener_of, daemon.supervised.identity, server.port)
+                jvm = await asyncio.to_thread(listener_of, daemon.supervised.identity, server.port)
                 if jvm is not None:
                     return jvm
             if loop.time() >= deadline:
@@ -739,25 +738,6 @@ async def _port_answers(host: str, port: int) -> bool:
     return True
 
 
-def _listener_of(supervisor: ProcessIdentity, port: int) -> ProcessIdentity | None:
-    """The process of the supervisor's tree that listens on `port`, if one does (psutil:
-    blocking). Proves the port is the server's, not another program's that took it."""
-    if not supervisor.matches():
-        return None
-    try:
-        processes = psutil.Process(supervisor.pid).children(recursive=True)
-    except psutil.Error:
-        return None
-    for process in processes:
-        try:
-            connections = process.net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
-            return ProcessIdentity.of(process.pid)
-    return None
-
-
 def _supervisor_runs(run_dir: Path) -> bool:
     identity = folder.read_supervisor(run_dir)
     return identity is not None and identity.matches() and folder.read_exit_status(run_dir) is None
@@ -822,7 +802,7 @@ def _look_at_leftover(run_dir: Path, supervised: Supervised, cluster: Cluster | 
         return unfit("its port or token is not recorded in its folder")
     if not recorded.serves(cluster.master_url, cluster.conf):
         return unfit("it was started for another definition of its cluster")
-    jvm = _listener_of(supervised.identity, recorded.port)
+    jvm = listener_of(supervised.identity, recorded.port)
     if jvm is None:
         return unfit(f"nothing of it listens on its port {recorded.port}")
     try:  # the supervisor records itself as it starts
