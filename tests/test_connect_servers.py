@@ -176,8 +176,13 @@ async def test_a_clusters_connect_server_serves_restarts_idles_and_stops(state_d
         first_supervisor = folder.read_supervisor(run_dir)
 
         # Its log, its health; the token in none of them.
+        started_line = f"Spark Connect server started at: 127.0.0.1:{endpoint.port}"
+        deadline = time.monotonic() + DEADLINE  # the port may answer before the line reaches the log
         lines = await logs.tail(f"connect:{LOCAL.id}", 500)
-        assert any(f"Spark Connect server started at: 127.0.0.1:{endpoint.port}" in line for line in lines)
+        while not any(started_line in line for line in lines):
+            assert time.monotonic() < deadline, lines[-20:]
+            await asyncio.sleep(0.1)
+            lines = await logs.tail(f"connect:{LOCAL.id}", 500)
         checked = await health_of(health, f"connect:{LOCAL.id}")
         assert (checked.kind, checked.status, checked.details["port"]) == ("spark_connect", "healthy", endpoint.port)
         for shown in (json.dumps(checked.model_dump(mode="json")), repr(status), repr(endpoint), "\n".join(lines)):
@@ -390,11 +395,16 @@ async def test_an_adopted_server_is_watched_for_its_end_and_stopped_when_idle(st
                              clusters=known_clusters(held, idle))
     try:
         await servers.start()
+        # Both held while they are looked at: the idle one's 3 s may pass on a busy machine.
         servers.hold(held.id)
+        servers.hold(idle.id)
         for cluster_id, (supervised, port) in left.items():
             status = servers.status(cluster_id)
             assert (status.state, status.port) == ("ready", port)
-            assert status.pid in [child.pid for child in psutil.Process(supervised.identity.pid).children(recursive=True)]
+            children = await asyncio.to_thread(lambda pid: [c.pid for c in psutil.Process(pid).children(recursive=True)],
+                                               supervised.identity.pid)
+            assert status.pid in children
+        servers.release(idle.id)
         # Its end is seen, as for a server started here (one end allowed: failed, no restart).
         stand_in = ProcessIdentity.of(servers.status(held.id).pid)
         assert stand_in.send_signal(signal.SIGKILL)
