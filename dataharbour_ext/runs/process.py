@@ -88,7 +88,7 @@ def launch_warm(slot_dir: str | Path) -> "Supervised":
     `Supervised.bind(run_dir)` makes it that run. Should the launcher die, or call
     `Supervised.abandon()`, before binding it, the supervisor stops the program's tree and
     records the end in the slot (`"bound": false`): an unbound program never outlives its
-    launcher. Protocol: the supervisor's module docstring."""
+    launcher. Protocol: the module docstring of supervisor_warm.py."""
     command = folder.read_json(Path(slot_dir) / folder.COMMAND_FILE) or {}
     if command.get("warm") is not True:
         raise ValueError(f"{slot_dir}: {folder.COMMAND_FILE} is not marked warm")
