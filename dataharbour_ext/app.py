@@ -35,6 +35,8 @@ from .services.health import (
 )
 from .services.job_modes import JobModes
 from .services.jobs import JobService, JobServiceConfig
+from .services.kernel_env import KernelEnvironment
+from .services.kernel_spark_remote import KernelSparkRemote
 from .services.live_stream import LiveStream, StreamConfig
 from .services.metrics_history import MetricsHistoryView
 from .services.metrics_sampler import MetricsSampler
@@ -156,8 +158,24 @@ class DataHarbourApp(ExtensionApp):
     default_job_mode = Enum(
         ["batch", "connect", "auto"], "batch",
         help="A job's mode when it names none: batch (spark-submit, everything PySpark does), connect (warm), or "
-        "auto (connect where the cluster can have a Spark Connect server, else batch). The sidebar proposes warm "
-        "wherever a cluster has the warm path.",
+        "auto (connect where the cluster can have a Spark Connect server, else batch). A default of connect or "
+        "auto runs batch while the cluster's Connect server is failed. The sidebar proposes warm wherever a "
+        "cluster has the warm path.",
+    ).tag(config=True)
+    cluster_job_modes = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="Cluster id -> batch, connect or auto: the default mode of jobs on the named clusters, overriding "
+        "default_job_mode there, e.g. `--DataHarbourApp.cluster_job_modes spark-cluster-default=connect` or "
+        '`c.DataHarbourApp.cluster_job_modes = {"spark-cluster-default": "connect"}` in '
+        "jupyter_server_config.py.",
+    ).tag(config=True)
+    kernel_spark_remote = Bool(
+        True, help="Kernels started by this server get SPARK_REMOTE, the endpoint of the default cluster's Spark "
+        "Connect server, so SparkSession.builder.getOrCreate() in a notebook is a Spark Connect session on the "
+        "warm server (no JVM in the kernel). The server starts on a kernel's first connection. A notebook that "
+        "needs classic PySpark (sparkContext, RDDs) removes the variable first (os.environ.pop('SPARK_REMOTE')); "
+        "False: kernels get nothing.",
     ).tag(config=True)
     connect_start_at_startup = Bool(
         False, help="Start the default cluster's Spark Connect server (and its warm workers) when the server "
@@ -180,6 +198,15 @@ class DataHarbourApp(ExtensionApp):
     def _check_pool_size(self, proposal) -> int:
         if not 0 <= proposal["value"] <= 16:
             raise TraitError("warm_pool_size: from 0 to 16")
+        return proposal["value"]
+
+    @validate("cluster_job_modes")
+    def _check_cluster_job_modes(self, proposal) -> dict:
+        for cluster_id, mode in proposal["value"].items():
+            if mode not in ("batch", "connect", "auto"):
+                raise TraitError(
+                    f"cluster_job_modes: cluster {cluster_id!r} has mode {mode!r}; use batch, connect or auto"
+                )
         return proposal["value"]
 
     # ---- jobs -------------------------------------------------------------------------
@@ -345,6 +372,7 @@ class DataHarbourApp(ExtensionApp):
         if getattr(self.serverapp, "event_logger", None) is not None:
             connect_event_bus(self.hub, self.serverapp.event_logger)
         self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
+        self.kernel_environment = KernelEnvironment(self.serverapp.kernel_manager)
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
                                        default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
         # What handlers reach through `self.services[...]`, one group per capability.
@@ -375,11 +403,16 @@ class DataHarbourApp(ExtensionApp):
                 progress_interval=self.progress_interval,
             )
         }
-        modes = JobModes(self.default_job_mode)
+        modes = JobModes(self.default_job_mode, cluster_modes=self.cluster_job_modes)
         if self.connect_enabled:
             self._build_connect()
             backends[SparkConnectBackend.name] = SparkConnectBackend(self.warm_pool)
-            modes = JobModes(self.default_job_mode, self.connect_servers.refusal)
+            modes = JobModes(
+                self.default_job_mode,
+                self.connect_servers.refusal,
+                self.cluster_job_modes,
+                lambda cluster_id: self.connect_servers.status(cluster_id).state,
+            )
         config = JobServiceConfig(
             root_dir=self.root_dir,
             runs_dir=os.path.join(self.state_dir, "runs"),
@@ -410,6 +443,10 @@ class DataHarbourApp(ExtensionApp):
             state_dir=self.state_dir, root_dir=self.root_dir, size=self.warm_pool_size,
             ready_timeout=self.connect_start_timeout, stop_grace_seconds=self.kill_grace_seconds,
             niceness=self.run_niceness))
+        if self.kernel_spark_remote:
+            self.kernel_spark = KernelSparkRemote(self.connect_servers, self.clusters, self.serverapp.kernel_manager,
+                                                  DEFAULT_CLUSTER_ID)
+            self.kernel_environment.add(self.kernel_spark.variables)
 
     def _build_metrics(self) -> dict:
         self.metrics_store = MetricsStore(self.store, HOSTNAME)
@@ -483,6 +520,8 @@ class DataHarbourApp(ExtensionApp):
             await self.warm_pool.start()
             defaults = [self.clusters.get(DEFAULT_CLUSTER_ID)] if self.connect_start_at_startup else []
             await self.connect_servers.start(defaults)
+            if self.kernel_spark_remote:
+                await self.kernel_spark.start()
         await self.jobs.start()
         self.metrics.start()
         self.service_health.start()
@@ -507,6 +546,8 @@ class DataHarbourApp(ExtensionApp):
         if self.connect_enabled:
             # Warm workers not yet running jobs end; the Connect servers stop (they are this
             # server's: a warm job still running loses its server).
+            if self.kernel_spark_remote:
+                await self.kernel_spark.stop()
             await self.warm_pool.stop()
             await self.connect_servers.stop()
         # Launched clusters keep running, like runs; the next start re-attaches to them.

@@ -3,6 +3,9 @@
 import os
 
 import pytest
+from traitlets import TraitError
+
+from dataharbour_ext.app import DataHarbourApp
 
 
 @pytest.fixture
@@ -35,3 +38,21 @@ def test_seed_environment_variables_are_defaults(spark_env, extension):
 def test_traitlets_override_the_environment(spark_env, extension):
     assert extension.clusters.get("spark-cluster-default").master_url == "local[2]"
     assert extension.jobs.config.max_concurrent_jobs == 7
+
+
+@pytest.mark.parametrize("dataharbour_config", [{"cluster_job_modes": {"spark-cluster-default": "connect"}}])
+def test_a_clusters_job_mode_overrides_the_default(extension):
+    default = extension.clusters.get("spark-cluster-default")
+    assert extension.default_job_mode == "batch"
+    assert extension.jobs.modes.default_for(default) == "connect"
+
+
+def test_cluster_job_modes_from_the_command_line():
+    app = DataHarbourApp()
+    app.parse_command_line(["--DataHarbourApp.cluster_job_modes", "spark-cluster-default=auto"])
+    assert app.cluster_job_modes == {"spark-cluster-default": "auto"}
+
+
+def test_a_bad_cluster_job_mode_is_refused_naming_it():
+    with pytest.raises(TraitError, match="cluster_job_modes: cluster 'spark-cluster-default' has mode 'warm'"):
+        DataHarbourApp(cluster_job_modes={"spark-cluster-default": "warm"})

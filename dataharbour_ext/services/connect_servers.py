@@ -27,9 +27,10 @@ naming its new owner. The others are stopped.
 Clusters that can have one: `local`, launched `standalone` and external `spark://` ones (the
 driver runs here). k8s:// and yarn are refused.
 
-The token a client needs is new for every start; it is in the endpoint `ensure` returns, never
-in a status, an event or a log line. Nothing here blocks the event loop: folders, /proc and
-psutil work run in threads.
+The token a client needs is new for every start, unless the cluster's endpoint is pinned
+(`pin`: kernels hold it in their environment, services/kernel_spark_remote.py); it is in the
+endpoint `ensure` returns, never in a status, an event or a log line. Nothing here blocks
+the event loop: folders, /proc and psutil work run in threads.
 """
 
 import asyncio
@@ -188,6 +189,7 @@ class ConnectServers:
         self.log_config = connect_server.ConnectLogConfig(config.state_dir)
         self.instance = uuid.uuid4().hex  # this service, in the folders it owns
         self._servers: dict[str, ConnectServer] = {}
+        self._pinned: dict[str, tuple[int, str]] = {}  # cluster id -> the port and token every start uses
         self._listeners: list[Callable[[str], None]] = []
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
@@ -197,6 +199,16 @@ class ConnectServers:
     def status(self, cluster_id: str) -> ConnectStatus:
         server = self._servers.get(cluster_id)
         return server.status() if server is not None else ConnectStatus(cluster_id, "stopped")
+
+    def current_endpoint(self, cluster_id: str) -> ConnectEndpoint | None:
+        """The endpoint of the cluster's server while it is ready (a secret: see ConnectEndpoint)."""
+        server = self._servers.get(cluster_id)
+        return server.endpoint() if server is not None and server.state in ("ready", "external") else None
+
+    def pin(self, cluster_id: str, port: int, token: str) -> None:
+        """Every later start of the cluster's server listens on `port` with `token`, so
+        clients given that endpoint once (kernels) reach each server started after."""
+        self._pinned[cluster_id] = (port, token)
 
     def all_statuses(self) -> list[ConnectStatus]:
         return [server.status() for server in self._servers.values()]
@@ -526,10 +538,14 @@ class ConnectServers:
         return server.endpoint()
 
     async def _launch(self, server: ConnectServer) -> None:
-        """A new port and token, the run folder, then the supervisor: held until it is watched,
-        so no server runs unwatched (a start called off meanwhile abandons it instead)."""
-        server.port = await asyncio.to_thread(self.choose_port)
-        server.token = secrets.token_urlsafe(32)
+        """A new port and token (unless pinned), the run folder, then the supervisor: held until
+        it is watched, so no server runs unwatched (a start called off meanwhile abandons it instead)."""
+        pinned = self._pinned.get(server.cluster.id)
+        if pinned is not None:
+            server.port, server.token = pinned
+        else:
+            server.port = await asyncio.to_thread(self.choose_port)
+            server.token = secrets.token_urlsafe(32)
         server.jvm = None
         spec = connect_server.ConnectServerSpec(
             master_url=server.cluster.master_url, port=server.port, token=server.token,

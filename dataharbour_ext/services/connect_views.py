@@ -2,6 +2,7 @@
 there, the mode its jobs get by default, its Spark Connect server and its warm workers."""
 
 from ..models.clusters import ConnectInfo
+from ..runs.backend import CONNECT_BACKEND
 from .clusters import Cluster
 from .connect_servers import ConnectServers
 from .job_modes import JobModes
@@ -16,11 +17,19 @@ class ConnectViews:
 
     def __call__(self, cluster: Cluster) -> ConnectInfo:
         refusal = self.servers.refusal(cluster)
-        default = "batch" if self.modes.default_mode == "batch" or refusal else "connect"
+        # What a job naming no mode gets here now: its cluster's default resolved as a run would.
+        default = "connect" if self.modes.backend_for(None, cluster) == CONNECT_BACKEND else "batch"
         if refusal:
             return ConnectInfo(available=False, reason=refusal, default_mode=default)
         server = self.servers.status(cluster.id)
         pool = self.pool.status(cluster.id)
-        return ConnectInfo(available=True, reason=server.reason, default_mode=default, state=server.state,
-                           address=server.address, warm_ready=pool.ready, warm_starting=pool.starting,
-                           warm_running=pool.running)
+        return ConnectInfo(
+            available=True,
+            reason=server.reason,
+            default_mode=default,
+            state=server.state,
+            address=server.address,
+            warm_ready=pool.ready,
+            warm_starting=pool.starting,
+            warm_running=pool.running,
+        )
