@@ -104,3 +104,24 @@ def test_the_cluster_view_shows_the_mode_a_job_naming_none_gets(cluster_modes, s
     servers = FakeServers(state)
     modes = JobModes("batch", servers.refusal, cluster_modes, lambda cluster_id: servers.status(cluster_id).state)
     assert ConnectViews(servers, FakePool(), modes)(cluster).default_mode == shown
+
+
+def test_a_conf_a_session_cannot_take_needs_batch():
+    modes = JobModes("auto", lambda cluster: None)
+    sql_only = {"spark.sql.shuffle.partitions": "3"}
+    assert modes.backend_for("connect", LOCAL, sql_only) == "spark-connect"
+    assert modes.backend_for(None, LOCAL, {**sql_only, "spark.executor.memory": "2g"}) == "spark-submit"
+    with pytest.raises(InvalidInput) as refused:
+        modes.backend_for("connect", LOCAL, {"spark.executor.memory": "2g", "spark.driver.maxResultSize": "1g"})
+    assert refused.value.field == "conf"
+    assert "spark.driver.maxResultSize, spark.executor.memory" in str(refused.value)
+    assert '"mode": "batch"' in str(refused.value)
+
+
+async def test_through_the_api_a_warm_job_with_driver_conf_is_400_and_nothing_is_stored(api):
+    status, body = await api.call("POST", "jobs/", {
+        "name": "warm with executor memory", "code": "print(1)\n", "mode": "connect",
+        "conf": {"spark.executor.memory": "2g"}})
+    assert status == 400 and "spark.executor.memory" in body["message"] and '"mode": "batch"' in body["message"], body
+    status, page = await api.call("GET", "jobs/")
+    assert status == 200 and page["total"] == 0

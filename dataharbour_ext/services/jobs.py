@@ -326,7 +326,7 @@ class JobService:
             state=JobState.queued.value,
             run_dir=os.path.join(self.config.runs_dir, job.id, str(attempt)),
             queued_at=now,
-            backend=self.modes.backend_for(job.mode, cluster),
+            backend=self.modes.backend_for(job.mode, cluster, job.conf),
         )
 
     def _backend(self, run: RunRecord) -> RunBackend:
