@@ -113,6 +113,10 @@ BAD_BODIES = [
     ({"name": "x", "kind": "external", "master_url": "yarn", "workers": 2}, "workers: unknown field"),
     ({"name": "x", "kind": "external", "master_url": "yarn", "conf": {"spark.master": "local"}},
      "conf['spark.master']: is set by DataHarbour from the cluster and job"),
+    ({"name": "x", "kind": "external", "master_url": "yarn", "connect_url": "http://h:15002"},
+     "connect_url: must be an sc://HOST:PORT URL of a Spark Connect server"),
+    ({"name": "x", "kind": "external", "master_url": "yarn", "connect_url": "sc://h:99999"},
+     "connect_url: the port of the sc:// URL is not a number from 1 to 65535"),
     ({"name": "x", "kind": "external", "master_url": "yarn", "ui_url": "ftp://h"},
      "ui_url: must be an http:// or https:// address without spaces"),
     ({"name": "x", "kind": "external", "master_url": "yarn", "ui_url": "http://h:8080"},
@@ -146,9 +150,13 @@ async def test_external_masters_are_probed_registered_and_unregistered(api):
     assert dead["conf"] == {"spark.driver.host": "10.0.0.5", "spark.hadoop.fs.s3a.secret.key": "********"}
     assert dead["created_at"] and dead["spec"] is None and dead["ui_proxy_path"] is None
     status, k8s = await api.call("POST", "clusters/", {"name": "k8s", "kind": "external",
-                                                       "master_url": "k8s://https://user:pw@127.0.0.1:6443"})
+                                                       "master_url": "k8s://https://user:pw@127.0.0.1:6443",
+                                                       "connect_url": "sc://127.0.0.1:15999/;token=hush"})
     assert status == 201 and k8s["state"] == "unknown" and k8s["reason"].startswith("not probed")
     assert k8s["master_url"] == "k8s://https://user:********@127.0.0.1:6443"
+    # Its own Spark Connect server: warm jobs can go there; its token is never shown.
+    assert k8s["connect"]["available"] and k8s["connect"]["state"] == "external", k8s["connect"]
+    assert k8s["connect"]["address"] == "sc://127.0.0.1:15999" and "hush" not in str(k8s)
     status, error = await api.call("POST", "clusters/", {"name": "one too many", "kind": "external",
                                                          "master_url": "local[2]"})
     assert status == 400 and "DataHarbourApp.max_clusters = 2" in error["message"]

@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, field_validator
 
+from ..spark.connect_server import parse_connect_url
 from ..spark.master_url import check_master_url
 from ..spark.memory_size import memory_text, parse_memory_mb
 from .jobs import (
@@ -173,6 +174,19 @@ class ExternalClusterCreate(BaseModel):
         ),
     ] = Field(default_factory=dict)
     max_concurrent_jobs: int | None = Field(None, ge=1, description="Jobs on it at once (default: the server's).")
+    connect_url: str | None = Field(
+        None, description="sc://HOST:PORT[/;token=TOKEN]: a Spark Connect server someone else runs for this cluster. "
+        "Its warm jobs go there (this server starts none for it); the token is never shown.",
+    )
+
+    @field_validator("connect_url")
+    @classmethod
+    def _connect_url_is_sc(cls, value: str | None) -> str | None:
+        if value is not None:
+            if any(ch.isspace() for ch in value):
+                raise ValueError("must be an sc://HOST:PORT URL without spaces")
+            parse_connect_url(value)  # its ValueError says what is expected
+        return value
 
     @field_validator("ui_url")
     @classmethod

@@ -38,7 +38,7 @@ from ..runs import process as supervision
 from ..runs.identity import host_identity
 from ..runs.ports import PortScans
 from ..runs.process import Supervised
-from ..spark import standalone
+from ..spark import connect_server, standalone
 from ..spark.class_data import ClassDataArchive
 from ..spark.daemon_logs import DaemonLogs
 from ..spark.master_probe import probe_master
@@ -219,7 +219,7 @@ class ClusterLauncher(ClusterRecovery):
         record = ClusterRecord(
             id=cluster_id, name=request.name, kind="external", master_url=request.master_url,
             ui_url=request.ui_url, state=state, reason=reason, created_at=now, updated_at=now,
-            conf=dict(request.conf), max_concurrent_jobs=request.max_concurrent_jobs,
+            conf=external_conf(request), max_concurrent_jobs=request.max_concurrent_jobs,
         )
         self._touch(cluster_id)
         await self.store.add(record)
@@ -624,3 +624,12 @@ class ClusterLauncher(ClusterRecovery):
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def external_conf(request: ExternalClusterCreate) -> dict[str, str]:
+    """An external cluster's conf; a Connect server it names goes in as the conf key the
+    Connect servers read (connect_server.EXTERNAL_URL_CONF)."""
+    conf = dict(request.conf)
+    if request.connect_url is not None:
+        conf[connect_server.EXTERNAL_URL_CONF] = request.connect_url
+    return conf

@@ -198,6 +198,10 @@ class ConnectServers:
 
     def status(self, cluster_id: str) -> ConnectStatus:
         server = self._servers.get(cluster_id)
+        if server is None and self.clusters is not None:
+            cluster = self.clusters.get(cluster_id)
+            if cluster is not None and connect_server.EXTERNAL_URL_CONF in cluster.conf:
+                server = self._server_for(cluster)  # someone else's: `external` from the start
         return server.status() if server is not None else ConnectStatus(cluster_id, "stopped")
 
     def current_endpoint(self, cluster_id: str) -> ConnectEndpoint | None:
