@@ -48,6 +48,7 @@ from .services.service_logs import ServiceLogs
 from .services.warm_pool import WarmPool, WarmPoolConfig
 from .spark.class_data import ClassDataArchive
 from .spark.connect_backend import SparkConnectBackend
+from .spark.connect_server import take_client_mode_variables
 from .spark.log_config import SparkLogConfig
 from .spark.memory_size import parse_memory_mb
 from .spark.submit_backend import SparkSubmitBackend
@@ -175,7 +176,8 @@ class DataHarbourApp(ExtensionApp):
         "Connect server, so SparkSession.builder.getOrCreate() in a notebook is a Spark Connect session on the "
         "warm server (no JVM in the kernel). The server starts on a kernel's first connection. A notebook that "
         "needs classic PySpark (sparkContext, RDDs) removes the variable first (os.environ.pop('SPARK_REMOTE')); "
-        "False: kernels get nothing.",
+        "False: kernels get none of ours (a SPARK_REMOTE the server was started with goes to kernels only, "
+        "never to Spark runs).",
     ).tag(config=True)
     connect_start_at_startup = Bool(
         False, help="Start the default cluster's Spark Connect server (and its warm workers) when the server "
@@ -373,6 +375,7 @@ class DataHarbourApp(ExtensionApp):
             connect_event_bus(self.hub, self.serverapp.event_logger)
         self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
         self.kernel_environment = KernelEnvironment(self.serverapp.kernel_manager)
+        self._keep_spark_clients_out()
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
                                        default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
         # What handlers reach through `self.services[...]`, one group per capability.
@@ -384,6 +387,20 @@ class DataHarbourApp(ExtensionApp):
         self.settings["dataharbour"]["monitoring_overview"] = MonitoringOverviewService(
             self.metrics, self.service_health, self.settings["dataharbour"]["dashboard"].statistics
         )
+
+    def _keep_spark_clients_out(self) -> None:
+        """SPARK_REMOTE in the server's environment would make every batch run, cluster daemon
+        and Connect server started here a Spark Connect client: it is taken out of it. Kernels
+        still get it unless they get this server's own (kernel_spark_remote)."""
+        inherited = take_client_mode_variables(os.environ)
+        if not inherited:
+            return
+        logging.getLogger("dataharbour_ext").warning(
+            "DataHarbour: %s taken out of the server's environment (Spark runs started here must not be Spark "
+            "Connect clients); kernels get %s", ", ".join(sorted(inherited)),
+            "the default cluster's Spark Connect server" if self.connect_enabled and self.kernel_spark_remote
+            else "the inherited values")
+        self.kernel_environment.add(lambda: inherited)  # first: this server's own SPARK_REMOTE comes after it
 
     def _build_jobs(self) -> dict:
         # The archive is built with the options real runs get, so it holds what they load.
@@ -518,10 +535,11 @@ class DataHarbourApp(ExtensionApp):
         await self.cluster_launcher.start()
         if self.connect_enabled:
             await self.warm_pool.start()
-            defaults = [self.clusters.get(DEFAULT_CLUSTER_ID)] if self.connect_start_at_startup else []
-            await self.connect_servers.start(defaults)
+            await self.connect_servers.start()  # first the servers a dead server left behind
             if self.kernel_spark_remote:
-                await self.kernel_spark.start()
+                await self.kernel_spark.start()  # pinned before any start, which must use the pin
+            if self.connect_start_at_startup:
+                await self.connect_servers.start_clusters([self.clusters.get(DEFAULT_CLUSTER_ID)])
         await self.jobs.start()
         self.metrics.start()
         self.service_health.start()

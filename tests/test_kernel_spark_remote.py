@@ -5,6 +5,7 @@ kernel's first connection, with no JVM in the kernel. A real kernel, a real Conn
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -62,10 +63,9 @@ def _java_processes_of(pid: int) -> list[str]:
 @pytest.mark.parametrize("dataharbour_config", [CONFIG])
 async def test_a_notebook_kernel_gets_a_session_on_the_warm_server(api, extension, jp_fetch):
     servers, pinned = extension.connect_servers, extension.kernel_spark
-    port = pinned.servers.status(DEFAULT_CLUSTER_ID).port or pinned._endpoint[0]
+    port = pinned.port
     assert servers.status(DEFAULT_CLUSTER_ID).state == "stopped"  # no JVM before a kernel uses Spark
-    saved = json.loads(pinned.pinned_file.read_text())
-    assert saved["port"] == port and oct(pinned.pinned_file.stat().st_mode & 0o777) == "0o600"
+    assert pinned.listening  # its port is held for it
 
     # A notebook's kernel, started as JupyterLab starts it (a session).
     response = await jp_fetch("api", "sessions", method="POST", body=json.dumps(
@@ -77,7 +77,8 @@ async def test_a_notebook_kernel_gets_a_session_on_the_warm_server(api, extensio
     try:
         await client.wait_for_ready(timeout=60)
         remote = await _run(client, "import os; print(os.environ['SPARK_REMOTE'])")
-        assert remote.strip() == f"sc://localhost:{port}/;token={saved['token']}"
+        assert remote.strip() == pinned.variables()["SPARK_REMOTE"]
+        assert remote.startswith(f"sc://localhost:{port}/;token=")
 
         # Its first connection starts the server; the session is a Spark Connect one.
         out = await _run(client, SESSION_CODE)
@@ -90,7 +91,7 @@ async def test_a_notebook_kernel_gets_a_session_on_the_warm_server(api, extensio
         # Stopped (as the idle stop does), the server starts again on the next connection,
         # on the same endpoint: a process with the kernels' environment gets a session.
         await servers.stop_server(DEFAULT_CLUSTER_ID, "stopped by the test")
-        await _until(lambda: pinned._listener.listening, what="the port listened on again")
+        await _until(lambda: pinned.listening, what="the port listened on again")
         env = {**os.environ, "SPARK_REMOTE": remote.strip(), "SPARK_LOCAL_IP": "127.0.0.1"}
         done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", SESSION_CODE], env=env,
                                        capture_output=True, text=True, timeout=300)
@@ -114,6 +115,59 @@ async def test_a_notebook_kernel_gets_a_session_on_the_warm_server(api, extensio
         await jp_fetch("api", "kernels", alone.kernel_id, method="DELETE")
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("dataharbour_config", [{**CONFIG, "connect_start_at_startup": True}])
+async def test_a_server_started_at_start_up_listens_where_kernels_look(api, extension):
+    servers, pinned = extension.connect_servers, extension.kernel_spark
+    await _until(lambda: servers.status(DEFAULT_CLUSTER_ID).state in ("ready", "failed"), timeout=300,
+                 what="the Connect server started at start-up")
+    assert servers.status(DEFAULT_CLUSTER_ID).state == "ready", servers.status(DEFAULT_CLUSTER_ID)
+    assert servers.status(DEFAULT_CLUSTER_ID).port == pinned.port and not pinned.listening
+    env = {**os.environ, **pinned.variables(), "SPARK_LOCAL_IP": "127.0.0.1"}
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", SESSION_CODE], env=env,
+                                   capture_output=True, text=True, timeout=300)
+    assert "SESSION pyspark.sql.connect.session 5" in done.stdout, done.stderr[-3000:]
+
+
+async def test_a_taken_port_gets_kernels_a_new_port_and_token(api, extension):
+    pinned = extension.kernel_spark
+    before = pinned.variables()["SPARK_REMOTE"]
+    pinned._listener.close()  # as when the server binds it; then another process takes it meanwhile
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", pinned.port))
+        squatter.listen()
+        taken = pinned.port
+        pinned._server_changed(DEFAULT_CLUSTER_ID)  # the server is stopped: the port is wanted back
+        await _until(lambda: pinned.listening, what="a new port held")
+    after = pinned.variables()["SPARK_REMOTE"]
+    assert pinned.port != taken and after.split(";token=")[1] != before.split(";token=")[1]
+    assert extension.connect_servers._pinned[DEFAULT_CLUSTER_ID] == (pinned.port, after.split(";token=")[1])
+
+
 @pytest.mark.parametrize("dataharbour_config", [{"kernel_spark_remote": False}])
 async def test_kernels_get_nothing_when_turned_off(api, extension):
+    assert getattr(extension, "kernel_spark", None) is None
     assert extension.kernel_environment.variables() == {}
+
+
+@pytest.fixture
+def inherited_spark_remote(monkeypatch):
+    """SPARK_REMOTE in the environment the server starts in (requested before the server)."""
+    monkeypatch.setenv("SPARK_REMOTE", "sc://elsewhere.example:15002")
+
+
+@pytest.mark.timeout(300)
+async def test_an_inherited_spark_remote_reaches_no_spark_run_but_kernels_get_ours(inherited_spark_remote, api,
+                                                                                   extension):
+    assert "SPARK_REMOTE" not in os.environ  # every run, daemon and Connect server inherits os.environ
+    assert extension.kernel_environment.variables()["SPARK_REMOTE"] == extension.kernel_spark.variables()["SPARK_REMOTE"]
+    job = await api.submit(name="batch", code="from pyspark.sql import SparkSession\n"
+                                               "print('N', SparkSession.builder.getOrCreate().range(3).count())\n")
+    done = await api.wait(job["id"])
+    assert done["state"] == "succeeded" and "N 3" in await api.full_log(job["id"]), done
+
+
+@pytest.mark.parametrize("dataharbour_config", [{"kernel_spark_remote": False}])
+async def test_with_ours_off_kernels_get_the_inherited_spark_remote(inherited_spark_remote, api, extension):
+    assert "SPARK_REMOTE" not in os.environ
+    assert extension.kernel_environment.variables() == {"SPARK_REMOTE": "sc://elsewhere.example:15002"}

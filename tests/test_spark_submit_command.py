@@ -48,6 +48,9 @@ def test_ui_kill_is_off_by_default_and_the_cluster_or_job_conf_decides_otherwise
     # The job's conf is merged over the cluster's.
     both = spec(cluster_conf={"spark.executor.memory": "1g", "a.b": "c"}, conf={"spark.executor.memory": "2g"})
     assert spark_conf(both) == {"spark.executor.memory": "2g", "a.b": "c"}
+    # Our own cluster settings (a Connect server's URL and token) never reach a batch run.
+    own = spec(cluster_conf={"dataharbour.connect.url": "sc://h:15002/;token=t", "a.b": "c"})
+    assert spark_conf(own) == {"a.b": "c"}
     assert "--conf" not in build_command(spec(conf={"spark.ui.killEnabled": "true"}))
 
 

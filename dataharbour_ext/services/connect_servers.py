@@ -307,6 +307,11 @@ class ConnectServers:
         stop the others (see the module's docstring), then start those of `clusters` (in the
         background unless `wait`; a failure is logged and shown in their status)."""
         await self._settle_leftovers()
+        await self.start_clusters(clusters, wait=wait)
+
+    async def start_clusters(self, clusters: Iterable[Cluster], *, wait: bool = False) -> None:
+        """Start the servers of `clusters` (in the background unless `wait`; a failure is logged
+        and shown in their status)."""
         starts = [self._spawn(self._start_logged(cluster), f"dataharbour-connect-start-{cluster.id}")
                   for cluster in clusters]
         if wait and starts:
@@ -342,10 +347,12 @@ class ConnectServers:
         """A ClusterService listener: a cluster that stopped, failed or went takes its Connect
         server with it (it is a driver of that cluster)."""
         server = self._servers.get(cluster_id)
-        if server is None or self.clusters is None or server.external_url is not None:
+        if server is None or self.clusters is None:
             return
         if self.clusters.get(cluster_id) is None:
             self._spawn(self.remove(cluster_id), f"dataharbour-connect-remove-{cluster_id}")
+        elif server.external_url is not None:
+            return  # someone else's: nothing of it runs here
         elif self.clusters.launch_refusal(cluster_id) is not None and server.state in ("starting", "ready"):
             reason = self.clusters.launch_refusal(cluster_id)
             self._spawn(self._stop_server(server, reason), f"dataharbour-connect-stop-{cluster_id}")

@@ -4,11 +4,14 @@ in a notebook is a Spark Connect session on the warm server: no JVM in the kerne
 session in well under a second once that server runs.
 
 A kernel keeps its environment for its life (restarts too), so the endpoint is pinned: one
-port and token for every start of that server, kept in `<state_dir>/connect/<cluster>.kernels.json`
-(owner-only) so kernels outlive a restart of this server too. While the Connect server is not
-running an ActivationListener owns the port and starts it on a kernel's first connection: no
-JVM runs for kernels that never use Spark. Should another process take the port meanwhile, a
-new one is pinned: kernels started from then on get it, older ones lose the warm server.
+port and token for every start of that server while this server runs (a healthy server a dead
+one left behind, adopted, keeps its own). While the Connect server is not running an
+ActivationListener owns the port and starts it on a kernel's first connection: no JVM runs for
+kernels that never use Spark. A start that failed is not tried again by kernels' connections
+for `retry_after_failure` seconds (a client retries for minutes: each try would be a JVM).
+Should another process take the port while the server is stopped, a new port and token are
+pinned: kernels started from then on get them, older ones lose the warm server (and never send
+the token that reaches it to the new owner of the old port).
 
 A kernel connected to the server counts as use (looked at every `look_interval` seconds): the
 idle stop waits for the kernels to let go of it.
@@ -18,11 +21,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from pathlib import Path
 
 import psutil
 
-from ..runs import folder
 from ..spark import connect_server
 from ..spark.standalone import free_port
 from .clusters import ClusterService
@@ -37,20 +38,27 @@ PORT_OWNED_STATES = ("starting", "ready", "stopping")  # the server's JVM has, o
 
 class KernelSparkRemote:
     def __init__(self, servers: ConnectServers, clusters: ClusterService, kernel_manager, cluster_id: str, *,
-                 look_interval: float = 60.0):
+                 look_interval: float = 60.0, retry_after_failure: float = 60.0):
         self.servers = servers
         self.clusters = clusters
         self.kernel_manager = kernel_manager
         self.cluster_id = cluster_id
         self.look_interval = look_interval
+        self.retry_after_failure = retry_after_failure
         self._endpoint: tuple[int, str] | None = None  # (port, token): a secret, like every Connect token
         self._listener: ActivationListener | None = None
+        self._listening = asyncio.Lock()  # one bind at a time: a second would find the port taken by the first
+        self._failed_at: float | None = None  # loop time the last activation failed
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
 
     @property
-    def pinned_file(self) -> Path:
-        return self.servers.config.connect_dir / f"{self.cluster_id}.kernels.json"
+    def port(self) -> int | None:
+        return self._endpoint[0] if self._endpoint is not None else None
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and self._listener.listening
 
     def variables(self) -> dict[str, str]:
         """What a kernel starting now gets in its environment (a KernelEnvironment provider)."""
@@ -59,7 +67,8 @@ class KernelSparkRemote:
         return {VARIABLE: connect_server.endpoint_url(*self._endpoint)}
 
     async def start(self) -> None:
-        """After ConnectServers.start (a leftover server it adopted keeps its endpoint)."""
+        """After ConnectServers has settled the servers a dead server left behind (one adopted
+        keeps its endpoint), before any start of this cluster's server (it must use the pin)."""
         cluster = self.clusters.get(self.cluster_id)
         refusal = "it is unknown" if cluster is None else self.servers.refusal(cluster)
         if refusal is not None or connect_server.EXTERNAL_URL_CONF in cluster.conf:
@@ -68,11 +77,9 @@ class KernelSparkRemote:
             return
         running = self.servers.current_endpoint(self.cluster_id)
         if running is not None and running.token is not None:
-            endpoint = (running.port, running.token)
-            await asyncio.to_thread(self._save, endpoint)
+            self._pin((running.port, running.token))
         else:
-            endpoint = await asyncio.to_thread(self._load_or_create)
-        self._pin(endpoint)
+            self._pin((await asyncio.to_thread(free_port), secrets.token_urlsafe(32)))
         self.servers.on_change(self._server_changed)
         await self._listen()
         if self.look_interval > 0:
@@ -95,9 +102,16 @@ class KernelSparkRemote:
                                             f"{self.cluster_id}", self._activate, self._relisten)
 
     async def _activate(self) -> None:
+        loop = asyncio.get_running_loop()
         cluster = self.clusters.get(self.cluster_id)
-        if cluster is not None:
+        if cluster is None or (self.servers.status(self.cluster_id).state == "failed" and self._failed_at is not None
+                               and loop.time() - self._failed_at < self.retry_after_failure):
+            return  # the held connections are closed: the client's retries see the port refused
+        try:
             await self.servers.ensure(cluster)
+        except Exception:
+            self._failed_at = loop.time()
+            raise
 
     def _server_changed(self, cluster_id: str) -> None:
         if cluster_id != self.cluster_id or self._listener is None:
@@ -112,29 +126,36 @@ class KernelSparkRemote:
             self._spawn(self._listen(), "dataharbour-kernel-spark-listen")
 
     async def _listen(self) -> None:
-        if self._closing or self.servers.status(self.cluster_id).state in PORT_OWNED_STATES:
-            return
-        try:
-            await self._listener.listen()
-        except OSError as error:
-            port = self._endpoint[0]
-            endpoint = (await asyncio.to_thread(free_port), self._endpoint[1])
-            log.warning("DataHarbour: port %d of the kernels' Spark Connect server is taken (%s): kernels started "
-                        "from now on get port %d", port, error, endpoint[0])
-            await asyncio.to_thread(self._save, endpoint)
-            self._pin(endpoint)
-            with contextlib.suppress(OSError):  # taken again at once: the next start or stop tries anew
+        async with self._listening:
+            if self._closing or self._server_has_port():
+                return
+            try:
                 await self._listener.listen()
+            except OSError as error:
+                port = self.port
+                self._pin((await asyncio.to_thread(free_port), secrets.token_urlsafe(32)))
+                log.warning("DataHarbour: port %d of the kernels' Spark Connect server is taken (%s): kernels started "
+                            "from now on get port %d", port, error, self.port)
+                with contextlib.suppress(OSError):  # taken again at once: the next start or stop tries anew
+                    await self._listener.listen()
+            if self._server_has_port():  # a start began while the port was being bound: give it up
+                self._listener.close()
+
+    def _server_has_port(self) -> bool:
+        return self.servers.status(self.cluster_id).state in PORT_OWNED_STATES
 
     # ---- kernels in use count as use --------------------------------------------------
 
     async def _look_at_kernels(self) -> None:
         while True:
             await asyncio.sleep(self.look_interval)
-            pids = self._kernel_pids()
-            if pids and self.servers.status(self.cluster_id).state == "ready" and \
-                    await asyncio.to_thread(connected_to, pids, self._endpoint[0]):
-                self.servers.touch(self.cluster_id)
+            try:
+                pids = self._kernel_pids()
+                if pids and self.servers.status(self.cluster_id).state == "ready" and \
+                        await asyncio.to_thread(connected_to, pids, self.port):
+                    self.servers.touch(self.cluster_id)
+            except Exception:  # the next look tries again
+                log.exception("DataHarbour: could not look at the kernels connected to the Spark Connect server")
 
     def _kernel_pids(self) -> list[int]:
         pids = []
@@ -144,20 +165,6 @@ class KernelSparkRemote:
                 if isinstance(pid, int):
                     pids.append(pid)
         return pids
-
-    # ---- the pinned endpoint's file (blocking: threads) -------------------------------
-
-    def _load_or_create(self) -> tuple[int, str]:
-        saved = folder.read_json(self.pinned_file) or {}
-        if isinstance(saved.get("port"), int) and isinstance(saved.get("token"), str) and saved["token"]:
-            return saved["port"], saved["token"]
-        endpoint = (free_port(), secrets.token_urlsafe(32))
-        self._save(endpoint)
-        return endpoint
-
-    def _save(self, endpoint: tuple[int, str]) -> None:
-        self.pinned_file.parent.mkdir(parents=True, exist_ok=True)
-        folder.write_json_atomically(self.pinned_file, {"port": endpoint[0], "token": endpoint[1]})
 
     def _spawn(self, coroutine, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)

@@ -202,6 +202,17 @@ def read_properties(path: str | os.PathLike) -> dict[str, str]:
     return conf
 
 
+# In the environment of a JVM or driver we launch, these make pyspark and spark-submit clients
+# of some Spark Connect server ("Remote cannot be specified with master"): never inherited.
+CLIENT_MODE_VARIABLES = ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE")
+
+
+def take_client_mode_variables(environ) -> dict[str, str]:
+    """Remove CLIENT_MODE_VARIABLES from `environ` (os.environ: every process this server starts
+    inherits it); what was there."""
+    return {name: environ.pop(name) for name in CLIENT_MODE_VARIABLES if name in environ}
+
+
 def endpoint_url(port: int, token: str | None) -> str:
     """The sc:// URL a client connects with (it holds the token: never show it)."""
     return f"sc://{CLIENT_HOST}:{port}/;token={token}" if token else f"sc://{CLIENT_HOST}:{port}"

@@ -55,9 +55,13 @@ class SubmitSpec:
     progress_interval: float = PROGRESS_INTERVAL
 
 
+OWN_CONF_PREFIX = "dataharbour."  # cluster settings of ours (a Connect server's URL and token), not Spark's
+
+
 def spark_conf(spec: SubmitSpec) -> dict[str, str]:
-    """The conf for the properties file: the cluster's, with the job's on top."""
-    return {**spec.cluster_conf, **spec.conf}
+    """The conf for the properties file: the cluster's (without our own keys), with the job's on top."""
+    cluster = {key: value for key, value in spec.cluster_conf.items() if not key.startswith(OWN_CONF_PREFIX)}
+    return {**cluster, **spec.conf}
 
 
 def default_conf(spec: SubmitSpec) -> dict[str, str]:
