@@ -17,7 +17,20 @@ against bare spark-submit, both run directly.
 with progress sampling (the default, every 0.5 s) against the same command with it off,
 alternated; goal: the ratio moves by no more than 2%.
 
+--warm measures the warm path: the job through the API in connect mode (a pre-started Python
+worker of the default cluster's Spark Connect server; POST to the terminal state the client
+sees, polled every 0.02 s) against bare spark-submit and against the same script run as a
+fresh `python3 script.py` with SPARK_REMOTE naming that Connect server (port and token from
+its run folder), alternated warm, bare, fresh in each round. The first warm job starts the
+Connect server and the warm pool: timed apart (the cold start), then one untimed warm-up of
+each. Every measurement starts with the pool settled (every worker ready, none
+starting), so refilling the pool after a warm job does not load the other two. The server
+runs without the class-data archive (--DataHarbourApp.class_data_sharing=False): neither
+baseline uses it, and building it would load the machine during the rounds. Goals:
+median(bare) / median(warm) >= 20, median(warm) / median(fresh) <= 0.5.
+
     python3 bench/turnaround.py [--rounds N] [--direct [--progress-cost]] [--no-class-data]
+    python3 bench/turnaround.py --warm [--rounds N]
 """
 
 import argparse
@@ -36,7 +49,9 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from server import HOST, BenchError, BenchServer, run_bench  # noqa: E402
 
+from dataharbour_ext.models import DEFAULT_CLUSTER_ID  # noqa: E402
 from dataharbour_ext.spark.class_data import ClassDataArchive  # noqa: E402
+from dataharbour_ext.spark.connect_server import endpoint_url, read_server_folder  # noqa: E402
 from dataharbour_ext.spark.log_config import SparkLogConfig  # noqa: E402
 from dataharbour_ext.spark.submit import SubmitSpec, build_command, build_environment_overlay  # noqa: E402
 
@@ -51,6 +66,12 @@ GOAL_WITH_CLASS_DATA = 0.6
 JOB_TIMEOUT = 180.0
 BUILD_TIMEOUT = 400.0
 POLL_INTERVAL = 0.05
+# The warm path: a job of a fraction of a second, so the client looks more often.
+WARM_POLL_INTERVAL = 0.02
+POOL_TIMEOUT = 120.0
+WARM_POOL_SIZE = 2  # the server's default
+GOAL_WARM_VS_BARE = 1 / 20  # warm at least 20x faster than bare spark-submit
+GOAL_WARM_VS_FRESH = 0.5  # warm at most half of a fresh Python process on the same Connect server
 
 
 def spark_submit() -> str:
@@ -61,12 +82,16 @@ def _parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def run_api(server: BenchServer, name: str) -> tuple[float, dict]:
+def run_api(server: BenchServer, name: str, mode: str = "batch", interval: float = POLL_INTERVAL) -> tuple[float, dict]:
     start = time.perf_counter()
-    job = server.submit(name, PROGRAM)
-    job = server.wait_terminal(job["id"], JOB_TIMEOUT, POLL_INTERVAL)
+    status, job = server.request("POST", "api/v1/jobs/", {"name": name, "code": PROGRAM, "mode": mode})
+    if status != 202:
+        raise BenchError(f"POST api/v1/jobs/ answered {status}: {job}")
+    job = server.wait_terminal(job["id"], JOB_TIMEOUT, interval)
     elapsed = time.perf_counter() - start
     server.require_success(job)
+    if job["mode"] != mode:
+        raise BenchError(f"job {job['id']} ran in mode {job['mode']}, not {mode}")
     _, page = server.request("GET", f"api/v1/jobs/{job['id']}/logs?tail=200")
     if "1000" not in page["lines"]:
         raise BenchError(f"job {job['id']} succeeded but its log has no line '1000'")
@@ -77,10 +102,19 @@ def run_bare(server: BenchServer, script: str, log_path: str) -> float:
     env = dict(os.environ)
     env.update({"SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable})
     argv = [spark_submit(), "--master", "local[*]", script]
-    return run_spark_submit(argv, env, server.root_dir, log_path, "bare spark-submit")
+    return run_command(argv, env, server.root_dir, log_path, "bare spark-submit")
 
 
-def run_spark_submit(argv: list[str], env: dict[str, str], cwd: str, log_path: str, what: str) -> float:
+def run_fresh(server: BenchServer, script: str, log_path: str, remote: str) -> float:
+    """The script as a fresh Python process, a Spark Connect client of `remote` (SPARK_REMOTE)."""
+    env = dict(os.environ)
+    env.update({"SPARK_LOCAL_IP": HOST, "SPARK_REMOTE": remote})
+    return run_command([sys.executable, script], env, server.root_dir, log_path, "fresh Connect script")
+
+
+def run_command(argv: list[str], env: dict[str, str], cwd: str, log_path: str, what: str) -> float:
+    """Seconds a command of PROGRAM takes, start to exit; it must succeed, print '1000' and
+    leave no process behind."""
     with open(log_path, "wb") as log:
         start = time.perf_counter()
         process = subprocess.Popen(
@@ -155,13 +189,57 @@ def uses_class_data(server: BenchServer, job: dict) -> bool:
 
 def report(first: str, second: str, first_times: list[float], second_times: list[float], goal: float) -> None:
     print(f"load average {os.getloadavg()[0]:.2f} at the end (other CPU load skews both sides)")
-    first_median = statistics.median(first_times)
-    second_median = statistics.median(second_times)
+    first_median = print_median(first, first_times)
+    second_median = print_median(second, second_times)
     ratio = first_median / second_median
-    print(f"median {first:6s} = {first_median:.3f} s  (min {min(first_times):.3f}, max {max(first_times):.3f})")
-    print(f"median {second:6s} = {second_median:.3f} s  (min {min(second_times):.3f}, max {max(second_times):.3f})")
     print(f"difference    = {first_median - second_median:+.3f} s")
     print(f"ratio {first}/{second} = {ratio:.2f} (goal <= {goal:.2f}): {'PASS' if ratio <= goal else 'FAIL'}")
+
+
+def print_median(name: str, times: list[float]) -> float:
+    median = statistics.median(times)
+    print(f"median {name:6s} = {median:.3f} s  (min {min(times):.3f}, max {max(times):.3f})")
+    return median
+
+
+def report_warm(warm_times: list[float], bare_times: list[float], fresh_times: list[float]) -> None:
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (other CPU load skews all sides)")
+    warm = print_median("warm", warm_times)
+    bare = print_median("bare", bare_times)
+    fresh = print_median("fresh", fresh_times)
+    vs_bare, vs_fresh = warm / bare, warm / fresh
+    print(f"ratio warm/bare = {vs_bare:.3f}, bare is {1 / vs_bare:.1f}x warm "
+          f"(goal <= {GOAL_WARM_VS_BARE:.3f}, {1 / GOAL_WARM_VS_BARE:.0f}x): "
+          f"{'PASS' if vs_bare <= GOAL_WARM_VS_BARE else 'FAIL'}")  # fmt: skip
+    print(f"ratio warm/fresh = {vs_fresh:.2f} (goal <= {GOAL_WARM_VS_FRESH:.2f}): "
+          f"{'PASS' if vs_fresh <= GOAL_WARM_VS_FRESH else 'FAIL'}")  # fmt: skip
+
+
+def wait_for_pool(server: BenchServer) -> None:
+    """Until the default cluster's warm pool is full again: every worker ready, none starting
+    (a worker starting after a warm job would load whatever is measured next)."""
+    deadline = time.monotonic() + POOL_TIMEOUT
+    while True:
+        status, cluster = server.request("GET", f"api/v1/clusters/{DEFAULT_CLUSTER_ID}")
+        connect = ((cluster or {}).get("connect") or {}) if status == 200 else {}
+        if connect.get("warm_ready", 0) >= WARM_POOL_SIZE and connect.get("warm_starting", 0) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"the warm pool did not settle within {POOL_TIMEOUT:.0f}s: {status} {connect}")
+        time.sleep(0.1)
+
+
+def connect_endpoint(server: BenchServer) -> str:
+    """SPARK_REMOTE for the default cluster's Connect server, with its token (never print it):
+    port and token from its run folder, the port checked against what the API shows."""
+    recorded = read_server_folder(os.path.join(server.state_dir, "connect", DEFAULT_CLUSTER_ID))
+    if recorded is None or recorded.port is None or recorded.token is None:
+        raise BenchError("the Connect server's run folder names no port or token")
+    _, cluster = server.request("GET", f"api/v1/clusters/{DEFAULT_CLUSTER_ID}")
+    address = ((cluster or {}).get("connect") or {}).get("address")
+    if address != endpoint_url(recorded.port, None):
+        raise BenchError(f"the API shows the Connect server at {address}, its run folder at port {recorded.port}")
+    return endpoint_url(recorded.port, recorded.token)
 
 
 class JobCommand:
@@ -188,7 +266,7 @@ class JobCommand:
         )  # fmt: skip
         env = dict(os.environ)
         env.update(build_environment_overlay(spec))
-        return run_spark_submit(build_command(spec), env, self.tmp, os.path.join(run_dir, "output.log"), name)
+        return run_command(build_command(spec), env, self.tmp, os.path.join(run_dir, "output.log"), name)
 
 
 def main_progress_cost(rounds: int, class_data: bool) -> None:
@@ -224,12 +302,12 @@ def main_direct(rounds: int, class_data: bool) -> None:
         print(f"program: spark.range(1000).count() on local[*]; {rounds} rounds, job command then bare")
         print(f"job command JVM options: {' '.join(command.java_options)}")
         job_warm = command.run("run-0")
-        bare_warm = run_spark_submit(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
+        bare_warm = run_command(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
         print(f"warm-up      job {job_warm:7.3f}s   bare {bare_warm:7.3f}s")
         job_times, bare_times = [], []
         for i in range(1, rounds + 1):
             job = command.run(f"run-{i}")
-            bare = run_spark_submit(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
+            bare = run_command(bare_argv, bare_env, tmp, bare_log, "bare spark-submit")
             job_times.append(job)
             bare_times.append(bare)
             print(f"round {i:2d}     job {job:7.3f}s   bare {bare:7.3f}s   job-bare {job - bare:+.3f}s")
@@ -238,15 +316,63 @@ def main_direct(rounds: int, class_data: bool) -> None:
     report("job", "bare", job_times, bare_times, GOAL_WITH_CLASS_DATA if class_data else GOAL)
 
 
+def main_warm(rounds: int) -> None:
+    """Warm API job vs bare spark-submit vs a fresh Connect client process, one server."""
+    with BenchServer(extra_args=["--DataHarbourApp.class_data_sharing=False",
+                                 f"--DataHarbourApp.warm_pool_size={WARM_POOL_SIZE}"]) as server:
+        script = os.path.join(server.root_dir, "turnaround_job.py")
+        with open(script, "w") as f:
+            f.write(PROGRAM)
+        bare_log = os.path.join(server.tmp, "bare.log")
+        fresh_log = os.path.join(server.tmp, "fresh.log")
+        print(f"jupyter server {server.base_url} (pid {server.process.pid}), {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(f"program: spark.range(1000).count(); {rounds} rounds: warm (API, connect mode), "
+              "bare (spark-submit, local[*]), fresh (python3 script.py, SPARK_REMOTE)")  # fmt: skip
+
+        cold, job = run_api(server, "bench-turnaround-cold", "connect", WARM_POLL_INTERVAL)
+        print(f"cold start   warm {cold:7.3f}s ({server_side(job)}): starts the Connect server and the warm pool")
+        remote = connect_endpoint(server)
+        wait_for_pool(server)
+        warm_warm, job = run_api(server, "bench-turnaround-warmup", "connect", WARM_POLL_INTERVAL)
+        wait_for_pool(server)
+        bare_warm = run_bare(server, script, bare_log)
+        wait_for_pool(server)
+        fresh_warm = run_fresh(server, script, fresh_log, remote)
+        print(f"warm-up      warm {warm_warm:7.3f}s ({server_side(job)})   bare {bare_warm:7.3f}s   "
+              f"fresh {fresh_warm:7.3f}s")  # fmt: skip
+
+        warm_times, bare_times, fresh_times = [], [], []
+        for i in range(1, rounds + 1):
+            wait_for_pool(server)
+            warm, job = run_api(server, f"bench-turnaround-warm-{i}", "connect", WARM_POLL_INTERVAL)
+            wait_for_pool(server)
+            bare = run_bare(server, script, bare_log)
+            wait_for_pool(server)
+            fresh = run_fresh(server, script, fresh_log, remote)
+            warm_times.append(warm)
+            bare_times.append(bare)
+            fresh_times.append(fresh)
+            print(f"round {i:2d}     warm {warm:7.3f}s ({server_side(job)})   bare {bare:7.3f}s   fresh {fresh:7.3f}s")
+
+    report_warm(warm_times, bare_times, fresh_times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each (default 5)")
     parser.add_argument("--direct", action="store_true", help="job command vs bare spark-submit, no server")
     parser.add_argument("--no-class-data", action="store_true", help="do not build the class-data archive first")
     parser.add_argument("--progress-cost", action="store_true", help="with --direct: progress sampling on vs off")
+    parser.add_argument("--warm", action="store_true", help="warm API job vs bare vs fresh Connect script")
     options = parser.parse_args()
     if not 1 <= options.rounds <= 100:
         parser.error("--rounds must be between 1 and 100")
+    if options.warm and (options.direct or options.progress_cost or options.no_class_data):
+        parser.error("--warm takes only --rounds")
+    if options.warm:
+        main_warm(options.rounds)
+        return
     if options.direct and options.progress_cost:
         main_progress_cost(options.rounds, not options.no_class_data)
         return

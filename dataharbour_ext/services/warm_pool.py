@@ -43,6 +43,7 @@ FAILURE_LOG_LINES = 40
 DEAD_SERVER_LOOK_SECONDS = 0.2
 PORT_CHECK_SECONDS = 2.0
 RETIRE_MARGIN_SECONDS = 30.0
+REFILL_DELAY_SECONDS = 2.0  # a refill behind a take waits this long while another worker is ready
 # The Connect server closes a session after 60 minutes without an RPC (Spark's default
 # spark.connect.session.manager.defaultSessionTimeout); a ready worker sends none.
 MAX_WORKER_AGE_SECONDS = 45 * 60  # past the stop grace, before a retired worker's supervisor is waited no more
@@ -146,7 +147,7 @@ class WarmPool:
                 pool.workers.remove(worker)
                 pool.taken.append(worker)
                 self._ensure_watcher()
-                self._in_background(self._fill(pool))  # the refill is not on the job's way
+                self._in_background(self._refill(pool))  # not on the job's way
                 self._changed(pool)
                 return worker
             left = deadline - loop.time()
@@ -211,6 +212,14 @@ class WarmPool:
         self._reaper.shutdown(wait=False)
 
     # ---- workers ---------------------------------------------------------------------
+
+    async def _refill(self, pool: ClusterPool) -> None:
+        """After a take. While another worker is ready the new one waits a moment: on a small
+        machine a worker starting (pyspark imported, a session opened) slows the job just
+        taken, most of which is over in a second."""
+        if any(w.ready and not w.ended for w in pool.workers):
+            await asyncio.sleep(REFILL_DELAY_SECONDS)
+        await self._fill(pool)
 
     async def _fill(self, pool: ClusterPool, *, extra: bool = False) -> None:
         """Start workers until `size` are starting or ready (one more when a take waits

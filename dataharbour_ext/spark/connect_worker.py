@@ -181,7 +181,9 @@ def main(argv: list[str]) -> int:
 
     spark = SparkSession.builder.getOrCreate()  # SPARK_REMOTE: a Connect session
     _give_up_on_a_dead_server(spark)
-    spark.sql("SELECT 1").collect()  # the server's first query is slow (planning code loaded, compiled)
+    # A small Spark job: the first one of a session (and of the server) is slow, planning and
+    # result code loaded; a job's first query then takes what its second would.
+    spark.range(10).filter("id % 3 = 0").count()
     session_id = spark.session_id
     _write_atomically(os.path.join(slot_dir, READY_FILE),
                       {"pid": os.getpid(), "session_id": session_id, "ready_at": time.time()})
