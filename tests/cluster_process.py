@@ -48,6 +48,18 @@ def wait_cluster(server: ServerProcess, cluster_id: str, states: set[str], timeo
         time.sleep(0.2)
 
 
+def wait_workers(server: ServerProcess, cluster_id: str, states: list[str], timeout: float = 60) -> dict:
+    """The running cluster once its workers (as its master reports them) are in `states`: a
+    master status read that timed out on a busy machine shows none until the next read."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cluster = wait_cluster(server, cluster_id, {"running"}, timeout=max(1.0, deadline - time.monotonic()))
+        if [worker["state"] for worker in cluster["workers"]] == states:
+            return cluster
+        assert time.monotonic() < deadline, f"cluster {cluster_id} workers {cluster['workers']}: {cluster['reason']}"
+        time.sleep(0.2)
+
+
 def wait_job(server: ServerProcess, job_id: str, states: set[str], timeout: float = 240) -> dict:
     deadline = time.monotonic() + timeout
     while True:

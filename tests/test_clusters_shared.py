@@ -15,6 +15,7 @@ from cluster_process import (
     stop_cluster_daemons,
     wait_cluster,
     wait_job,
+    wait_workers,
 )
 from server_process import ServerProcess, stop_runs_under
 
@@ -52,8 +53,8 @@ def test_a_cluster_is_shared_by_two_servers_and_taken_over_when_its_owner_dies(s
     assert status == 202, cluster
     cluster_id = cluster["id"]
     assert wait_cluster(a, cluster_id, {"running", "failed"})["state"] == "running"
-    seen = wait_cluster(b, cluster_id, {"running"}, timeout=60)  # b reads the store every few seconds
-    assert [w["state"] for w in seen["workers"]] == ["ALIVE"] and seen["conf"]["spark.authenticate.secret"] == "********"
+    seen = wait_workers(b, cluster_id, ["ALIVE"], timeout=60)  # b reads the store every few seconds
+    assert seen["conf"]["spark.authenticate.secret"] == "********"
     status, page = call(b, "GET", f"clusters/{cluster_id}/ui/proxy/json/")
     assert status == 200 and json.loads(page)["status"] == "ALIVE", page
     # A job through the observer runs on the cluster (with its secret, from the store).
@@ -83,8 +84,7 @@ def test_a_cluster_is_shared_by_two_servers_and_taken_over_when_its_owner_dies(s
         time.sleep(0.2)
     assert f"DataHarbour: re-attached to cluster {cluster_id} (2 daemons)" in _log(b)
     assert still_running([tree[0] for tree in processes.values()]) == [tree[0] for tree in processes.values()]
-    status, taken = call(b, "GET", f"clusters/{cluster_id}")
-    assert taken["state"] == "running" and [w["state"] for w in taken["workers"]] == ["ALIVE"], taken
+    wait_workers(b, cluster_id, ["ALIVE"])
     status, stopping = call(b, "DELETE", f"clusters/{cluster_id}")
     assert status == 202, stopping
     assert wait_cluster(b, cluster_id, {"gone"}, timeout=60) is None
