@@ -41,7 +41,13 @@ from .services.live_stream import LiveStream, StreamConfig
 from .services.metrics_history import MetricsHistoryView
 from .services.metrics_sampler import MetricsSampler
 from .services.monitoring_overview import MonitoringOverviewService
+from .services.notebook_contents import NotebookContents
 from .services.notebook_count import NotebookCounter
+from .services.notebook_execution import CellExecutor
+from .services.notebook_files import NotebookFiles
+from .services.notebook_ids import NotebookIds
+from .services.notebook_kernels import NotebookKernels
+from .services.notebooks import NotebookConfig, NotebookService
 from .services.server_log_buffer import ServerLogBuffer
 from .services.service_health import ServiceHealth
 from .services.service_logs import ServiceLogs
@@ -307,6 +313,23 @@ class DataHarbourApp(ExtensionApp):
         "in the background.",
     ).tag(config=True)
 
+    # ---- notebooks --------------------------------------------------------------------
+    max_notebook_bytes = Integer(
+        64 * 1024 * 1024, min=1024,
+        help="Largest notebook the notebooks API takes in one request (import, PUT with cells), in bytes; a larger "
+        "body answers 413.",
+    ).tag(config=True)
+    cell_timeout = Float(
+        60.0, min=0.1,
+        help="Seconds a cell executed through POST /notebooks/{id}/cells/{cell_id}/execute may run when the "
+        "request names no timeout; then the kernel is interrupted and the answer says so.",
+    ).tag(config=True)
+    notebook_scan_limit = Integer(
+        20000, min=1,
+        help="Files and folders GET /notebooks/ looks at at most (recursive listings); the listing then says it is "
+        "truncated.",
+    ).tag(config=True)
+
     # ---- storage ----------------------------------------------------------------------
     state_dir = Unicode(help="Folder for the database and run folders; default <jupyter data dir>/dataharbour.").tag(
         config=True
@@ -382,7 +405,7 @@ class DataHarbourApp(ExtensionApp):
         self.settings["dataharbour"] = {
             "app": self, "events": self.hub, "clusters": self.clusters,
             **self._build_jobs(), **self._build_metrics(), **self._build_platform_services(),
-            **self._build_dashboard(), **self._build_clusters(),
+            **self._build_dashboard(), **self._build_clusters(), **self._build_notebooks(),
         }
         self.settings["dataharbour"]["monitoring_overview"] = MonitoringOverviewService(
             self.metrics, self.service_health, self.settings["dataharbour"]["dashboard"].statistics
@@ -525,6 +548,24 @@ class DataHarbourApp(ExtensionApp):
         )
         return {"cluster_views": self.cluster_views, "cluster_launcher": self.cluster_launcher}
 
+    def _build_notebooks(self) -> dict:
+        # Looked up at each call, not now: extensions load in name order, so the File ID service
+        # sets its manager after us, and jupytext's extension replaces the contents manager.
+        serverapp = self.serverapp
+        notebooks = NotebookService(
+            NotebookContents(lambda: serverapp.contents_manager),
+            NotebookIds(lambda: serverapp.web_app.settings.get("file_id_manager")),
+            NotebookKernels(lambda: serverapp.kernel_spec_manager,
+                            lambda: serverapp.kernel_manager.default_kernel_name),
+            NotebookConfig(scan_limit=self.notebook_scan_limit, max_notebook_bytes=self.max_notebook_bytes),
+        )
+        self.cell_executor = CellExecutor(
+            serverapp.kernel_manager, serverapp.session_manager, lambda: serverapp.contents_manager,
+            default_timeout=self.cell_timeout,
+            store_lock=lambda path: notebooks.lock(notebooks.ids.id_of(path)),
+        )
+        return {"notebooks": notebooks, "notebook_files": NotebookFiles(notebooks), "cell_executor": self.cell_executor}
+
     def initialize_handlers(self) -> None:
         self.handlers.extend(handler_table())
 
@@ -568,6 +609,7 @@ class DataHarbourApp(ExtensionApp):
                 await self.kernel_spark.stop()
             await self.warm_pool.stop()
             await self.connect_servers.stop()
+        await self.cell_executor.stop()
         # Launched clusters keep running, like runs; the next start re-attaches to them.
         await self.cluster_launcher.stop()
         await self.cluster_updates.stop()

@@ -26,9 +26,13 @@ def jp_server_config(dataharbour_config):
         "ServerApp": {
             # pytest-jupyter adds the terminals extension unless told; it registers an
             # undecorated route, which would trip the auth-warning check for no reason of ours.
-            "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_terminals": False},
+            "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_fileid": True,
+                                    "jupyter_server_terminals": False},
             "allow_unauthenticated_access": False,
         },
+        # Each test server its own file ids: the File ID service's default database is one file
+        # per Jupyter data dir, fixed when its module is first imported.
+        "BaseFileIdManager": {"db_path": ":memory:"},
         # The class-data archive has tests of its own; a build per test server would only
         # compete with the tests for the two cores.
         # No background metrics either: its `metrics` messages (a default topic) would interleave with

@@ -59,11 +59,17 @@ def test_error_content_types_match_what_is_sent(document):
 def test_every_operation_documents_403_with_its_action(document):
     execute = {("/api/v1/jobs/", "post"), ("/api/v1/jobs/{job_id}/kill", "post"),
                ("/api/v1/jobs/{job_id}/restart", "post"), ("/api/v1/jobs/{job_id}", "delete"),
-               ("/api/v1/clusters/", "post"), ("/api/v1/clusters/{cluster_id}", "delete")}
+               ("/api/v1/clusters/", "post"), ("/api/v1/clusters/{cluster_id}", "delete"),
+               ("/api/v1/notebooks/{notebook_id}/cells/{cell_id}/execute", "post")}
+    # Notebook changes are "write", as in Jupyter's contents API.
+    write = {("/api/v1/notebooks/", "post"), ("/api/v1/notebooks/import", "post"),
+             ("/api/v1/notebooks/{notebook_id}", "put"), ("/api/v1/notebooks/{notebook_id}", "delete"),
+             ("/api/v1/notebooks/{notebook_id}/cells", "post"),
+             ("/api/v1/notebooks/{notebook_id}/cells/{cell_id}", "delete")}
     for path, item in document["paths"].items():
         for method, operation in item.items():
             description = operation["responses"]["403"]["description"]
-            action = "execute" if (path, method) in execute else "read"
+            action = "execute" if (path, method) in execute else "write" if (path, method) in write else "read"
             assert f"action `{action}`" in description, (path, method, description)
     proxy = document["paths"]["/api/v1/jobs/{job_id}/spark-ui/proxy/{path}"]["get"]["responses"]
     assert "kill" in proxy["403"]["description"] and "504" in proxy

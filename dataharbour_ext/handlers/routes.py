@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from ..models import (
+    Cell,
+    CellCreate,
+    CellExecuteRequest,
+    CellExecution,
     ClusterCreate,
     ClusterDeleteQuery,
     ClusterInfo,
@@ -18,6 +22,7 @@ from ..models import (
     DashboardTrends,
     DeleteQuery,
     ErrorBody,
+    ExportQuery,
     Job,
     JobList,
     JobQuery,
@@ -28,6 +33,13 @@ from ..models import (
     MetricsHistoryQuery,
     MetricsSample,
     MonitoringOverview,
+    Notebook,
+    NotebookCreate,
+    NotebookImport,
+    NotebookList,
+    NotebookQuery,
+    NotebookSummary,
+    NotebookUpdate,
     ServiceList,
     ServiceLogs,
     ServiceLogsQuery,
@@ -46,6 +58,15 @@ from .jobs import (
 )
 from .live_stream import LiveStreamHandler
 from .monitoring import MetricsHandler, MetricsHistoryHandler
+from .notebooks import (
+    NotebookCellExecuteHandler,
+    NotebookCellHandler,
+    NotebookCellsHandler,
+    NotebookCollectionHandler,
+    NotebookExportHandler,
+    NotebookHandler,
+    NotebookImportHandler,
+)
 from .openapi import OpenApiHandler
 from .platform_services import MonitoringOverviewHandler, ServiceListHandler, ServiceLogsHandler
 from .spark_ui_proxy import SparkUiProxyHandler
@@ -236,6 +257,69 @@ ROUTES: tuple[Route, ...] = (
         DashboardOverviewHandler,
         (Operation("get", "Stats, trends and the most recently updated jobs in one call", response=DashboardOverview,
                    query=TrendsQuery, errors=(400,)),),
+    ),
+    # Notebooks: ids are Jupyter File IDs; "write" for changes, as Jupyter's contents API.
+    # The import route comes before /notebooks/{notebook_id}, which would match it too.
+    Route(
+        "/api/v1/notebooks/",
+        NotebookCollectionHandler,
+        (
+            Operation("get", "Notebooks in a folder (or below it, recursive), by path, paged", response=NotebookList,
+                      query=NotebookQuery, errors=(400, 404)),
+            Operation("post", "Create an empty notebook (`.ipynb` added to the name; Location: its address)",
+                      status=201, response=Notebook, body=NotebookCreate, errors=(400, 409, 413), action="write",
+                      error_notes=((409, "a file or folder of that name is there already"),)),
+        ),
+    ),
+    Route(
+        "/api/v1/notebooks/import",
+        NotebookImportHandler,
+        (
+            Operation("post", "Import an .ipynb document or a percent-format .py script, as this JSON body or as a "
+                      "multipart/form-data upload (a `file` field, its format from its extension; optional `name` "
+                      "and `folder` fields)", status=201, response=NotebookSummary, body=NotebookImport,
+                      errors=(400, 409, 413), action="write",
+                      error_notes=((400, "a bad field, or a document nbformat finds invalid (its reason)"),)),
+        ),
+    ),
+    Route(
+        "/api/v1/notebooks/{notebook_id}",
+        NotebookHandler,
+        (
+            Operation("get", "A notebook with its metadata and cells (ids, sources, outputs)", response=Notebook,
+                      errors=(404,)),
+            Operation("put", "Change a notebook: rename or move it, replace its cells, set metadata, description or "
+                      "kernel (only the fields given)", response=Notebook, body=NotebookUpdate,
+                      errors=(400, 404, 409, 413), action="write",
+                      error_notes=((409, "the new name is taken"),)),
+            Operation("delete", "Delete a notebook (to the trash where the contents manager has one)", status=204,
+                      errors=(400, 404), action="write"),
+        ),
+    ),
+    Route(
+        "/api/v1/notebooks/{notebook_id}/cells",
+        NotebookCellsHandler,
+        (Operation("post", "Add a cell (at `position`, default the end); the new cell with its id", status=201,
+                   response=Cell, body=CellCreate, errors=(400, 404, 413), action="write"),),
+    ),
+    Route(
+        "/api/v1/notebooks/{notebook_id}/cells/{cell_id}",
+        NotebookCellHandler,
+        (Operation("delete", "Delete a cell", status=204, errors=(400, 404), action="write"),),
+    ),
+    Route(
+        "/api/v1/notebooks/{notebook_id}/cells/{cell_id}/execute",
+        NotebookCellExecuteHandler,
+        (Operation("post", "Run a code cell in the kernel of the notebook's session; its outputs are stored in the "
+                   "notebook", response=CellExecution, body=CellExecuteRequest, errors=(400, 404, 409, 413, 503),
+                   action="execute", error_notes=((503, "cell execution is not available on this server"),)),),
+    ),
+    Route(
+        "/api/v1/notebooks/{notebook_id}/export",
+        NotebookExportHandler,
+        (Operation("get", "Download a notebook as ipynb (application/x-ipynb+json), py (jupytext percent, "
+                   "text/x-python), md (jupytext markdown, text/markdown) or html (nbconvert, text/html), as an "
+                   "attachment", content_type="application/octet-stream", query=ExportQuery, errors=(400, 404)),),
     ),
     # WebSocket routes: no REST operations to document (the protocol is in the README).
     Route("/api/v1/ws/{client_id}", LiveStreamHandler),

@@ -82,6 +82,26 @@ from .metrics import (  # noqa: F401
     SeriesPoints,
     SwapMetrics,
 )
+from .notebooks import (  # noqa: F401
+    MAX_EXECUTE_TIMEOUT,
+    NOTEBOOK_SUFFIX,
+    Cell,
+    CellCreate,
+    CellExecuteRequest,
+    CellExecution,
+    CellInput,
+    ExportFormat,
+    ExportQuery,
+    ImportFormat,
+    Notebook,
+    NotebookCreate,
+    NotebookImport,
+    NotebookList,
+    NotebookQuery,
+    NotebookSummary,
+    NotebookUpdate,
+    notebook_name,
+)
 from .services import (  # noqa: F401
     MAX_SERVICE_LOG_LINES,
     MonitoringOverview,
