@@ -558,11 +558,12 @@ class DataHarbourApp(ExtensionApp):
             NotebookKernels(lambda: serverapp.kernel_spec_manager,
                             lambda: serverapp.kernel_manager.default_kernel_name),
             NotebookConfig(scan_limit=self.notebook_scan_limit, max_notebook_bytes=self.max_notebook_bytes),
+            sessions=lambda: serverapp.session_manager,
         )
         self.cell_executor = CellExecutor(
             serverapp.kernel_manager, serverapp.session_manager, lambda: serverapp.contents_manager,
             default_timeout=self.cell_timeout,
-            store_lock=lambda path: notebooks.lock(notebooks.ids.id_of(path)),
+            store_lock=notebooks.lock, locate=notebooks.ids.path_of,
         )
         return {"notebooks": notebooks, "notebook_files": NotebookFiles(notebooks), "cell_executor": self.cell_executor}
 

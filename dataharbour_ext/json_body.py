@@ -7,13 +7,13 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
 
-def model_json(model: BaseModel) -> bytes:
+def model_json(model: BaseModel, exclude: set[str] | None = None) -> bytes:
     try:
-        return model.model_dump_json().encode()
+        return model.model_dump_json(exclude=exclude).encode()
     except PydanticSerializationError:
         # A record stored before today's input checks (or by hand) may hold text UTF-8
         # cannot encode (a lone surrogate): JSON can still carry it as an escape.
-        return json.dumps(model.model_dump(mode="json"), ensure_ascii=True).encode()
+        return json.dumps(model.model_dump(mode="json", exclude=exclude), ensure_ascii=True).encode()
 
 
 def model_json_item_by_item(model: BaseModel, field: str) -> bytes:
@@ -25,9 +25,11 @@ def model_json_item_by_item(model: BaseModel, field: str) -> bytes:
     field's declared item type, as one dump would do."""
     adapter = _item_adapter(type(model), field)
     items = b",".join(_item_json(adapter, item) for item in getattr(model, field))
-    rest = model_json(model.model_copy(update={field: []}))  # '{"jobs":[],"total":...}'
-    marker = f'"{field}":[]'.encode()
-    return rest.replace(marker, f'"{field}":['.encode() + items + b"]", 1)
+    # The other fields, then the list last: a marker searched for in the dump could also be
+    # text inside another field (a notebook's metadata holding "cells": []).
+    rest = model_json(model, exclude={field})  # '{"total":...}'
+    separator = b"," if rest != b"{}" else b""
+    return rest[:-1] + separator + json.dumps(field).encode() + b":[" + items + b"]}"
 
 
 @cache

@@ -3,6 +3,8 @@
 import json
 from datetime import datetime, timezone
 
+from pydantic import BaseModel
+
 from dataharbour_ext.json_body import model_json, model_json_item_by_item
 from dataharbour_ext.models import Job, JobList, JobState
 
@@ -18,7 +20,7 @@ def _job(n: int, name: str = "job") -> Job:
 def test_a_list_serialized_item_by_item_equals_one_dump():
     page = JobList(jobs=[_job(n) for n in range(3)], total=10, limit=3, offset=0)
     body = model_json_item_by_item(page, "jobs")
-    assert body == page.model_dump_json().encode()
+    assert json.loads(body) == json.loads(page.model_dump_json())  # the list comes last
     # Items are serialized as the list's declared type: no program text, no runs.
     assert all("code" not in item and "runs" not in item for item in json.loads(body)["jobs"])
 
@@ -29,3 +31,18 @@ def test_an_empty_list_and_text_utf8_cannot_encode():
     body = model_json_item_by_item(page, "jobs")
     assert json.loads(body)["jobs"][0]["name"] == "\ud800 1"
     assert json.loads(model_json(page)) == json.loads(body)
+
+
+class _Item(BaseModel):
+    a: int
+
+
+class _Document(BaseModel):
+    metadata: dict
+    cells: list[_Item]
+
+
+def test_the_list_is_where_it_belongs_when_another_field_holds_its_name():
+    # A notebook's metadata may hold the text '"cells": []' that the list's own field dumps as.
+    body = model_json_item_by_item(_Document(metadata={"cells": []}, cells=[_Item(a=1)]), "cells")
+    assert json.loads(body) == {"metadata": {"cells": []}, "cells": [{"a": 1}]}

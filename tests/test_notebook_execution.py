@@ -60,7 +60,7 @@ async def test_a_cell_runs_in_a_new_session_and_its_result_is_stored(executor, e
     (cell_id,) = _write_notebook(jp_root_dir, "sum.ipynb", "1+1")
     assert await _sessions_of(extension, "sum.ipynb") == []
 
-    run = await executor.execute("sum.ipynb", cell_id, timeout=None)
+    run = await executor.execute("sum", "sum.ipynb", cell_id, timeout=None)
 
     assert (run.status, run.execution_count, run.message) == ("ok", 1, None)
     assert run.outputs == [
@@ -79,11 +79,11 @@ async def test_print_and_an_error_cell(executor, jp_root_dir, monkeypatch):
     monkeypatch.setattr(notebook_execution, "KEEP_SUBSCRIBED", 0.0)
     printing, failing = _write_notebook(jp_root_dir, "print.ipynb", "print('hello', 'world')", "1/0")
 
-    printed = await executor.execute("print.ipynb", printing, timeout=30)
+    printed = await executor.execute("print", "print.ipynb", printing, timeout=30)
     assert (printed.status, printed.execution_count) == ("ok", 1)
     assert printed.outputs == [{"output_type": "stream", "name": "stdout", "text": "hello world\n"}]
 
-    failed = await executor.execute("print.ipynb", failing, timeout=30)
+    failed = await executor.execute("print", "print.ipynb", failing, timeout=30)
     assert (failed.status, failed.execution_count) == ("error", 2)
     assert failed.message == "ZeroDivisionError: division by zero"
     (error,) = failed.outputs
@@ -97,15 +97,15 @@ async def test_a_timeout_interrupts_the_kernel_which_stays_usable(executor, jp_r
         jp_root_dir, "sleep.ipynb", "import time\nprint('going to sleep')\ntime.sleep(60)", "x = 41\nx + 1"
     )
 
-    run = await executor.execute("sleep.ipynb", sleeping, timeout=2)
+    run = await executor.execute("sleep", "sleep.ipynb", sleeping, timeout=5)
 
-    assert (run.status, run.execution_count, run.message) == ("timeout", 1, "interrupted after 2 s")
+    assert (run.status, run.execution_count, run.message) == ("timeout", 1, "interrupted after 5 s")
     printed, interrupted = run.outputs
     assert printed == {"output_type": "stream", "name": "stdout", "text": "going to sleep\n"}
     assert (interrupted["output_type"], interrupted["ename"]) == ("error", "KeyboardInterrupt")
     assert (await _stored_cells(executor, jp_root_dir, "sleep.ipynb"))[sleeping].outputs == run.outputs
 
-    next_run = await executor.execute("sleep.ipynb", after, timeout=30)
+    next_run = await executor.execute("sleep", "sleep.ipynb", after, timeout=30)
     assert (next_run.status, next_run.execution_count) == ("ok", 2)
     assert next_run.outputs[0]["data"] == {"text/plain": "42"}
 
@@ -114,7 +114,7 @@ async def test_two_executes_on_one_notebook_run_in_order(executor, jp_root_dir):
     first, second = _write_notebook(jp_root_dir, "order.ipynb", "import time\ntime.sleep(1)\nx = 1", "print(x)")
 
     first_run, second_run = await asyncio.gather(
-        executor.execute("order.ipynb", first, timeout=30), executor.execute("order.ipynb", second, timeout=30)
+        executor.execute("order", "order.ipynb", first, timeout=30), executor.execute("order", "order.ipynb", second, timeout=30)
     )
 
     assert (first_run.status, second_run.status) == ("ok", "ok")
@@ -137,7 +137,7 @@ async def test_a_cell_runs_in_the_kernel_of_the_notebooks_session(executor, exte
         reply = await client.execute_interactive("secret = 'set in JupyterLab'", timeout=60)
         assert reply["content"]["status"] == "ok"
 
-        run = await executor.execute("shared.ipynb", cell_id, timeout=30)
+        run = await executor.execute("shared", "shared.ipynb", cell_id, timeout=30)
 
         assert (run.status, run.execution_count) == ("ok", 2)  # the session's kernel ran one cell before
         assert run.outputs == [{"output_type": "stream", "name": "stdout", "text": "set in JupyterLab\n"}]
@@ -163,7 +163,7 @@ async def test_edits_made_while_a_cell_runs_are_kept_and_a_deleted_cell_is_not_s
     async def run_while(edit):
         for flag in ("started", "go"):
             (jp_root_dir / flag).unlink(missing_ok=True)
-        running = asyncio.ensure_future(executor.execute("edit.ipynb", waiting, timeout=60))
+        running = asyncio.ensure_future(executor.execute("edit", "edit.ipynb", waiting, timeout=60))
         await _until(lambda: (jp_root_dir / "started").exists() or running.done(), what="the cell runs")
         nb = nbformat.read(jp_root_dir / "edit.ipynb", as_version=4)
         edit(nb)  # as JupyterLab would save it meanwhile
@@ -194,18 +194,18 @@ async def test_what_cannot_be_executed(executor, extension, jp_root_dir):
     (empty,) = _write_notebook(jp_root_dir, "empty.ipynb", "  \n")
 
     with pytest.raises(InvalidInput) as refused:
-        await executor.execute("notes.ipynb", markdown, timeout=None)
+        await executor.execute("notes", "notes.ipynb", markdown, timeout=None)
     assert refused.value.field == "cell_id" and "markdown" in refused.value.message
     with pytest.raises(NotFound):
-        await executor.execute("notes.ipynb", "no-such-cell", timeout=None)
+        await executor.execute("notes", "notes.ipynb", "no-such-cell", timeout=None)
     with pytest.raises(NotFound):
-        await executor.execute("missing.ipynb", markdown, timeout=None)
+        await executor.execute("missing", "missing.ipynb", markdown, timeout=None)
     with pytest.raises(InvalidInput) as refused:
-        await executor.execute("notes.ipynb", markdown, timeout=0)
+        await executor.execute("notes", "notes.ipynb", markdown, timeout=0)
     assert refused.value.field == "timeout"
 
     # An empty code cell runs nothing (as in JupyterLab) and needs no kernel.
-    run = await executor.execute("empty.ipynb", empty, timeout=None)
+    run = await executor.execute("empty", "empty.ipynb", empty, timeout=None)
     assert (run.status, run.execution_count, run.outputs) == ("ok", None, [])
     assert await extension.serverapp.session_manager.list_sessions() == []
 
@@ -228,5 +228,30 @@ async def test_through_the_api_a_cell_runs_in_a_real_kernel_and_its_outputs_are_
         status, run = await api.call("POST", f"{base}/{slow['id']}/execute", {"timeout": 2})
         assert status == 200 and run["status"] == "timeout" and "2" in run["message"], run
     finally:
+        for session in json.loads((await jp_fetch("api", "sessions")).body):
+            await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+async def test_a_notebook_renamed_while_its_cell_runs_gets_the_outputs_at_its_new_path(api, extension, jp_fetch,
+                                                                                       jp_root_dir):
+    for flag in ("started", "go"):
+        (jp_root_dir / flag).unlink(missing_ok=True)
+    _, notebook = await api.call("POST", "notebooks/", {"name": "moving"})
+    _, cell = await api.call("POST", f"notebooks/{notebook['id']}/cells", {"source": WAITING_CELL})
+    running = asyncio.ensure_future(api.call("POST", f"notebooks/{notebook['id']}/cells/{cell['id']}/execute", {}))
+    try:
+        await _until(lambda: (jp_root_dir / "started").exists() or running.done(), what="the cell runs")
+        status, renamed = await api.call("PUT", f"notebooks/{notebook['id']}", {"name": "moved"})
+        assert status == 200 and renamed["path"] == "moved.ipynb", renamed
+        (jp_root_dir / "go").touch()
+        status, run = await running
+        assert status == 200 and run["status"] == "ok", run
+        _, stored = await api.call("GET", f"notebooks/{notebook['id']}")
+        assert stored["path"] == "moved.ipynb" and stored["cells"][0]["outputs"] == run["outputs"]
+        sessions = json.loads((await jp_fetch("api", "sessions")).body)
+        assert [s["path"] for s in sessions] == ["moved.ipynb"]  # the kernel went along with the notebook
+    finally:
+        (jp_root_dir / "go").touch()
+        await asyncio.gather(running, return_exceptions=True)
         for session in json.loads((await jp_fetch("api", "sessions")).body):
             await jp_fetch("api", "sessions", session["id"], method="DELETE")

@@ -2,6 +2,7 @@
 File ID service, seen through Jupyter's own /api/contents."""
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from urllib.parse import quote
@@ -227,23 +228,89 @@ async def test_a_notebook_made_in_jupyter_gets_an_id_that_lasts(api, contents):
     assert "trusted" not in code["metadata"]  # the contents manager's mark, not in the file
 
 
-async def test_unknown_ids_are_404_everywhere(api, contents, jp_root_dir):
+def every_route(notebook_id):
+    return [
+        ("GET", f"notebooks/{notebook_id}", None),
+        ("PUT", f"notebooks/{notebook_id}", {"description": "x"}),
+        ("DELETE", f"notebooks/{notebook_id}", None),
+        ("POST", f"notebooks/{notebook_id}/cells", {"source": "1"}),
+        ("DELETE", f"notebooks/{notebook_id}/cells/abc", None),
+        ("DELETE", f"notebooks/{notebook_id}/cells/cell-0", None),
+        ("POST", f"notebooks/{notebook_id}/cells/abc/execute", {}),
+        ("POST", f"notebooks/{notebook_id}/cells/cell-0/execute", {}),
+        ("GET", f"notebooks/{notebook_id}/export", None),
+    ]
+
+
+async def test_unknown_ids_are_404_everywhere(api, contents, jp_root_dir, extension):
+    file_ids = extension.serverapp.web_app.settings["file_id_manager"]
     (jp_root_dir / "folder.ipynb").mkdir()  # a folder named like a notebook has an id too, but is none
+    folder_id = file_ids.index("folder.ipynb")
     await contents.put_notebook("gone.ipynb", notebook_with_output())
     _, listing = await api.call("GET", "notebooks/")
     gone_id = listing["notebooks"][0]["id"]
     (jp_root_dir / "gone.ipynb").unlink()  # deleted behind Jupyter's back
-    for notebook_id in ["nope", str(uuid.uuid4()), gone_id]:
-        for method, path, body in [
-            ("GET", f"notebooks/{notebook_id}", None),
-            ("PUT", f"notebooks/{notebook_id}", {"description": "x"}),
-            ("DELETE", f"notebooks/{notebook_id}", None),
-            ("POST", f"notebooks/{notebook_id}/cells", {"source": "1"}),
-            ("DELETE", f"notebooks/{notebook_id}/cells/abc", None),
-            ("GET", f"notebooks/{notebook_id}/export", None),
-        ]:
+    for notebook_id in ["nope", str(uuid.uuid4()), gone_id, folder_id]:
+        for method, path, body in every_route(notebook_id):
             status, error = await api.call(method, path, body)
             assert status == 404 and notebook_id in error["message"], (method, path, error)
+    assert (jp_root_dir / "folder.ipynb").is_dir()
+
+
+async def test_hidden_notebooks_are_404_everywhere(api, jp_root_dir, extension):
+    (jp_root_dir / ".hidden.ipynb").write_text(json.dumps(legacy_notebook("1")))
+    hidden_id = extension.serverapp.web_app.settings["file_id_manager"].index(".hidden.ipynb")
+    assert hidden_id
+    for method, path, body in every_route(hidden_id):
+        status, error = await api.call(method, path, body)
+        assert status == 404, (method, path, error)
+    assert json.loads((jp_root_dir / ".hidden.ipynb").read_text()) == legacy_notebook("1")
+
+
+async def test_malformed_files_are_listed_and_refused_with_a_reason(api, jp_root_dir):
+    odd_kernel = legacy_notebook("1")
+    odd_kernel["metadata"] = {"kernelspec": {"name": 3, "display_name": "three"}}
+    (jp_root_dir / "a-odd-kernel.ipynb").write_text(json.dumps(odd_kernel))
+    bad_cells = {
+        "b-sql.ipynb": ("cell_type", "sql", "cells[0]['cell_type']"),
+        "c-count.ipynb": ("execution_count", "three", "cells[0]['execution_count']"),
+    }
+    for name, (key, value, _) in bad_cells.items():
+        document = legacy_notebook("1")
+        document["cells"][0][key] = value
+        (jp_root_dir / name).write_text(json.dumps(document))
+    status, listing = await api.call("GET", "notebooks/")
+    assert status == 200, listing
+    summaries = {n["path"]: n for n in listing["notebooks"]}
+    assert list(summaries) == ["a-odd-kernel.ipynb", "b-sql.ipynb", "c-count.ipynb"]
+    assert summaries["a-odd-kernel.ipynb"]["kernel_name"] is None and summaries["a-odd-kernel.ipynb"]["cell_count"] == 1
+    status, fetched = await api.call("GET", f"notebooks/{summaries['a-odd-kernel.ipynb']['id']}")
+    assert status == 200 and fetched["kernel_name"] is None, fetched
+
+    for name, (_, _, place) in bad_cells.items():
+        notebook_id = summaries[name]["id"]
+        before = (jp_root_dir / name).read_text()
+        status, error = await api.call("GET", f"notebooks/{notebook_id}")
+        assert status == 400 and error["message"].startswith(f"not a valid notebook: {place}"), error
+        for body in [{"name": "renamed"}, {"description": "x"}]:  # refused before anything is written
+            status, error = await api.call("PUT", f"notebooks/{notebook_id}", body)
+            assert status == 400 and "not a valid notebook" in error["message"], (body, error)
+        assert (jp_root_dir / name).read_text() == before and not (jp_root_dir / "renamed.ipynb").exists()
+
+
+async def test_large_notebooks_are_listed_without_being_read(api, extension, jp_root_dir):
+    notebooks = extension.settings["dataharbour"]["notebooks"]
+    notebooks.config = dataclasses.replace(notebooks.config, summary_max_bytes=2000)
+    small = await create(api, name="small", description="read")
+    document = notebook_with_output()
+    document["cells"][0]["source"] = "x" * 3000
+    (jp_root_dir / "large.ipynb").write_text(json.dumps(document))
+    _, listing = await api.call("GET", "notebooks/")
+    large, listed_small = listing["notebooks"]
+    assert large["path"] == "large.ipynb" and large["cell_count"] is None and large["id"]
+    assert listed_small["id"] == small["id"] and listed_small["description"] == "read"
+    status, fetched = await api.call("GET", f"notebooks/{large['id']}")
+    assert status == 200 and fetched["cell_count"] == 2
 
 
 # ---- change, delete ------------------------------------------------------------------------
@@ -290,6 +357,20 @@ async def test_update_renames_replaces_cells_and_merges_metadata(api, contents):
     assert status == 200 and updated["description"] is None and updated["kernel_name"] == "echo"
     assert updated["cell_count"] == 3 and updated["path"] == "new.ipynb"
     assert "dataharbour" not in (await contents.notebook("new.ipynb"))["metadata"]
+
+
+async def test_a_rename_moves_the_notebooks_jupyter_sessions(api, jp_fetch):
+    notebook = await create(api, name="open", kernel_name="echo")
+    model = {"path": "open.ipynb", "name": "open.ipynb", "type": "notebook", "kernel": {"name": "echo"}}
+    response = await jp_fetch("api", "sessions", method="POST", body=json.dumps(model))
+    session = json.loads(response.body)
+    try:
+        status, renamed = await api.call("PUT", f"notebooks/{notebook['id']}", {"name": "moved"})
+        assert status == 200 and renamed["path"] == "moved.ipynb", renamed
+        sessions = json.loads((await jp_fetch("api", "sessions")).body)
+        assert [(s["id"], s["path"], s["name"]) for s in sessions] == [(session["id"], "moved.ipynb", "moved.ipynb")]
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
 
 async def test_bad_updates_are_refused_and_change_nothing(api, contents, jp_root_dir):
@@ -467,6 +548,20 @@ async def test_import_refuses_invalid_documents_with_nbformats_reason(api, jp_ro
     assert len(json.loads((jp_root_dir / "exists.ipynb").read_text())["cells"]) == 2
 
 
+async def test_import_refuses_text_utf8_cannot_encode_and_writes_nothing(api, jp_fetch, jp_root_dir):
+    document = notebook_with_output()
+    document["cells"][0]["source"] = "# \ud800"
+    text = json.dumps(document)  # the lone surrogate as the escape \ud800: valid JSON text
+    assert "\\ud800" in text
+    status, error = await api.call("POST", "notebooks/import", {"name": "lone", "content": text})
+    assert status == 400 and "cannot be encoded as UTF-8" in error["message"], error
+    status, error = await upload(jp_fetch, "lone.ipynb", text.encode())
+    assert status == 400 and "cannot be encoded as UTF-8" in error["message"], error
+    assert not (jp_root_dir / "lone.ipynb").exists()
+    status, imported = await api.call("POST", "notebooks/import", {"name": "lone", "content": notebook_with_output()})
+    assert status == 201 and imported["path"] == "lone.ipynb", imported
+
+
 async def test_py_export_and_import_round_trip_through_jupytext(api, jp_fetch, contents):
     notebook = await create(api, name="pipeline", description="nightly load")
     await api.call("POST", f"notebooks/{notebook['id']}/cells", {"cell_type": "markdown", "source": "# Load"})
@@ -509,7 +604,7 @@ async def test_html_export_shows_outputs(api, jp_fetch):
 async def test_multipart_uploads_of_ipynb_and_py(api, jp_fetch, contents, jp_root_dir):
     (jp_root_dir / "uploads").mkdir()
     status, imported = await upload(
-        jp_fetch, "report.ipynb", json.dumps(notebook_with_output()).encode(), folder="uploads"
+        jp_fetch, "report.ipynb", json.dumps(notebook_with_output()).encode(), folder="uploads", _xsrf="from-a-form"
     )
     assert status == 201, imported
     assert imported["path"] == "uploads/report.ipynb" and imported["cell_count"] == 2
@@ -533,8 +628,11 @@ def _server_config(**server_app) -> dict:
     """conftest's server config with other ServerApp settings."""
     return {
         "ServerApp": {
-            "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_fileid": True,
-                                    "jupyter_server_terminals": False},
+            "jpserver_extensions": {
+                "dataharbour_ext": True,
+                "jupyter_server_fileid": True,
+                "jupyter_server_terminals": False,
+            },
             "allow_unauthenticated_access": False,
             **server_app,
         },
@@ -561,8 +659,8 @@ class RecordingExecutor:
     def __init__(self):
         self.calls = []
 
-    async def execute(self, path, cell_id, timeout):
-        self.calls.append((path, cell_id, timeout))
+    async def execute(self, notebook_id, path, cell_id, timeout):
+        self.calls.append((notebook_id, path, cell_id, timeout))
         return CellRun(
             "ok",
             7,
@@ -591,7 +689,10 @@ async def test_execute_resolves_the_notebook_and_answers_the_run(api, extension,
     # the shown id is written first, so that the executor finds the cell by it
     assert json.loads((jp_root_dir / "legacy.ipynb").read_text())["cells"][0]["id"] == "cell-0"
     status, _ = await api.call("POST", url, {"timeout": 2.5})
-    assert status == 200 and executor.calls == [("legacy.ipynb", "cell-0", None), ("legacy.ipynb", "cell-0", 2.5)]
+    assert status == 200 and executor.calls == [
+        (notebook_id, "legacy.ipynb", "cell-0", None),
+        (notebook_id, "legacy.ipynb", "cell-0", 2.5),
+    ]
     for body in [{"timeout": 0}, {"timeout": 10**9}, {"timeout": "soon"}, {"wait": 1}]:
         status, error = await api.call("POST", url, body)
         assert status == 400, (body, error)
@@ -616,9 +717,7 @@ class ReadOnlyNotebooks(Authorizer):
 
 @pytest.mark.parametrize(
     "jp_server_config",
-    [
-        _server_config(authorizer_class=ReadOnlyNotebooks)
-    ],
+    [_server_config(authorizer_class=ReadOnlyNotebooks)],
     ids=["read-only-user"],
 )
 async def test_a_read_only_user_reads_notebooks_but_changes_and_runs_nothing(api, contents):
@@ -649,9 +748,7 @@ async def test_a_read_only_user_reads_notebooks_but_changes_and_runs_nothing(api
 
 @pytest.mark.parametrize(
     "jp_server_config",
-    [
-        _server_config(contents_manager_class="jupyter_server.services.contents.filemanager.FileContentsManager")
-    ],
+    [_server_config(contents_manager_class="jupyter_server.services.contents.filemanager.FileContentsManager")],
     ids=["sync-contents-manager"],
 )
 @pytest.mark.filterwarnings("ignore:The synchronous ContentsManager classes are deprecated:DeprecationWarning")

@@ -8,7 +8,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
-from ..json_body import model_json
+from ..json_body import model_json_item_by_item
 from ..models import (
     CellCreate,
     CellExecuteRequest,
@@ -19,7 +19,7 @@ from ..models import (
     NotebookQuery,
     NotebookUpdate,
 )
-from .base import BODY_OVERHEAD_BYTES, DataHarbourHandler
+from .base import AUTH_QUERY_ARGUMENTS, BODY_OVERHEAD_BYTES, DataHarbourHandler
 
 AUTH_RESOURCE = "dataharbour:notebooks"
 WRITE = "write"  # changes files, as Jupyter's contents API does
@@ -53,8 +53,10 @@ class NotebooksBaseHandler(DataHarbourHandler):
         # Megabytes of JSON: parsed and validated on a thread, not on the event loop.
         return await asyncio.to_thread(self.parse_body, model, self.notebook_body_limit())
 
-    async def write_notebook_model(self, model, status: int = 200) -> None:
-        self.write_json(await asyncio.to_thread(model_json, model), status)
+    async def write_notebook_model(self, model, items: str) -> None:
+        """`model` with its list `items` (cells, outputs: megabytes) dumped one item at a time on a
+        thread: one pydantic dump holds the GIL, and so the event loop, until it ends."""
+        self.write_json(await asyncio.to_thread(model_json_item_by_item, model, items))
 
     def set_location(self, notebook_id: str) -> None:
         self.set_header("Location", f"{self.base_url}api/v1/notebooks/{quote(notebook_id, safe='')}")
@@ -104,7 +106,8 @@ class NotebookImportHandler(NotebooksBaseHandler):
             raise InvalidInput("file", f"{filename!r} is not an .ipynb notebook or a .py script")
         data = {"name": stem, "format": extension.lower()[1:]}
         for key, values in self.request.body_arguments.items():
-            data[key] = _text(key, values[-1])
+            if key not in AUTH_QUERY_ARGUMENTS:  # a form's `_xsrf`: the request's, not the import's
+                data[key] = _text(key, values[-1])
         data["content"] = _text("file", files[0].body)
         return self.validate(NotebookImport, data)
 
@@ -120,13 +123,13 @@ class NotebookHandler(NotebooksBaseHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str):
-        await self.write_notebook_model(await self.notebooks.get(notebook_id))
+        await self.write_notebook_model(await self.notebooks.get(notebook_id), "cells")
 
     @web.authenticated
     @authorized(WRITE)
     async def put(self, notebook_id: str):
         request = await self.parse_notebook_body(NotebookUpdate)
-        await self.write_notebook_model(await self.notebooks.update(notebook_id, request))
+        await self.write_notebook_model(await self.notebooks.update(notebook_id, request), "cells")
 
     @web.authenticated
     @authorized(WRITE)
@@ -163,10 +166,10 @@ class NotebookCellExecuteHandler(NotebooksBaseHandler):
         else:
             request = CellExecuteRequest()  # no body: the default timeout
         path = await self.notebooks.path_for_cell(notebook_id, cell_id)
-        run = await executor.execute(path, cell_id, request.timeout)
+        run = await executor.execute(notebook_id, path, cell_id, request.timeout)
         execution = CellExecution(cell_id=cell_id, status=run.status, execution_count=run.execution_count,
                                   outputs=run.outputs, message=run.message)  # fmt: skip
-        await self.write_notebook_model(execution)
+        await self.write_notebook_model(execution, "outputs")
 
 
 class NotebookExportHandler(NotebooksBaseHandler):

@@ -88,6 +88,11 @@ class NotebookContents:
         with contents_errors():
             return bool(await ensure_async(self.manager.exists(path)))
 
+    async def is_file(self, path: str) -> bool:
+        """A file (not a folder) is at `path`: one stat with Jupyter's local manager, no read."""
+        with contents_errors():
+            return bool(await ensure_async(self.manager.file_exists(path)))
+
     async def check_folder(self, folder: str, field: str = "folder") -> None:
         """400 naming `field` unless `folder` is an existing, visible folder."""
         where = repr(folder) if folder else "the root folder"

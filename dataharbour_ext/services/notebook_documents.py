@@ -10,6 +10,7 @@ import re
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 from nbformat.v4.nbbase import random_cell_id
+from pydantic import ValidationError
 
 from ..errors import InvalidInput
 from ..models import Cell, CellInput, Notebook, NotebookSummary
@@ -20,6 +21,7 @@ TRUST_MARK = "trusted"
 LEGACY_CELL_ID = re.compile(r"cell-[0-9]+")
 MAX_REASON_LENGTH = 300
 NEW_CELLS = {"code": new_code_cell, "markdown": new_markdown_cell, "raw": new_raw_cell}
+UNREADABLE = {"kernel_name": None, "description": None, "cell_count": None}  # a summary's fields, not read
 
 
 def check(notebook, root: str | None = None) -> None:
@@ -65,7 +67,8 @@ def set_kernel(notebook, kernelspec: dict) -> None:
 
 def kernel_name(notebook) -> str | None:
     kernelspec = notebook.get("metadata", {}).get("kernelspec")
-    return kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def description(notebook) -> str | None:
@@ -175,19 +178,26 @@ def strip_trust_marks(notebook) -> None:
 # ---- views -------------------------------------------------------------------------------
 
 
-def summary(notebook_id: str, model: dict, notebook) -> NotebookSummary:
-    """`model`: the contents manager's model of the file; `notebook`: its content, or None if unreadable."""
-    readable = notebook is not None
+def summary(notebook_id: str, model: dict, fields: dict | None) -> NotebookSummary:
+    """`model`: the contents manager's model of the file; `fields`: its `summary_fields`, or
+    None if it cannot be read as a notebook."""
     return NotebookSummary(
         id=notebook_id,
         path=model["path"],
         name=model["name"],
         created_at=model.get("created"),
         last_modified=model.get("last_modified"),
-        kernel_name=kernel_name(notebook) if readable else None,
-        description=description(notebook) if readable else None,
-        cell_count=len(notebook.get("cells") or ()) if readable else None,
+        **(fields or UNREADABLE),
     )
+
+
+def summary_fields(notebook) -> dict:
+    """What a summary shows of the notebook's content (all a listing keeps of it)."""
+    return {
+        "kernel_name": kernel_name(notebook),
+        "description": description(notebook),
+        "cell_count": len(notebook.get("cells") or ()),
+    }
 
 
 def cell_view(cell, cell_id: str) -> Cell:
@@ -203,26 +213,40 @@ def cell_view(cell, cell_id: str) -> Cell:
 
 
 def notebook_view(notebook_id: str, model: dict, notebook) -> Notebook:
-    cells = [cell_view(cell, cell_id) for cell, cell_id in zip(notebook.cells, cell_ids(notebook), strict=True)]
-    return Notebook(
-        **summary(notebook_id, model, notebook).model_dump(),
-        nbformat=notebook.nbformat,
-        nbformat_minor=notebook.nbformat_minor,
-        metadata=notebook.metadata,
-        cells=cells,
-    )
+    """400 if the file holds what the API cannot show (a cell type nbformat does not know, a
+    text execution count): Jupyter's contents manager reads such files, validation aside."""
+    cells = []
+    for index, (cell, cell_id) in enumerate(zip(notebook.cells, cell_ids(notebook), strict=True)):
+        try:
+            cells.append(cell_view(cell, cell_id))
+        except ValidationError as error:
+            raise unshowable(error, ["cells", index]) from None
+    try:
+        return Notebook(
+            **summary(notebook_id, model, summary_fields(notebook)).model_dump(),
+            nbformat=notebook.nbformat,
+            nbformat_minor=notebook.nbformat_minor,
+            metadata=notebook.metadata,
+            cells=cells,
+        )
+    except ValidationError as error:
+        raise unshowable(error, []) from None
 
 
-def summary_fields(text: str) -> dict | None:
-    """The parts of an .ipynb file's text a summary shows, without validating it; None if it is
-    not a notebook's JSON."""
+def unshowable(error: ValidationError, place: list) -> InvalidInput:
+    first = error.errors(include_url=False)[0]
+    return InvalidInput(None, f"not a valid notebook: {_path_text(place + list(first['loc']))}: {first['msg']}")
+
+
+def text_summary_fields(text: str) -> dict | None:
+    """`summary_fields` of an .ipynb file's text, without validating it; None if it is not a
+    notebook's JSON."""
     try:
         document = json.loads(text)
     except ValueError:
         return None
     if not isinstance(document, dict) or not isinstance(document.get("cells", []), list):
         return None
-    return {
-        "metadata": document.get("metadata") if isinstance(document.get("metadata"), dict) else {},
-        "cells": document.get("cells", []),
-    }
+    if not isinstance(document.get("metadata", {}), dict):
+        document["metadata"] = {}
+    return summary_fields(document)

@@ -10,7 +10,7 @@ and stores its outputs and execution count in the notebook, as JupyterLab does.
 - The store: the notebook is read again just before saving, so edits made to other cells while
   the cell ran are kept; a cell deleted meanwhile is not stored, and the result still returned.
 
-Executes on one notebook run one after the other (a lock per path), and so do executes on one
+Executes on one notebook run one after the other (a lock per notebook id), and so do executes on one
 kernel (they share its client, see _KernelLink). Markdown and raw cells are refused (InvalidInput):
 executing one through the API is a mistake worth saying, not an "ok" that did nothing.
 """
@@ -53,19 +53,27 @@ class CellRun:
     message: str | None = None  # timeout: "interrupted after N s"; error: "ename: evalue"
 
 
+# How long outputs may trail a cell's end (or its interrupt: the KeyboardInterrupt traceback);
+# a cell that ends normally is followed by its idle status at once, so this costs it nothing.
+IOPUB_PATIENCE_SECONDS = 10.0
+
+
 class CellExecutor:
     """`contents_manager`: the server's contents manager, or a function that returns it at each
     call (jupytext's extension replaces the manager after ours has loaded)."""
 
     def __init__(self, kernel_manager, session_manager, contents_manager, default_timeout: float = 60.0,
                  connect_timeout: float = 60.0,
-                 store_lock: Callable[[str], contextlib.AbstractAsyncContextManager] | None = None):  # fmt: skip
+                 store_lock: Callable[[str], contextlib.AbstractAsyncContextManager] | None = None,
+                 locate: Callable[[str], str] | None = None):  # fmt: skip
         self.kernel_manager = kernel_manager
         self.session_manager = session_manager
         self._contents_manager = contents_manager
-        # Held (by the notebook's path) while outputs are stored: the lock the notebook API's
-        # own changes hold, so an added cell and stored outputs both land.
-        self._store_lock = store_lock or (lambda path: contextlib.nullcontext())
+        # Held (by notebook id) while the notebook is read and its outputs stored: the lock the
+        # notebook API's own changes hold, so an added cell and stored outputs both land.
+        self._store_lock = store_lock or (lambda notebook_id: contextlib.nullcontext())
+        # Where the notebook is now (by id): outputs follow a rename made while the cell ran.
+        self._locate = locate
         self.default_timeout = default_timeout
         self.connect_timeout = connect_timeout
         self._notebooks = _KeyedLocks()
@@ -73,13 +81,14 @@ class CellExecutor:
         self._links: dict[str, _KernelLink] = {}
         self._stores: set[asyncio.Task] = set()  # outputs being stored after their answer
 
-    async def execute(self, path: str, cell_id: str, timeout: float | None = None) -> CellRun:
+    async def execute(self, notebook_id: str, path: str, cell_id: str, timeout: float | None = None) -> CellRun:
+        """Run cell `cell_id` of notebook `notebook_id` (at `path` now)."""
         timeout = self.default_timeout if timeout is None else timeout
         if not timeout > 0:
             raise InvalidInput("timeout", "must be a positive number of seconds")
         path = path.strip("/")
-        async with self._notebooks.hold(path):
-            async with self._store_lock(path):  # not while outputs are being saved: a save writes in place
+        async with self._notebooks.hold(notebook_id):
+            async with self._store_lock(notebook_id):  # not while outputs are being saved: a save writes in place
                 nb = await self._read(path)
             index = _cell_index(nb, cell_id)
             if nb.cells[index].cell_type != "code":
@@ -90,7 +99,7 @@ class CellExecutor:
             else:
                 kernel_id = await self._kernel_of(path, nb)
                 run = await self._run_in_kernel(kernel_id, nb, index, timeout)
-            await self._begin_store(path, cell_id, run)
+            await self._begin_store(notebook_id, path, cell_id, run)
             return run
 
     async def settled(self) -> None:
@@ -178,16 +187,24 @@ class CellExecutor:
             raise
         return model["content"]
 
-    async def _begin_store(self, path: str, cell_id: str, run: CellRun) -> None:
+    async def _begin_store(self, notebook_id: str, path: str, cell_id: str, run: CellRun) -> None:
         """Store the outputs after the answer (a save costs more than the cell's run), holding
         the store lock from now on: a read of the notebook through the API, which waits for that
-        lock, sees them, and so does the next execute on it, which stores after this one."""
-        guard = self._store_lock(path)
+        lock, sees them, and so does the next execute on it, which reads after this store."""
+        guard = self._store_lock(notebook_id)
         await guard.__aenter__()
 
         async def store() -> None:
             try:
-                await self._store_now(path, cell_id, run)
+                where = path
+                if self._locate is not None:
+                    try:
+                        where = self._locate(notebook_id)  # renamed while the cell ran: where it is now
+                    except NotFound:
+                        log.info("DataHarbour: notebook %s is gone; the outputs of cell %s are not stored",
+                                 notebook_id, cell_id)
+                        return
+                await self._store_now(where, cell_id, run)
             except Exception:
                 log.exception("DataHarbour: the outputs of cell %s could not be stored in %s", cell_id, path)
             finally:
@@ -237,6 +254,7 @@ async def _run_cell(kernel, link: "_KernelLink", nb, index: int, timeout: float)
         nb, km=kernel, log=log,
         timeout_func=lambda cell: timeout,  # the `timeout` trait takes whole seconds only
         interrupt_on_timeout=True,
+        iopub_timeout=IOPUB_PATIENCE_SECONDS,
         # Return once interrupted (with the outputs the interrupt brings within iopub_timeout)
         # instead of waiting for a reply that a kernel ignoring SIGINT never sends.
         error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "", "traceback": []},

@@ -13,7 +13,15 @@ from nbformat.validator import get_validator
 
 from ..errors import InvalidInput
 from ..models import NOTEBOOK_SUFFIX, ExportFormat, NotebookImport, NotebookSummary
-from .notebook_documents import DESCRIPTION_KEY, check, description, invalid_notebook, strip_trust_marks, summary
+from .notebook_documents import (
+    DESCRIPTION_KEY,
+    check,
+    description,
+    invalid_notebook,
+    strip_trust_marks,
+    summary,
+    summary_fields,
+)
 from .notebooks import NotebookService
 
 DEFAULT_IMPORT_NAME = "Imported" + NOTEBOOK_SUFFIX
@@ -40,10 +48,11 @@ class NotebookFiles:
         notebook = await asyncio.to_thread(read_document, request.format, request.content)
         name = request.name or await self.notebooks.contents.free_name(DEFAULT_IMPORT_NAME, request.folder)
         notebook_id, model = await self.notebooks.create_file(request.folder, name, notebook, validated=True)
-        return summary(notebook_id, model, notebook)
+        return summary(notebook_id, model, summary_fields(notebook))
 
     async def export(self, notebook_id: str, file_format: ExportFormat) -> ExportedFile:
-        path, model = await self.notebooks.read(notebook_id)
+        async with self.notebooks.lock(notebook_id):  # after changes under way: outputs of an execute being stored
+            path, model = await self.notebooks.read(notebook_id)
         notebook = model["content"]
         body = await asyncio.to_thread(write_document, notebook, file_format)
         extension, content_type = EXPORTS[file_format]
@@ -61,8 +70,20 @@ def read_document(file_format: str, content: dict | str):
         check(notebook, "content")
     else:
         notebook = _read_ipynb(content)
+    _check_encodable(notebook)
     strip_trust_marks(notebook)  # an imported notebook is never trusted: its outputs ran elsewhere
     return notebook
+
+
+def _check_encodable(notebook) -> None:
+    """400 unless the notebook can be written as UTF-8: JSON's `\\ud800` escapes (in .ipynb text)
+    decode to lone surrogates, which would fail the contents manager's write half-way."""
+    try:
+        json.dumps(notebook, ensure_ascii=False).encode()  # C speed: no indent, unlike nbformat.writes
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "content", "contains text that cannot be encoded as UTF-8 (a lone surrogate such as \\ud800)"
+        ) from None
 
 
 def _read_ipynb(content: dict | str):

@@ -11,7 +11,11 @@ import asyncio
 import posixpath
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from jupyter_core.utils import ensure_async
+from pydantic import ValidationError
 
 from ..errors import Conflict, DataHarbourError, InvalidInput, NotFound
 from ..models import (
@@ -41,6 +45,7 @@ from .notebook_documents import (
     set_kernel,
     summary,
     summary_fields,
+    text_summary_fields,
 )
 from .notebook_ids import NotebookIds
 from .notebook_kernels import NotebookKernels
@@ -53,6 +58,7 @@ class NotebookConfig:
     scan_limit: int = 20_000  # files and folders a listing looks at, at most
     max_notebook_bytes: int = 64 * 1024 * 1024  # largest notebook a request may carry
     summary_cache_size: int = 4096  # notebooks whose summary fields are kept, by path, time and size
+    summary_max_bytes: int = 4 * 1024 * 1024  # larger notebooks are listed without reading them
 
 
 class NotebookService:
@@ -62,11 +68,15 @@ class NotebookService:
         ids: NotebookIds,
         kernels: NotebookKernels,
         config: NotebookConfig | None = None,
+        sessions: Callable[[], object] | None = None,
     ):
+        """`sessions`: the server's session manager, looked up at each rename (its sessions of a
+        notebook follow it); None: sessions stay where they are."""
         self.contents = contents
         self.ids = ids
         self.kernels = kernels
         self.config = config or NotebookConfig()
+        self.sessions = sessions
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._summaries: OrderedDict[tuple, dict | None] = OrderedDict()
 
@@ -87,7 +97,13 @@ class NotebookService:
         """`path_of`, for an action on cell `cell_id`: a cell shown as `cell-<index>` (a notebook
         older than nbformat 4.5) gets that id written first, so that it can be found by it."""
         if not is_legacy_cell_id(cell_id):
-            return self.ids.path_of(notebook_id)  # the action reads it next (and 404s if it is gone)
+            # The action reads the notebook next: only what reading it would refuse, cheaply.
+            path = self.ids.path_of(notebook_id)
+            if not await self.contents.is_file(path):  # gone, or a folder named x.ipynb
+                raise self._gone(notebook_id, path)
+            if await self.contents.is_hidden(path):
+                raise NotFound(f"file or directory {path!r} does not exist")
+            return path
         async with self.lock(notebook_id):
             path, model = await self.read(notebook_id)
             notebook = model["content"]
@@ -115,7 +131,7 @@ class NotebookService:
     async def get(self, notebook_id: str) -> Notebook:
         async with self.lock(notebook_id):  # after changes under way: outputs of an execute being stored
             _, model = await self.read(notebook_id)
-        return await asyncio.to_thread(notebook_view, notebook_id, model, model["content"])
+        return await asyncio.to_thread(notebook_view, notebook_id, model, model["content"])  # 400 if unshowable
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -153,13 +169,17 @@ class NotebookService:
                 await self._change_content(notebook, request)
                 await asyncio.to_thread(check, notebook)
             new_path = await self._new_path(path, request)
+            # The answer is made before anything is written: a file it cannot show (a cell type
+            # nbformat does not know, renamed only) is refused unchanged.
+            view = await asyncio.to_thread(notebook_view, notebook_id, model, notebook)
             if changes_content:
                 await self.contents.save(path, notebook)
             if new_path != path:
                 await self.contents.rename(path, new_path)
                 self.ids.moved(path, new_path)
+                await self._move_sessions(path, new_path)
             model = await self.contents.read(new_path, content=False)
-        return await asyncio.to_thread(notebook_view, notebook_id, model, notebook)
+        return view.model_copy(update=dict(summary(notebook_id, model, summary_fields(notebook))))
 
     async def delete(self, notebook_id: str) -> None:
         async with self.lock(notebook_id):
@@ -199,18 +219,27 @@ class NotebookService:
         try:
             return await self.contents.read(path, content)
         except NotFound:
-            raise NotFound(f"notebook {notebook_id!r} is gone: there is nothing at {path!r} any more") from None
+            raise self._gone(notebook_id, path) from None
+        except InvalidInput:  # unreadable (a 400), or a folder named x.ipynb: no notebook, a 404
+            if not await self.contents.is_file(path):
+                raise self._gone(notebook_id, path) from None
+            raise
+
+    @staticmethod
+    def _gone(notebook_id: str, path: str) -> NotFound:
+        return NotFound(f"notebook {notebook_id!r} is gone: there is no notebook at {path!r} any more")
 
     async def _check_and_save(self, path: str, notebook) -> None:
         await asyncio.to_thread(check, notebook)
         await self.contents.save(path, notebook)
 
     async def _change_content(self, notebook, request: NotebookUpdate) -> None:
+        # Copies of every given output and metadata value (a body can be 128 MB): on threads.
         if request.cells is not None:
-            notebook.cells = cells_from_input(request.cells)
+            notebook.cells = await asyncio.to_thread(cells_from_input, request.cells)
             give_cells_ids(notebook)
         if request.metadata is not None:
-            merge_metadata(notebook, request.metadata)
+            await asyncio.to_thread(merge_metadata, notebook, request.metadata)
         if "description" in request.model_fields_set:
             set_description(notebook, request.description)
         if request.kernel_name is not None:
@@ -228,6 +257,23 @@ class NotebookService:
         if await self.contents.exists(new_path):
             raise Conflict(f"cannot rename {path!r} to {new_path!r}: it already exists")
         return new_path
+
+    async def _move_sessions(self, old_path: str, new_path: str) -> None:
+        """The notebook's Jupyter sessions follow it (the contents manager's rename leaves them;
+        JupyterLab moves its own after a rename in its file browser)."""
+        manager = self.sessions() if self.sessions else None
+        if manager is None:
+            return
+        for session in await ensure_async(manager.list_sessions()):
+            if session.get("path") != old_path:
+                continue
+            try:
+                await ensure_async(
+                    manager.update_session(session["id"], path=new_path, name=posixpath.basename(new_path))
+                )
+            except Exception as error:
+                if getattr(error, "status_code", None) != 404:  # 404: it ended meanwhile
+                    raise
 
     async def _walk(self, folder: str, recursive: bool) -> tuple[list[dict], bool]:
         """Notebook entries in `folder` (and below it if `recursive`), breadth first, through the
@@ -256,20 +302,28 @@ class NotebookService:
     async def _summary(self, entry: dict) -> NotebookSummary:
         """A listed notebook's summary. Its kernel, description and cell count come from the file's
         text, parsed on a thread without validation, and are kept while the file's modification
-        time and size stay the same."""
+        time and size stay the same. A file larger than `summary_max_bytes` is not read (its
+        fields are null, as for a file that is not a notebook's JSON)."""
         path = entry["path"]
-        key = (path, str(entry.get("last_modified")), entry.get("size"))
-        cacheable = entry.get("last_modified") is not None and entry.get("size") is not None
-        if cacheable and key in self._summaries:
+        size = entry.get("size")
+        key = (path, str(entry.get("last_modified")), size)
+        cacheable = entry.get("last_modified") is not None and size is not None
+        if size is not None and size > self.config.summary_max_bytes:
+            fields = None
+        elif cacheable and key in self._summaries:
             self._summaries.move_to_end(key)
             fields = self._summaries[key]
         else:
             try:
-                fields = await asyncio.to_thread(summary_fields, await self.contents.read_text(path))
+                fields = await asyncio.to_thread(text_summary_fields, await self.contents.read_text(path))
             except DataHarbourError:  # vanished or unreadable since the listing
                 fields = None
             if cacheable:
                 self._summaries[key] = fields
                 while len(self._summaries) > self.config.summary_cache_size:
                     self._summaries.popitem(last=False)
-        return summary(self.ids.id_of(path), entry, fields)
+        notebook_id = self.ids.id_of(path)
+        try:
+            return summary(notebook_id, entry, fields)
+        except ValidationError:  # what the model refuses (a custom contents manager's listing): unread
+            return summary(notebook_id, {"path": path, "name": posixpath.basename(path)}, None)
