@@ -57,6 +57,7 @@ from .spark.connect_backend import SparkConnectBackend
 from .spark.connect_server import take_client_mode_variables
 from .spark.log_config import SparkLogConfig
 from .spark.memory_size import parse_memory_mb
+from .spark.notebook_backend import NotebookBackend
 from .spark.submit_backend import SparkSubmitBackend
 from .store import JobStore
 from .store.cluster_store import ClusterStore
@@ -324,6 +325,11 @@ class DataHarbourApp(ExtensionApp):
         help="Seconds a cell executed through POST /notebooks/{id}/cells/{cell_id}/execute may run when the "
         "request names no timeout; then the kernel is interrupted and the answer says so.",
     ).tag(config=True)
+    notebook_job_cell_timeout = Float(
+        0.0, min=0.0,
+        help="Seconds one cell of a notebook job may run before the job fails with a timeout; 0: no limit (a "
+        "notebook job's cells may run Spark work for hours; kill the job to stop it).",
+    ).tag(config=True)
     notebook_scan_limit = Integer(
         20000, min=1,
         help="Files and folders GET /notebooks/ looks at at most (recursive listings); the listing then says it is "
@@ -404,8 +410,8 @@ class DataHarbourApp(ExtensionApp):
         # What handlers reach through `self.services[...]`, one group per capability.
         self.settings["dataharbour"] = {
             "app": self, "events": self.hub, "clusters": self.clusters,
-            **self._build_jobs(), **self._build_metrics(), **self._build_platform_services(),
-            **self._build_dashboard(), **self._build_clusters(), **self._build_notebooks(),
+            **self._build_notebooks(), **self._build_jobs(), **self._build_metrics(), **self._build_platform_services(),
+            **self._build_dashboard(), **self._build_clusters(),
         }
         self.settings["dataharbour"]["monitoring_overview"] = MonitoringOverviewService(
             self.metrics, self.service_health, self.settings["dataharbour"]["dashboard"].statistics
@@ -464,8 +470,20 @@ class DataHarbourApp(ExtensionApp):
             spark_local_ip=self.spark_local_ip,
             job_retention_days=self.job_retention_days,
         )
+        backends[NotebookBackend.name] = NotebookBackend(
+            root_dir=self.root_dir,
+            state_dir=self.state_dir,
+            local_ip=self.spark_local_ip,
+            stop_grace_seconds=self.kill_grace_seconds,
+            class_data=self.class_data,
+            default_log_level=self.log_level,
+            niceness=self.run_niceness,
+            progress_interval=self.progress_interval,
+            cell_timeout=self.notebook_job_cell_timeout or None,
+        )
         self.jobs = self.job_service_class(
-            self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends, modes
+            self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends, modes,
+            notebooks=self.notebooks,
         )
         self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
         return {"jobs": self.jobs, "stream": self.stream}
@@ -565,6 +583,7 @@ class DataHarbourApp(ExtensionApp):
             default_timeout=self.cell_timeout,
             store_lock=notebooks.lock, locate=notebooks.ids.path_of,
         )
+        self.notebooks = notebooks
         return {"notebooks": notebooks, "notebook_files": NotebookFiles(notebooks), "cell_executor": self.cell_executor}
 
     def initialize_handlers(self) -> None:

@@ -78,7 +78,7 @@ def test_every_operation_documents_403_with_its_action(document):
 def test_job_submit_states_its_constraints(document):
     schema = document["components"]["schemas"]["JobSubmit"]
     assert "Exactly one of `code`" in schema["description"]
-    assert [option["required"] for option in schema["oneOf"]] == [["code"], ["file"]]
+    assert [option["required"] for option in schema["oneOf"]] == [["code"], ["file"], ["notebook"]]
     props = schema["properties"]
     assert props["name"]["maxLength"] == 200 and props["name"]["minLength"] == 1
     assert props["conf"]["propertyNames"]["pattern"] == f"^{CONF_KEY_PATTERN.pattern}$"

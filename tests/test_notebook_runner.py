@@ -108,10 +108,11 @@ def test_parameters_injected_after_the_parameters_cell_and_used(tmp_path):
     ]
     printed = f"42 it's ['a', 'b'] {tmp_path / 'work'}"
     assert lines.index("[cell 3/4] started") < lines.index(printed) < lines.index("[cell 3/4] done in T s")
-    progress = read_json(run_dir / "progress.json")
-    assert progress["cells"] == {"done": 4, "total": 4}
-    assert progress["current"] is None
+    progress = read_json(run_dir / "progress" / "cells.json")
+    assert progress["cells"] == {"total": 4, "done": 4, "failed": 0, "active": 0}
+    assert progress["current_cell"] is None
     assert progress["percent"] == 100.0
+    assert progress["kernel_ready_at"] > 0
 
 
 def test_parameters_injected_on_top_without_a_parameters_cell(tmp_path):
@@ -149,7 +150,7 @@ def test_a_failing_cell_stops_the_run(tmp_path):
     assert "return 1 / 0" in stderr and "ZeroDivisionError: division by zero" in stderr
     assert "\x1b[" not in stderr
     assert "[cell 2/3] failed after " in stdout and "[cell 3/3]" not in stdout and "after\n" not in stdout
-    assert read_json(run_dir / "progress.json")["cells"] == {"done": 1, "total": 3}
+    assert read_json(run_dir / "progress" / "cells.json")["cells"] == {"total": 3, "done": 1, "failed": 1, "active": 0}
 
 
 def test_a_cell_past_its_timeout_fails_the_run(tmp_path):
@@ -201,8 +202,9 @@ def test_sigterm_stops_a_running_cell_and_its_kernel(tmp_path):
     try:
         wait_for(lambda: "sleeping\n" in (run_dir / "stdout.log").read_text(), what="the sleeping cell")
         # Watchable mid-run: the running cell, and the notebook as of the last cell done.
-        assert read_json(run_dir / "progress.json")["current"] == 1
-        assert read_json(run_dir / "progress.json")["cells"] == {"done": 1, "total": 3}
+        assert read_json(run_dir / "progress" / "cells.json")["current_cell"] == 1
+        assert read_json(run_dir / "progress" / "cells.json")["cells"] == {"total": 3, "done": 1, "failed": 0,
+                                                                            "active": 1}
         so_far = output(run_dir)
         assert so_far.metadata["dataharbour"]["status"] == "running"
         assert so_far.cells[0].execution_count == 1 and so_far.cells[1].execution_count is None
@@ -226,4 +228,4 @@ def test_sigterm_stops_a_running_cell_and_its_kernel(tmp_path):
     assert nb.cells[2].execution_count is None
     assert not (run_dir / "error.json").exists()
     assert "[cell 2/3] stopped after " in (run_dir / "stdout.log").read_text()
-    assert read_json(run_dir / "progress.json")["cells"] == {"done": 1, "total": 3}
+    assert read_json(run_dir / "progress" / "cells.json")["cells"] == {"total": 3, "done": 1, "failed": 0, "active": 0}

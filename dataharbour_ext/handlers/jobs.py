@@ -3,8 +3,9 @@
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..models import DeleteQuery, JobQuery, JobSubmit, LogQuery, SparkUi
+from ..models import DeleteQuery, JobQuery, JobSubmit, LogQuery, OutputQuery, SparkUi
 from .base import BODY_EXPANSION, BODY_OVERHEAD_BYTES, DataHarbourHandler
+from .notebooks import attachment
 
 AUTH_RESOURCE = "dataharbour:jobs"
 # Submit, restart and kill run or stop code: jupyter_server authorizes those as "execute",
@@ -69,6 +70,22 @@ class JobLogsHandler(JobsBaseHandler):
     @authorized
     async def get(self, job_id: str):
         self.write_model(await self.jobs.logs(job_id, self.parse_query(LogQuery)))
+
+
+class JobOutputHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        query = self.parse_query(OutputQuery)
+        output = await self.jobs.output(job_id, query)
+        if query.format == "html":
+            # Shown in a browser tab: the notebook's own HTML and scripts run in a sandbox, an
+            # origin of their own, never with this server's cookies.
+            self.set_header("Content-Security-Policy", "sandbox allow-scripts")
+            self.set_header("Content-Disposition", attachment(output.filename).replace("attachment", "inline", 1))
+        else:
+            self.set_header("Content-Disposition", attachment(output.filename))
+        self.finish(output.body, set_content_type=output.content_type)
 
 
 class JobSparkUiHandler(JobsBaseHandler):

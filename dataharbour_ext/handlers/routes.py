@@ -40,6 +40,7 @@ from ..models import (
     NotebookQuery,
     NotebookSummary,
     NotebookUpdate,
+    OutputQuery,
     ServiceList,
     ServiceLogs,
     ServiceLogsQuery,
@@ -53,6 +54,7 @@ from .jobs import (
     JobHandler,
     JobKillHandler,
     JobLogsHandler,
+    JobOutputHandler,
     JobRestartHandler,
     JobSparkUiHandler,
 )
@@ -136,6 +138,13 @@ ROUTES: tuple[Route, ...] = (
         JobLogsHandler,
         (Operation("get", "Read the run log: a page from a byte offset, or the tail", response=LogPage,
                    query=LogQuery, errors=(400, 404)),),
+    ),
+    Route(
+        "/api/v1/jobs/{job_id}/output",
+        JobOutputHandler,
+        (Operation("get", "A notebook job's executed notebook (written after every cell while it runs): ipynb "
+                   "(application/x-ipynb+json, an attachment) or html (nbconvert, text/html, inline in a sandbox)",
+                   content_type="application/octet-stream", query=OutputQuery, errors=(400, 404, 409)),),
     ),
     Route(
         "/api/v1/jobs/{job_id}/spark-ui",

@@ -61,6 +61,7 @@ from .jobs import (  # noqa: F401
     LogLevel,
     LogPage,
     LogQuery,
+    OutputQuery,
     ProgressCounts,
     RunMode,
     Scalar,

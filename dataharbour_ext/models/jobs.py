@@ -1,9 +1,11 @@
 """Jobs: what a submission may say, and jobs, runs, logs as the API shows them."""
 
+import keyword
+import math
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -30,6 +32,7 @@ RESERVED_ENV_NAMES = frozenset(
     {"SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "SPARK_SUBMIT_OPTS", "SPARK_CONF_DIR"}
 )
 DEFAULT_MAX_NAME_LENGTH = 200  # DataHarbourApp.max_name_length, checked by the job service
+MAX_PARAMETERS = 1000
 
 def redact(values: dict[str, str]) -> dict[str, str]:
     """Mask secrets in conf or env, for API responses and logs (see `secrets.py`)."""
@@ -122,6 +125,28 @@ def _arg(value: Scalar) -> str:
     return text
 
 
+def _parameter_name(name: str) -> str:
+    # Each becomes a variable in the notebook's injected cell: `name = value`.
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError("not a Python identifier: a parameter becomes a variable of the notebook")
+    return name
+
+
+def _json_value(value: Any) -> Any:
+    """Values become Python literals in the injected cell: JSON values only (no NaN or Infinity)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("NaN and Infinity are not JSON values")
+        return value
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    raise ValueError("must be a JSON value")
+
+
 def _casefolded(keys: frozenset[str]) -> frozenset[str]:
     return frozenset(key.casefold() for key in keys)
 
@@ -147,6 +172,8 @@ ConfValue = Annotated[Scalar, AfterValidator(_conf_value)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 EnvValue = Annotated[Scalar, AfterValidator(_env_value)]
 Arg = Annotated[Scalar, AfterValidator(_arg)]
+ParameterName = Annotated[str, AfterValidator(_parameter_name)]
+ParameterValue = Annotated[Any, AfterValidator(_json_value)]
 
 
 LogLevel = Literal["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
@@ -154,21 +181,22 @@ LogLevel = Literal["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "O
 # Python worker on the cluster's Spark Connect server), `auto` (connect where the cluster can
 # have a Connect server, else batch).
 JobMode = Literal["batch", "connect", "auto"]
-RunMode = Literal["batch", "connect"]
+RunMode = Literal["batch", "connect", "notebook"]  # notebook: a notebook job's kernel
+
+
+def _one_source(name: str) -> dict:
+    others = [other for other in ("code", "file", "notebook") if other != name]
+    return {"required": [name], "properties": {name: {"type": "string"}, **{o: {"type": "null"} for o in others}}}
 
 
 class JobSubmit(BaseModel):
-    """Body of `POST /jobs/`. Exactly one of `code` (inline program) or `file` (a path in the
-    Jupyter contents manager) is required."""
+    """Body of `POST /jobs/`. Exactly one of `code` (inline program), `file` (a .py or .ipynb
+    path in the Jupyter contents manager, run as a script) or `notebook` (a notebook run cell
+    by cell in a kernel, with `parameters`) is required."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "oneOf": [
-                {"required": ["code"], "properties": {"code": {"type": "string"}, "file": {"type": "null"}}},
-                {"required": ["file"], "properties": {"file": {"type": "string"}, "code": {"type": "null"}}},
-            ]
-        },
+        json_schema_extra={"oneOf": [_one_source("code"), _one_source("file"), _one_source("notebook")]},
     )
 
     name: str = Field(
@@ -181,6 +209,22 @@ class JobSubmit(BaseModel):
     file: str | None = Field(
         None,
         description="Path of a .py or .ipynb file in the Jupyter contents manager. Exactly one of code or file.",
+    )
+    notebook: str | None = Field(
+        None,
+        min_length=1,
+        description="A notebook to run as a notebook job: its id (Jupyter's File ID service, as the notebooks "
+        "API shows it) or its path in the contents manager. Its cells run in order in a fresh kernel; the "
+        "executed notebook is the job's output (`GET /jobs/{id}/output`). Exactly one of code, file or notebook.",
+    )
+    parameters: Annotated[dict[ParameterName, ParameterValue], Field(max_length=MAX_PARAMETERS)] | None = Field(
+        None,
+        description="Notebook jobs: values injected as `name = value` in a cell placed after the cell tagged "
+        "`parameters` (papermill's convention; on top without one). Names are Python identifiers, values JSON.",
+    )
+    kernel_name: str | None = Field(
+        None, min_length=1, max_length=256,
+        description="Notebook jobs: the kernel to run the notebook in (default: the notebook's own kernelspec).",
     )
     cluster_id: str = Field(DEFAULT_CLUSTER_ID, min_length=1)
     args: list[Arg] = Field(
@@ -241,14 +285,25 @@ class ProgressCounts(BaseModel):
 
 
 class JobProgress(BaseModel):
-    """How far a run's Spark work has got, sampled from the driver's status tracker."""
+    """How far a run's Spark work has got, sampled from the driver's status tracker; for a
+    notebook job, also how many of its cells have run."""
 
     attempt: int
-    jobs: ProgressCounts = Field(description="Spark jobs (actions) of the run.")
-    stages: ProgressCounts = Field(description="Stages that ran or are to run (skipped stages count nowhere).")
-    tasks: ProgressCounts
+    jobs: ProgressCounts = Field(default_factory=ProgressCounts, description="Spark jobs (actions) of the run.")
+    stages: ProgressCounts = Field(
+        default_factory=ProgressCounts, description="Stages that ran or are to run (skipped stages count nowhere)."
+    )
+    tasks: ProgressCounts = Field(default_factory=ProgressCounts)
     current_stage: str | None = Field(None, description="Name of a stage running tasks now.")
-    percent: float = Field(description="Tasks done of the tasks known so far, 0-100.")
+    cells: ProgressCounts | None = Field(
+        None, description="Notebook jobs: the code cells to run (`total`), run (`done`), failed, running (`active`)."
+    )
+    current_cell: int | None = Field(
+        None, description="Notebook jobs: index in the notebook's cells of the cell running now."
+    )
+    percent: float = Field(
+        description="Tasks done of the tasks known so far, 0-100; for a notebook job, cells done of its cells."
+    )
     updated_at: UtcDatetime
 
 
@@ -257,7 +312,9 @@ class JobRun(BaseModel):
 
     attempt: int
     state: JobState
-    mode: RunMode = Field("batch", description="How this run executes: batch (spark-submit) or connect (warm).")
+    mode: RunMode = Field(
+        "batch", description="How this run executes: batch (spark-submit), connect (warm) or notebook (its kernel)."
+    )
     queued_at: UtcDatetime | None = None
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
@@ -276,15 +333,17 @@ class JobSummary(BaseModel):
     name: str
     cluster_id: str
     state: JobState
-    source: Literal["code", "file"]
+    source: Literal["code", "file", "notebook"]
     file: str | None = None
+    notebook: str | None = Field(None, description="Notebook jobs: the notebook's path when the job was submitted.")
+    parameters: dict[str, Any] | None = Field(None, description="Notebook jobs: the injected parameters.")
     args: list[str]
     conf: dict[str, str]
     env: dict[str, str]
     created_at: UtcDatetime
     updated_at: UtcDatetime
     attempt: int = Field(description="Number of the latest run (1 for the first).")
-    mode: RunMode = Field("batch", description="How the latest run executes: batch (spark-submit) or connect (warm).")
+    mode: RunMode = Field("batch", description="How the latest run executes: batch, connect or notebook.")
     requested_mode: JobMode | None = Field(None, description="The mode asked for at submit (None: the default).")
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
@@ -300,7 +359,10 @@ class JobSummary(BaseModel):
 class Job(JobSummary):
     """A job with its program text and every run (`GET /jobs/{id}`, submit, kill, restart)."""
 
-    code: str = Field(description="Program text (for a file job, the snapshot that runs).")
+    code: str = Field(
+        description="Program text (for a file job, the snapshot that runs; for a notebook job, the notebook as "
+        "it was submitted, without outputs, as nbformat JSON)."
+    )
     runs: list[JobRun] = Field(description="All attempts, oldest first.")
 
 
@@ -380,3 +442,14 @@ class DeleteQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     force: bool = Field(False, description="Kill the job first if it is still queued or running.")
+
+
+class OutputQuery(BaseModel):
+    """Query string of `GET /jobs/{id}/output`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int | None = Field(None, ge=1, le=MAX_INDEX, description="Run to read; the latest by default.")
+    format: Literal["ipynb", "html"] = Field(
+        "ipynb", description="`ipynb`: the executed notebook (nbformat JSON); `html`: rendered by nbconvert."
+    )

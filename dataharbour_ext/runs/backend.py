@@ -15,6 +15,7 @@ from .process import Supervised
 # Names of the run backends (runs.backend in the store): a job's mode picks one per run.
 BATCH_BACKEND = "spark-submit"
 CONNECT_BACKEND = "spark-connect"
+NOTEBOOK_BACKEND = "notebook"  # a notebook job: its cells in a kernel of its own (PySpark classic inside)
 
 
 @dataclass
@@ -56,7 +57,8 @@ class RunBackend(Protocol):
         """Cheap: what the run has revealed so far."""
 
     def progress_path(self, run_dir: str) -> str:
-        """The file the run's progress comes from (re-read when it changes)."""
+        """The file (or the folder of the files) the run's progress comes from: re-read when
+        its modification time changes."""
 
     def progress(self, run_dir: str) -> dict | None:
         """Cheap: the run's latest progress, `{"jobs": {total, done, failed, active},

@@ -1,11 +1,15 @@
-"""Turns a job's `file` (a contents-manager path) into the program text to run."""
+"""What a submitted job runs: its inline `code`, the program in its `file` (a contents-manager
+path, snapshotted at submit), or for a notebook job the notebook without outputs."""
 
 import asyncio
 
 import nbformat
 from jupyter_core.utils import ensure_async
 
-from ..errors import InvalidInput, PayloadTooLarge
+from ..errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
+from ..models import JobSubmit
+from . import job_notebooks
+from .program_check import check_syntax
 
 NOTEBOOK_SIZE_FACTOR = 16
 
@@ -51,3 +55,56 @@ async def read_program(contents_manager, path: str, max_bytes: int) -> str:
     except Exception as error:  # the contents manager's HTTPError (outside root, bad name) or decoding error
         raise InvalidInput("file", f"cannot read {path!r}: {getattr(error, 'log_message', None) or error}") from error
     return model["content"]
+
+
+class JobSources:
+    def __init__(self, contents_manager, notebooks, config):
+        self.contents_manager = contents_manager
+        self.notebooks = notebooks  # a NotebookService: finds a notebook job's notebook by id or path
+        self.config = config  # the job service's: its limits may change while it runs
+
+    @property
+    def max_code_bytes(self) -> int:
+        return self.config.max_code_bytes
+
+    async def resolve(self, request: JobSubmit) -> tuple[str, dict | None]:
+        """(the program, None), or for a notebook job (the notebook without outputs as JSON,
+        {"path", "parameters", "kernel_name"}). 4xx naming the field for what cannot run."""
+        given = [name for name in ("code", "file", "notebook") if getattr(request, name) is not None]
+        if len(given) > 1:
+            raise InvalidInput(given[1], f"give one of code, file or notebook, not {' and '.join(given)}")
+        if not given:
+            raise InvalidInput("code", "one of code, file or notebook is required")
+        if request.notebook is None:
+            for name in ("parameters", "kernel_name"):
+                if getattr(request, name) is not None:
+                    raise InvalidInput(name, "goes with notebook: only notebook jobs take it")
+            return await self._program(request), None
+        return await self._notebook(request)
+
+    async def _notebook(self, request: JobSubmit) -> tuple[str, dict]:
+        if self.notebooks is None:
+            raise ServiceUnavailable("notebook jobs need the notebooks service, which this server does not have")
+        if request.args:
+            raise InvalidInput("args", "a notebook job takes parameters, not args")
+        if request.mode == "connect":
+            raise InvalidInput("mode", "a notebook job runs in a kernel of its own, where SparkSession.builder "
+                               "starts a driver on the job's cluster; connect is for programs")
+        path, document, notebook_kernel = await job_notebooks.snapshot(
+            self.notebooks, request.notebook, self.max_code_bytes * NOTEBOOK_SIZE_FACTOR
+        )
+        # The kernel must exist here: a run would only fail to start it.
+        kernel = await self.notebooks.kernels.kernelspec(request.kernel_name or notebook_kernel or "python3")
+        return document, {"path": path, "parameters": request.parameters or {}, "kernel_name": kernel["name"]}
+
+    async def _program(self, request: JobSubmit) -> str:
+        code = request.code if request.code is not None else await read_program(
+            self.contents_manager, request.file, self.max_code_bytes
+        )
+        field_name = "code" if request.code is not None else "file"
+        if len(code.encode("utf-8", errors="surrogatepass")) > self.max_code_bytes:
+            raise PayloadTooLarge(f"{field_name}: the program is larger than {self.max_code_bytes} bytes")
+        if not code.strip():
+            raise InvalidInput(field_name, "the program is empty")
+        await check_syntax(code, request.file or "<job>", field_name)
+        return code

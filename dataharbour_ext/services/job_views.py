@@ -5,7 +5,8 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from ..models import Job, JobProgress, JobRun, JobState, JobSummary, as_utc, redact
-from ..runs.backend import CONNECT_BACKEND
+from ..runs.backend import CONNECT_BACKEND, NOTEBOOK_BACKEND
+from ..secrets import REDACTED, is_secret_name
 from ..store import JobRecord, RunRecord
 from .clock import utcnow
 
@@ -26,7 +27,7 @@ def progress_view(progress: dict | None) -> JobProgress | None:
 
 
 def run_mode(backend: str) -> str:
-    return "connect" if backend == CONNECT_BACKEND else "batch"
+    return {CONNECT_BACKEND: "connect", NOTEBOOK_BACKEND: "notebook"}.get(backend, "batch")
 
 
 def run_view(run: RunRecord) -> JobRun:
@@ -53,8 +54,10 @@ def _summary_fields(job: JobRecord, latest: JobRun | None, live_progress: dict |
         name=job.name,
         cluster_id=job.cluster_id,
         state=JobState(job.state),
-        source="file" if job.file else "code",
+        source="notebook" if job.notebook else "file" if job.file else "code",
         file=job.file,
+        notebook=job.notebook["path"] if job.notebook else None,
+        parameters=_parameters_view(job.notebook["parameters"]) if job.notebook else None,
         args=list(job.args),
         conf=redact(job.conf),
         env=redact(job.env),
@@ -71,6 +74,11 @@ def _summary_fields(job: JobRecord, latest: JobRun | None, live_progress: dict |
         error=latest.error if latest else None,
         progress=progress_view(live_progress) or (latest.progress if latest else None),
     )
+
+
+def _parameters_view(parameters: dict) -> dict:
+    """Parameters as shown: values of secret-looking names masked, as conf and env are."""
+    return {name: REDACTED if is_secret_name(name) else value for name, value in parameters.items()}
 
 
 def job_summary_view(job: JobRecord, live_progress: dict | None = None) -> JobSummary:

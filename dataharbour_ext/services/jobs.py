@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import os
+import posixpath
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -17,21 +18,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..errors import Conflict, Gone, InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
+from ..errors import Conflict, Gone, InvalidInput, NotFound, ServiceUnavailable
 from ..events import EventHub, job_topics
 from ..json_body import model_json_item_by_item
-from ..models import Job, JobList, JobQuery, JobState, JobSubmit, JobSummary, LogPage, LogQuery
-from ..runs.backend import RunBackend
+from ..models import (
+    NOTEBOOK_SUFFIX,
+    Job,
+    JobList,
+    JobQuery,
+    JobState,
+    JobSubmit,
+    JobSummary,
+    LogPage,
+    LogQuery,
+    OutputQuery,
+)
+from ..runs.backend import NOTEBOOK_BACKEND, RunBackend
 from ..runs.ports import PortScans
 from ..store import JobRecord, JobStore, RunRecord
 from ..store.log_files import read_page, read_tail
+from . import job_notebooks
 from .clock import utcnow
 from .clusters import Cluster, ClusterService
 from .job_modes import JobModes
-from .job_sources import read_program
+from .job_sources import JobSources
 from .job_states import ACTIVE, TERMINAL
 from .job_views import job_summary_view, job_view
-from .program_check import check_syntax
+from .notebooks import NotebookService
 from .run_engine import EngineConfig, RunEngine
 
 log = logging.getLogger("dataharbour_ext.jobs")
@@ -65,6 +78,13 @@ def after_start(method):
     return wrapper
 
 
+@dataclass(frozen=True)
+class JobOutput:
+    body: bytes
+    content_type: str
+    filename: str
+
+
 @dataclass
 class LiveUi:
     job_id: str
@@ -84,8 +104,10 @@ class JobService:
         config: JobServiceConfig,
         backends: dict[str, RunBackend],
         modes: JobModes | None = None,
+        notebooks: NotebookService | None = None,
     ):
         self.modes = modes or JobModes()
+        self.sources = JobSources(contents_manager, notebooks, config)
         self.store = store
         self.clusters = clusters
         self.hub = hub
@@ -207,6 +229,26 @@ class JobService:
             raise Conflict(f"job {job_id}: no process of the run listens on the driver UI port")
         return LiveUi(job_id, job.attempt, state, run.spark_ui_url, run.spark_app_id)
 
+    @after_start
+    async def output(self, job_id: str, query: OutputQuery) -> JobOutput:
+        """A notebook job's executed notebook (as it is so far while the run goes on)."""
+        job = await self._require(job_id, detail=False)
+        if not job.notebook:
+            raise NotFound(f"job {job_id} is not a notebook job: its output is its log")
+        attempt = query.attempt or job.attempt
+        run = await self.store.get_run(job_id, attempt)
+        if run is None:
+            raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
+        path = self._backend(run).output_path(run.run_dir)
+        body = await self._on_cpu_thread(job_notebooks.executed_notebook, path, query.format)
+        if body is None:
+            if JobState(run.state).is_terminal:
+                raise NotFound(f"job {job_id} attempt {attempt} {run.state} before its notebook started running")
+            raise Conflict(f"job {job_id} attempt {attempt} is {run.state}: its notebook has not started yet")
+        extension, content_type = job_notebooks.OUTPUT_TYPES[query.format]
+        stem = posixpath.basename(job.notebook["path"]).removesuffix(NOTEBOOK_SUFFIX)
+        return JobOutput(body, content_type, f"{stem}.{job_id[:8]}-{attempt}.{extension}")
+
     # ---- commands --------------------------------------------------------------------
 
     @after_start
@@ -214,7 +256,7 @@ class JobService:
         cluster = self.clusters.require(request.cluster_id)
         if len(request.name) > self.config.max_name_length:
             raise InvalidInput("name", f"must be at most {self.config.max_name_length} characters")
-        code = await self._program(request)
+        code, notebook = await self.sources.resolve(request)
         now = utcnow()
         job = JobRecord(
             id=uuid.uuid4().hex,
@@ -231,6 +273,7 @@ class JobService:
             updated_at=now,
             log_level=request.log_level,
             mode=request.mode,
+            notebook=notebook,
         )
         run = self._new_run(job, 1, now, cluster)
         await self.store.add_job(job, run)
@@ -302,22 +345,6 @@ class JobService:
     async def _on_cpu_thread(self, function, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self._cpu, functools.partial(function, *args, **kwargs))
 
-    async def _program(self, request: JobSubmit) -> str:
-        if request.code is not None and request.file is not None:
-            raise InvalidInput("file", "give either code or file, not both")
-        if request.code is None and request.file is None:
-            raise InvalidInput("code", "either code or file is required")
-        code = request.code if request.code is not None else await read_program(
-            self.contents_manager, request.file, self.config.max_code_bytes
-        )
-        field_name = "code" if request.code is not None else "file"
-        if len(code.encode("utf-8", errors="surrogatepass")) > self.config.max_code_bytes:
-            raise PayloadTooLarge(f"{field_name}: the program is larger than {self.config.max_code_bytes} bytes")
-        if not code.strip():
-            raise InvalidInput(field_name, "the program is empty")
-        await check_syntax(code, request.file or "<job>", field_name)
-        return code
-
     def _new_run(self, job: JobRecord, attempt: int, now, cluster: Cluster) -> RunRecord:
         return RunRecord(
             job_id=job.id,
@@ -326,7 +353,7 @@ class JobService:
             state=JobState.queued.value,
             run_dir=os.path.join(self.config.runs_dir, job.id, str(attempt)),
             queued_at=now,
-            backend=self.modes.backend_for(job.mode, cluster, job.conf),
+            backend=NOTEBOOK_BACKEND if job.notebook else self.modes.backend_for(job.mode, cluster, job.conf),
         )
 
     def _backend(self, run: RunRecord) -> RunBackend:

@@ -77,6 +77,11 @@ class NotebookContents:
         with contents_errors():
             return (await ensure_async(self.manager.get(path, content=True, type="file", format="text")))["content"]
 
+    async def size(self, path: str) -> int | None:
+        """The file's size in bytes, without reading it (None if the manager does not say)."""
+        with contents_errors():
+            return (await ensure_async(self.manager.get(path, content=False, type="file"))).get("size")
+
     async def list_folder(self, path: str) -> list[dict]:
         """The entries of folder `path` (no content), as the file browser lists them."""
         if await self.is_hidden(path):

@@ -16,9 +16,13 @@ What it leaves for the engine and the user:
 - RUN_DIR/<output>: the executed notebook, rewritten atomically after every cell (so it can
   be watched) and at the end, with `metadata.dataharbour` = {parameters, started_at,
   finished_at, status, error}; status is running, succeeded, failed or killed.
-- RUN_DIR/progress.json: {"cells": {"done": n, "total": m}, "current": index of the running
-  cell in the notebook's cells (null before the first and after the last), "percent": ...,
-  "updated_at": ...}: written as each cell starts and ends.
+- RUN_DIR/progress/cells.json: {"cells": {"total", "done", "failed", "active"},
+  "current_cell": index of the running cell in the notebook's cells (null before the first
+  and after the last), "percent": ..., "kernel_ready_at": when the kernel came up (null
+  before), "updated_at": ...}: written as the kernel comes up and as each cell starts and ends.
+- RUN_DIR/progress/spark.json and progress.json: in a Python kernel with pyspark, the
+  SparkContext hooks of bootstrap.py (installed in the kernel before the first cell) write the
+  notebook's Spark application and its Spark progress there, as a batch run's driver does.
 - its stdout: `[cell 3/12] started`, the cell's stream output as it comes (its stderr
   stream on stderr), `[cell 3/12] done in 0.42 s`. Cells are numbered among the code cells
   that run, so in a fresh kernel "cell 3" is the cell showing `In [3]` in the output.
@@ -46,9 +50,13 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from .bootstrap import PROGRESS_FILE, _write_atomically
+from .bootstrap import _write_atomically
 
 JOB_FILE = "notebook_job.json"
+PROGRESS_DIR = "progress"  # the runner's cells.json and the kernel's Spark files, watched as one folder
+CELLS_FILE = "cells.json"
+SPARK_SIGNALS_FILE = "spark.json"  # as driver_signals.SIGNALS_FILE
+BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap.py")
 ERROR_FILE = "error.json"  # as run_files.ERROR_FILE: {"error": "..."}
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -220,6 +228,8 @@ class NotebookRun:
         self.kernel_name = job.get("kernel_name") or nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
         self.cells = [index for index, cell in enumerate(nb.cells) if _runs(cell)]
         self.done = 0
+        self.failed = False
+        self.kernel_ready_at: float | None = None
         self.stop_signal: int | None = None
         self.task: asyncio.Task | None = None  # the run's, while a signal may cancel it
         self.meta = nb.metadata.setdefault("dataharbour", {})
@@ -249,6 +259,9 @@ class NotebookRun:
             await self.client.async_start_new_kernel()
             await self.client.async_start_new_kernel_client()
             await self._record_language()
+            await self._install_spark_hooks()
+            self.kernel_ready_at = time.time()
+            self._save_progress(None)
             for number, index in enumerate(self.cells, 1):
                 await self._run_cell(number, index)
         except BaseException as error:  # CancelledError included: a signal stops the run
@@ -277,13 +290,39 @@ class NotebookRun:
             raise
         self.done += 1
         self.echo.line(f"{label} done in {time.monotonic() - began:.2f} s")
-        self._save(current=index)
+        self._save(current=None)
 
     async def _record_language(self) -> None:
         """The kernel's language_info, as nbclient's own execute records it (highlighting in JupyterLab)."""
         reply = await self.client.async_wait_for_reply(self.client.kc.kernel_info())
         if reply and "language_info" in reply["content"]:
             self.nb.metadata["language_info"] = reply["content"]["language_info"]
+
+    async def _install_spark_hooks(self) -> None:
+        """bootstrap.py's SparkContext hooks, in a Python kernel that has pyspark: the engine
+        then sees the notebook's Spark application and progress as a batch run's. A silent
+        execute: no execution count, no history, nothing in the notebook."""
+        if self.nb.metadata.get("language_info", {}).get("name") != "python":
+            return
+        signals = os.path.join(self.run_dir, PROGRESS_DIR, SPARK_SIGNALS_FILE)
+        code = (
+            "def _dataharbour_hooks():\n"
+            "    import importlib.util, runpy\n"
+            "    if importlib.util.find_spec('pyspark') is None:\n"
+            "        return\n"
+            f"    bootstrap = runpy.run_path({BOOTSTRAP!r}, run_name='dataharbour_bootstrap')\n"
+            f"    bootstrap['install_hooks'](bootstrap['Signals']({signals!r}))\n"
+            "try:\n"
+            "    _dataharbour_hooks()\n"
+            "except Exception as error:\n"
+            "    import sys\n"  # the kernel's own stderr: the job's log, not a cell's output
+            "    print(f'DataHarbour: no Spark progress for this notebook ({error!r})', file=sys.__stderr__)\n"
+            "finally:\n"
+            "    del _dataharbour_hooks\n"
+        )
+        reply = await self.client.async_wait_for_reply(self.client.kc.execute(code, silent=True, store_history=False))
+        if not reply or reply["content"].get("status") != "ok":
+            self.echo.line("[notebook] could not hook Spark in the kernel: no Spark progress", to_stderr=True)
 
     def _stop(self, signum: int) -> None:
         # Once only, and not once the run ends: a cancel must never cut the kernel's shutdown short.
@@ -300,6 +339,7 @@ class NotebookRun:
             self.meta["status"] = "killed"
             return 128 + self.stop_signal
         self.meta["status"] = "failed"
+        self.failed = bool(number)
         cell = f" (cell {number})" if number else ""
         if isinstance(error, CellTimeoutError):
             summary = f"TimeoutError: the cell did not finish within {self.client.timeout_func(None):g} s{cell}"
@@ -346,12 +386,16 @@ class NotebookRun:
     def _save_progress(self, current: int | None) -> None:
         total = len(self.cells)
         percent = round(100.0 * self.done / total, 1) if total else 100.0
+        folder = os.path.join(self.run_dir, PROGRESS_DIR)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         _write_atomically(
-            os.path.join(self.run_dir, PROGRESS_FILE),
+            os.path.join(folder, CELLS_FILE),
             {
-                "cells": {"done": self.done, "total": total},
-                "current": current,
+                "cells": {"total": total, "done": self.done, "failed": int(self.failed),
+                          "active": int(current is not None)},
+                "current_cell": current,
                 "percent": percent,
+                "kernel_ready_at": self.kernel_ready_at,
                 "updated_at": time.time(),
             },
         )

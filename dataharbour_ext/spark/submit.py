@@ -15,6 +15,7 @@ still applies after them.
 """
 
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,13 +123,25 @@ def join_java_options(options: list[str]) -> str:
     return " ".join("".join("\\" + c if c.isspace() or c in "\\'\"" else c for c in option) for option in options)
 
 
-def build_command(spec: SubmitSpec) -> list[str]:
-    argv = [spark_submit(), "--master", spec.master, "--name", spec.app_name]
+def submit_options(spec: SubmitSpec) -> list[str]:
+    """spark-submit's options for the run: master, name, conf."""
+    argv = ["--master", spec.master, "--name", spec.app_name]
     if spec.properties_file:
         # spark-defaults.conf still applies; the job's own settings take precedence.
         argv += ["--properties-file", spec.properties_file, "--load-spark-defaults"]
     for key, value in default_conf(spec).items():
         argv += ["--conf", f"{key}={value}"]
+    return argv
+
+
+def pyspark_submit_args(spec: SubmitSpec) -> str:
+    """PYSPARK_SUBMIT_ARGS for a Python process that starts its own driver (a notebook job's
+    kernel): pyspark launches `spark-submit <these> pyspark-shell`, splitting it with shlex."""
+    return shlex.join([*submit_options(spec), "pyspark-shell"])
+
+
+def build_command(spec: SubmitSpec) -> list[str]:
+    argv = [spark_submit(), *submit_options(spec)]
     # Everything after the application file is the program's own arguments, so user args
     # can never be read as spark-submit options.
     if spec.signals_file:

@@ -45,7 +45,7 @@ TOTAL_TTL_SECONDS = 1.0
 # thousand jobs must cost milliseconds, not a mapping lookup per column.
 _SUMMARY_JOB_COLUMNS = [jobs.c[name] for name in (
     "id", "name", "cluster_id", "state", "file", "args", "conf", "env", "attempt", "created_at", "updated_at",
-    "log_level", "mode",
+    "log_level", "mode", "notebook",
 )]
 _SUMMARY_RUN_COLUMNS = [runs.c[name].label("latest_" + name) for name in (
     "attempt", "state", "queued_at", "started_at", "finished_at", "exit_code", "error", "spark_app_id",
@@ -172,6 +172,7 @@ def _job_record(row, run_rows=()) -> JobRecord:
         updated_at=m["updated_at"],
         log_level=m["log_level"],
         mode=m["mode"],
+        notebook=m["notebook"],
         code=m.get("code"),
         runs=[_run_record(r) for r in run_rows],
     )
@@ -180,10 +181,11 @@ def _job_record(row, run_rows=()) -> JobRecord:
 def job_summary_record(row) -> JobRecord:
     """A row of `select_job_summaries()` as a record: the job without its program, its latest run only."""
     (job_id, name, cluster_id, state, file, args, conf, env, attempt, created_at, updated_at, log_level, mode,
-     run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url, backend) = row
+     notebook, run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url,
+     backend) = row
     job = JobRecord(id=job_id, name=name, cluster_id=cluster_id, state=state, file=file, args=list(args or []),
                     conf=dict(conf or {}), env=dict(env or {}), attempt=attempt, created_at=created_at,
-                    updated_at=updated_at, log_level=log_level, mode=mode)
+                    updated_at=updated_at, log_level=log_level, mode=mode, notebook=notebook)
     if run_attempt is not None:
         job.runs = [RunRecord(job_id=job_id, attempt=run_attempt, cluster_id=cluster_id, state=run_state,
                               run_dir="", queued_at=queued_at, started_at=started_at, finished_at=finished_at,
@@ -259,7 +261,7 @@ class JobStore:
                 id=job.id, name=job.name, cluster_id=job.cluster_id, state=job.state, code=job.code or "",
                 file=job.file, args=job.args, conf=job.conf, env=job.env, attempt=job.attempt,
                 created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level, mode=job.mode,
-                tenant=self.tenant,
+                notebook=job.notebook, tenant=self.tenant,
                 duration=_ended_run_seconds(run) if run.attempt == job.attempt else None,
             ))
             db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))

@@ -76,5 +76,6 @@ class JobRecord:
     updated_at: datetime
     log_level: str | None = None
     mode: str | None = None  # asked for: "batch", "connect", "auto"; None: the cluster's default
+    notebook: dict | None = None  # notebook jobs: {"path", "parameters", "kernel_name"}
     code: str | None = None  # loaded only for one job's details, never for lists
     runs: list[RunRecord] = field(default_factory=list)  # idem

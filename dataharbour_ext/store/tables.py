@@ -38,6 +38,9 @@ jobs = Table(
     # The run mode the job asked for ("batch", "connect", "auto"); NULL: its cluster's default.
     # Each run records the backend it got (runs.backend).
     Column("mode", String(16)),
+    # Notebook jobs: {"path": the notebook's path at submit, "parameters": {...}, "kernel_name": ...};
+    # NULL for program jobs. The notebook itself (without outputs) is the job's `code`.
+    Column("notebook", JSON),
     # Whose job: servers sharing one store see, run and change only their own tenant's jobs
     # (a server can only run code as its own user).
     Column("tenant", String(256), nullable=False),

@@ -1,0 +1,147 @@
+"""The notebook run backend: a notebook job's cells run in order, in a kernel of its own, under
+the run's supervisor (`python -m dataharbour_ext.spark.notebook_runner RUN_DIR`).
+
+The run folder gets the notebook as submitted (input.ipynb), notebook_job.json (parameters,
+kernel, working folder) and the command. The kernel inherits the run's environment: Spark's
+(SPARK_HOME, SPARK_LOCAL_IP, the driver's JVM options) and PYSPARK_SUBMIT_ARGS naming the
+job's cluster and its conf (the 0600 properties file), so `SparkSession.builder.getOrCreate()`
+in a cell starts a driver on the job's cluster, as a batch run's program would.
+
+The engine reads the run from the same kinds of files as a batch run's:
+- ready (`running`): the kernel is up (progress/cells.json's kernel_ready_at);
+- progress: progress/ as one folder, cells.json from the runner and progress.json from the
+  kernel's SparkContext hooks, shown together;
+- error: error.json, which the runner writes with the failing cell's exception.
+"""
+
+import asyncio
+import json
+import os
+import sys
+
+from ..runs import folder
+from ..runs import process as supervision
+from ..runs.backend import NOTEBOOK_BACKEND, LaunchError, RunSignals
+from ..runs.process import Supervised
+from ..store import JobRecord, RunRecord
+from . import driver_signals
+from .bootstrap import PROGRESS_INTERVAL
+from .class_data import ClassDataArchive
+from .log_config import SparkLogConfig
+from .notebook_runner import CELLS_FILE, JOB_FILE, PROGRESS_DIR
+from .run_files import ERROR_FILE, SparkRunFiles
+from .submit import SubmitSpec, build_environment_overlay, pyspark_submit_args, spark_conf, write_properties
+
+INPUT_FILE = "input.ipynb"
+OUTPUT_FILE = "output.ipynb"
+PROPERTIES_FILE = "spark.properties"
+RUNNER = "dataharbour_ext.spark.notebook_runner"
+
+
+class NotebookBackend(SparkRunFiles):
+    name = NOTEBOOK_BACKEND
+
+    def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
+                 class_data: ClassDataArchive | None = None, default_log_level: str | None = None,
+                 niceness: int = 0, progress_interval: float = PROGRESS_INTERVAL,
+                 cell_timeout: float | None = None):
+        self.root_dir = root_dir
+        self.log_config = SparkLogConfig(state_dir)
+        self.local_ip = local_ip
+        self.stop_grace_seconds = stop_grace_seconds
+        self.class_data = class_data
+        self.default_log_level = default_log_level
+        self.niceness = niceness
+        self.progress_interval = progress_interval
+        self.cell_timeout = cell_timeout  # None: a cell may run as long as it needs
+
+    def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
+        try:
+            run_dir = folder.create(run.run_dir)
+            folder.clear_outcome(run_dir, ERROR_FILE, OUTPUT_FILE, os.path.join(PROGRESS_DIR, CELLS_FILE),
+                                 os.path.join(PROGRESS_DIR, driver_signals.SIGNALS_FILE),
+                                 os.path.join(PROGRESS_DIR, driver_signals.PROGRESS_FILE))
+            folder.write_private(run_dir / INPUT_FILE, job.code or "")
+            cwd = self._working_folder(job.notebook["path"])
+            folder.write_private(run_dir / JOB_FILE, json.dumps({
+                "input": INPUT_FILE,
+                "output": OUTPUT_FILE,
+                "parameters": job.notebook.get("parameters") or {},
+                "kernel_name": job.notebook.get("kernel_name"),
+                "cwd": cwd,
+                "cell_timeout": self.cell_timeout,
+            }))
+            spec = SubmitSpec(
+                master=cluster.master_url,
+                app_name=job.name,
+                app_file="",  # the kernel's pyspark starts the driver: no application file
+                conf=dict(job.conf),
+                cluster_conf=dict(cluster.conf),
+                env=dict(job.env),
+                local_ip=self.local_ip,
+                java_options=[
+                    *(self.class_data.java_options() if self.class_data else []),
+                    *self.log_config.java_options(job.log_level or cluster.log_level or self.default_log_level),
+                ],
+                progress_interval=self.progress_interval,
+            )
+            conf = spark_conf(spec)
+            if conf:
+                spec.properties_file = str(run_dir / PROPERTIES_FILE)
+                write_properties(spec.properties_file, conf)
+            env = {**build_environment_overlay(spec), "PYSPARK_SUBMIT_ARGS": pyspark_submit_args(spec)}
+            folder.write_command(run_dir, [sys.executable, "-m", RUNNER, str(run_dir)], env, cwd,
+                                 stop_grace_seconds=self.stop_grace_seconds, niceness=self.niceness)
+        except UnicodeError as error:
+            raise LaunchError(f"the job holds text that cannot be written as UTF-8 ({error.reason})") from None
+        except OSError as error:
+            raise LaunchError(f"cannot write the run folder {run.run_dir}: {error.strerror or error}") from None
+        except ValueError as error:
+            raise LaunchError(str(error)) from None
+
+    def _working_folder(self, notebook_path: str) -> str:
+        """The notebook's own folder, as when it runs in JupyterLab: relative paths in its cells
+        mean the same. The root when that folder is gone (or the contents are not on disk)."""
+        root = os.path.realpath(self.root_dir)
+        folder_path = os.path.realpath(os.path.join(root, os.path.dirname(notebook_path)))
+        inside = folder_path == root or folder_path.startswith(root + os.sep)
+        return folder_path if inside and os.path.isdir(folder_path) else root
+
+    async def launch(self, run: RunRecord, cluster) -> Supervised:
+        return await asyncio.to_thread(supervision.launch, run.run_dir, held=True)
+
+    # ---- what the engine reads ------------------------------------------------------------
+
+    def signals_path(self, run_dir: str) -> str:
+        return os.path.join(run_dir, PROGRESS_DIR, CELLS_FILE)
+
+    def signals(self, run_dir: str) -> RunSignals:
+        cells = _read_cells(run_dir)
+        return RunSignals(ready=bool(cells and cells.get("kernel_ready_at")))
+
+    def progress_path(self, run_dir: str) -> str:
+        # A folder: each atomic write into it (a rename) changes its modification time.
+        return os.path.join(run_dir, PROGRESS_DIR)
+
+    def progress(self, run_dir: str) -> dict | None:
+        cells = _read_cells(run_dir)
+        spark = driver_signals.read_progress(os.path.join(run_dir, PROGRESS_DIR))
+        if cells is None and spark is None:
+            return None
+        progress = spark or driver_signals.empty_progress()
+        if cells is not None:
+            counts = cells.get("cells") if isinstance(cells.get("cells"), dict) else {}
+            progress["cells"] = {name: driver_signals.count(counts.get(name)) for name in driver_signals.COUNTS}
+            current = cells.get("current_cell")
+            progress["current_cell"] = current if driver_signals.count(current) == current else None
+            percent = driver_signals.number(cells.get("percent"))
+            progress["percent"] = min(100.0, max(0.0, percent)) if percent is not None else 0.0
+        return progress
+
+    def output_path(self, run_dir: str) -> str:
+        """The executed notebook: rewritten after each cell while the run goes on."""
+        return os.path.join(run_dir, OUTPUT_FILE)
+
+
+def _read_cells(run_dir: str) -> dict | None:
+    return driver_signals.read_object(os.path.join(run_dir, PROGRESS_DIR, CELLS_FILE))
