@@ -437,17 +437,22 @@ class DataHarbourApp(ExtensionApp):
             self.state_dir, enabled=self.class_data_sharing, log=self.log, local_ip=self.spark_local_ip,
             extra_java_options=SparkLogConfig(self.state_dir).java_options(),
         )
+        # A driver's settings, the same for a batch run's and a notebook kernel's.
+        driver_settings = dict(
+            root_dir=self.root_dir,
+            state_dir=self.state_dir,
+            local_ip=self.spark_local_ip,
+            stop_grace_seconds=self.kill_grace_seconds,
+            class_data=self.class_data,
+            default_log_level=self.log_level,
+            niceness=self.run_niceness,
+            progress_interval=self.progress_interval,
+        )
         backends: dict = {
-            SparkSubmitBackend.name: SparkSubmitBackend(
-                root_dir=self.root_dir,
-                state_dir=self.state_dir,
-                local_ip=self.spark_local_ip,
-                stop_grace_seconds=self.kill_grace_seconds,
-                class_data=self.class_data,
-                default_log_level=self.log_level,
-                niceness=self.run_niceness,
-                progress_interval=self.progress_interval,
-            )
+            SparkSubmitBackend.name: SparkSubmitBackend(**driver_settings),
+            NotebookBackend.name: NotebookBackend(
+                **driver_settings, cell_timeout=self.notebook_job_cell_timeout or None
+            ),
         }
         modes = JobModes(self.default_job_mode, cluster_modes=self.cluster_job_modes)
         if self.connect_enabled:
@@ -469,17 +474,6 @@ class DataHarbourApp(ExtensionApp):
             poll_interval=self.poll_interval,
             spark_local_ip=self.spark_local_ip,
             job_retention_days=self.job_retention_days,
-        )
-        backends[NotebookBackend.name] = NotebookBackend(
-            root_dir=self.root_dir,
-            state_dir=self.state_dir,
-            local_ip=self.spark_local_ip,
-            stop_grace_seconds=self.kill_grace_seconds,
-            class_data=self.class_data,
-            default_log_level=self.log_level,
-            niceness=self.run_niceness,
-            progress_interval=self.progress_interval,
-            cell_timeout=self.notebook_job_cell_timeout or None,
         )
         self.jobs = self.job_service_class(
             self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends, modes,

@@ -14,53 +14,39 @@ The engine reads the run from the same kinds of files as a batch run's:
 - error: error.json, which the runner writes with the failing cell's exception.
 """
 
-import asyncio
 import json
 import os
 import sys
 
 from ..runs import folder
-from ..runs import process as supervision
-from ..runs.backend import NOTEBOOK_BACKEND, LaunchError, RunSignals
-from ..runs.process import Supervised
+from ..runs.backend import NOTEBOOK_BACKEND, RunSignals
 from ..store import JobRecord, RunRecord
 from . import driver_signals
-from .bootstrap import PROGRESS_INTERVAL
-from .class_data import ClassDataArchive
-from .log_config import SparkLogConfig
 from .notebook_runner import CELLS_FILE, JOB_FILE, PROGRESS_DIR
-from .run_files import ERROR_FILE, SparkRunFiles
-from .submit import SubmitSpec, build_environment_overlay, pyspark_submit_args, spark_conf, write_properties
+from .run_files import ERROR_FILE
+from .submit import build_environment_overlay, pyspark_submit_args
+from .submit_backend import SparkSubmitBackend, launch_errors
 
 INPUT_FILE = "input.ipynb"
 OUTPUT_FILE = "output.ipynb"
-PROPERTIES_FILE = "spark.properties"
 RUNNER = "dataharbour_ext.spark.notebook_runner"
 
 
-class NotebookBackend(SparkRunFiles):
+class NotebookBackend(SparkSubmitBackend):
+    """A spark-submit run whose driver the kernel's pyspark starts: the same driver settings,
+    another program and other signals."""
+
     name = NOTEBOOK_BACKEND
 
-    def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
-                 class_data: ClassDataArchive | None = None, default_log_level: str | None = None,
-                 niceness: int = 0, progress_interval: float = PROGRESS_INTERVAL,
-                 cell_timeout: float | None = None):
-        self.root_dir = root_dir
-        self.log_config = SparkLogConfig(state_dir)
-        self.local_ip = local_ip
-        self.stop_grace_seconds = stop_grace_seconds
-        self.class_data = class_data
-        self.default_log_level = default_log_level
-        self.niceness = niceness
-        self.progress_interval = progress_interval
+    def __init__(self, *, cell_timeout: float | None = None, **driver_settings):
+        super().__init__(**driver_settings)
         self.cell_timeout = cell_timeout  # None: a cell may run as long as it needs
 
     def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
-        try:
+        with launch_errors(run):
             run_dir = folder.create(run.run_dir)
-            folder.clear_outcome(run_dir, ERROR_FILE, OUTPUT_FILE, os.path.join(PROGRESS_DIR, CELLS_FILE),
-                                 os.path.join(PROGRESS_DIR, driver_signals.SIGNALS_FILE),
-                                 os.path.join(PROGRESS_DIR, driver_signals.PROGRESS_FILE))
+            folder.clear_outcome(run_dir, ERROR_FILE, OUTPUT_FILE, *(os.path.join(PROGRESS_DIR, name) for name in (
+                CELLS_FILE, driver_signals.SIGNALS_FILE, driver_signals.PROGRESS_FILE)))
             folder.write_private(run_dir / INPUT_FILE, job.code or "")
             cwd = self._working_folder(job.notebook["path"])
             folder.write_private(run_dir / JOB_FILE, json.dumps({
@@ -71,33 +57,11 @@ class NotebookBackend(SparkRunFiles):
                 "cwd": cwd,
                 "cell_timeout": self.cell_timeout,
             }))
-            spec = SubmitSpec(
-                master=cluster.master_url,
-                app_name=job.name,
-                app_file="",  # the kernel's pyspark starts the driver: no application file
-                conf=dict(job.conf),
-                cluster_conf=dict(cluster.conf),
-                env=dict(job.env),
-                local_ip=self.local_ip,
-                java_options=[
-                    *(self.class_data.java_options() if self.class_data else []),
-                    *self.log_config.java_options(job.log_level or cluster.log_level or self.default_log_level),
-                ],
-                progress_interval=self.progress_interval,
-            )
-            conf = spark_conf(spec)
-            if conf:
-                spec.properties_file = str(run_dir / PROPERTIES_FILE)
-                write_properties(spec.properties_file, conf)
+            # No application file: the kernel's pyspark runs spark-submit with these options.
+            spec = self.driver_spec(job, cluster, run_dir, app_file="", signals_file=None)
             env = {**build_environment_overlay(spec), "PYSPARK_SUBMIT_ARGS": pyspark_submit_args(spec)}
             folder.write_command(run_dir, [sys.executable, "-m", RUNNER, str(run_dir)], env, cwd,
                                  stop_grace_seconds=self.stop_grace_seconds, niceness=self.niceness)
-        except UnicodeError as error:
-            raise LaunchError(f"the job holds text that cannot be written as UTF-8 ({error.reason})") from None
-        except OSError as error:
-            raise LaunchError(f"cannot write the run folder {run.run_dir}: {error.strerror or error}") from None
-        except ValueError as error:
-            raise LaunchError(str(error)) from None
 
     def _working_folder(self, notebook_path: str) -> str:
         """The notebook's own folder, as when it runs in JupyterLab: relative paths in its cells
@@ -106,9 +70,6 @@ class NotebookBackend(SparkRunFiles):
         folder_path = os.path.realpath(os.path.join(root, os.path.dirname(notebook_path)))
         inside = folder_path == root or folder_path.startswith(root + os.sep)
         return folder_path if inside and os.path.isdir(folder_path) else root
-
-    async def launch(self, run: RunRecord, cluster) -> Supervised:
-        return await asyncio.to_thread(supervision.launch, run.run_dir, held=True)
 
     # ---- what the engine reads ------------------------------------------------------------
 

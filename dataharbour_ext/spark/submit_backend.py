@@ -9,6 +9,7 @@ the SparkContext is up, so the engine never has to ask the driver's REST API.
 
 import asyncio
 import os
+from contextlib import contextmanager
 
 import psutil
 
@@ -45,45 +46,59 @@ class SparkSubmitBackend(SparkRunFiles):
         self.default_log_level = default_log_level
 
     def prepare(self, job: JobRecord, run: RunRecord, cluster) -> None:
-        try:
+        with launch_errors(run):
             run_dir = folder.create(run.run_dir)
             folder.clear_outcome(run_dir, driver_signals.SIGNALS_FILE, driver_signals.PROGRESS_FILE)
             program = run_dir / PROGRAM_FILE
             folder.write_private(program, job.code or "")
-            spec = SubmitSpec(
-                master=cluster.master_url,
-                app_name=job.name,
-                app_file=str(program),
-                args=list(job.args),
-                conf=dict(job.conf),
-                cluster_conf=dict(cluster.conf),
-                env=dict(job.env),
-                local_ip=self.local_ip,
-                signals_file=str(run_dir / driver_signals.SIGNALS_FILE),
-                java_options=[
-                    *(self.class_data.java_options() if self.class_data else []),
-                    *self.log_config.java_options(job.log_level or cluster.log_level or self.default_log_level),
-                ],
-                progress_interval=self.progress_interval,
-            )
-            conf = spark_conf(spec)
-            if conf:
-                spec.properties_file = str(run_dir / PROPERTIES_FILE)
-                write_properties(spec.properties_file, conf)
+            spec = self.driver_spec(job, cluster, run_dir, app_file=str(program),
+                                    signals_file=str(run_dir / driver_signals.SIGNALS_FILE))
             folder.write_command(run_dir, build_command(spec), build_environment_overlay(spec), self.root_dir,
                                  stop_grace_seconds=self.stop_grace_seconds, niceness=self.niceness)
-        except UnicodeError as error:
-            raise LaunchError(f"the job holds text that cannot be written as UTF-8 ({error.reason})") from None
-        except OSError as error:
-            raise LaunchError(f"cannot write the run folder {run.run_dir}: {error.strerror or error}") from None
-        except ValueError as error:
-            raise LaunchError(str(error)) from None
+
+    def driver_spec(self, job: JobRecord, cluster, run_dir, app_file: str, signals_file: str | None) -> SubmitSpec:
+        """The run's driver on `cluster` with the job's settings; its conf written to the run's
+        owner-only properties file."""
+        spec = SubmitSpec(
+            master=cluster.master_url,
+            app_name=job.name,
+            app_file=app_file,
+            args=list(job.args),
+            conf=dict(job.conf),
+            cluster_conf=dict(cluster.conf),
+            env=dict(job.env),
+            local_ip=self.local_ip,
+            signals_file=signals_file,
+            java_options=[
+                *(self.class_data.java_options() if self.class_data else []),
+                *self.log_config.java_options(job.log_level or cluster.log_level or self.default_log_level),
+            ],
+            progress_interval=self.progress_interval,
+        )
+        conf = spark_conf(spec)
+        if conf:
+            spec.properties_file = str(run_dir / PROPERTIES_FILE)
+            write_properties(spec.properties_file, conf)
+        return spec
 
     async def launch(self, run: RunRecord, cluster) -> Supervised:
         return await asyncio.to_thread(supervision.launch, run.run_dir, held=True)
 
     def recorded_supervisor(self, run_dir: str) -> ProcessIdentity | None:
         return folder.read_supervisor(run_dir) or _first_release_supervisor(run_dir)
+
+
+@contextmanager
+def launch_errors(run: RunRecord):
+    """What can go wrong writing a run folder, as the LaunchError the job's `error` shows."""
+    try:
+        yield
+    except UnicodeError as error:
+        raise LaunchError(f"the job holds text that cannot be written as UTF-8 ({error.reason})") from None
+    except OSError as error:
+        raise LaunchError(f"cannot write the run folder {run.run_dir}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
 
 
 def _first_release_supervisor(run_dir: str) -> ProcessIdentity | None:
