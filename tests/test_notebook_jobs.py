@@ -198,7 +198,8 @@ async def test_a_pyspark_notebook_runs_on_the_default_cluster(api, jp_root_dir):
 
     assert done["state"] == "succeeded", (done["error"], await api.full_log(job["id"]))
     executed = await output(api, job["id"])
-    assert stream_text(executed.cells[2]) == "master local[*]\n"
-    assert stream_text(executed.cells[3]) == "sum 4950\n"
-    # The kernel's SparkContext reported itself as a batch driver does: Spark progress too.
-    assert done["progress"]["jobs"]["done"] >= 1 and done["progress"]["cells"]["done"] == 4
+    assert stream_text(executed.cells[2]) == "master local[*]\n", executed.cells[2]
+    assert stream_text(executed.cells[3]) == "sum 4950\n", executed.cells[3]
+    # The kernel's SparkContext reported itself as a batch driver does: its application, Spark progress.
+    assert (done["spark_app_id"] or "").startswith("local-"), done
+    assert done["progress"]["jobs"]["done"] >= 1 and done["progress"]["cells"]["done"] == 4, done

@@ -325,10 +325,24 @@ class RunEngine:
             return
         watched.progress_version, watched.progress_read_at = version, now
         progress = await asyncio.to_thread(watched.backend.progress, watched.run.run_dir)
+        if watched.run.spark_app_id is None and getattr(watched.backend, "late_app_signals", False):
+            await self._read_late_app_signals(watched)
         if progress is None:
             return
         watched.progress = {"attempt": watched.run.attempt, **progress, "updated_at": utcnow().isoformat()}
         self.on_progress(watched.run.job_id, watched.progress)
+
+    async def _read_late_app_signals(self, watched: Watched) -> None:
+        """The Spark application of a run that was `running` before it had one (a notebook job's
+        kernel starts its driver in a cell, if at all): its id and UI address once it is up."""
+        signals = await asyncio.to_thread(watched.backend.signals, watched.run.run_dir)
+        if not signals.app_id:
+            return
+        ui_url = f"http://{self.config.spark_local_ip}:{signals.ui_port}" if signals.ui_port else None
+        await self.store.update_run(*watched.key, touch_job=utcnow(), spark_app_id=signals.app_id,
+                                    spark_ui_url=ui_url)
+        watched.run.spark_app_id, watched.run.spark_ui_url = signals.app_id, ui_url
+        await self.on_change(watched.run.job_id)
 
     def live_progress(self, job_id: str) -> dict | None:
         watched = self._watched.get(job_id)

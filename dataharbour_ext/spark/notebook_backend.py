@@ -37,6 +37,7 @@ class NotebookBackend(SparkSubmitBackend):
     another program and other signals."""
 
     name = NOTEBOOK_BACKEND
+    late_app_signals = True  # running once the kernel is up; its Spark application comes later, if ever
 
     def __init__(self, *, cell_timeout: float | None = None, **driver_settings):
         super().__init__(**driver_settings)
@@ -78,7 +79,12 @@ class NotebookBackend(SparkSubmitBackend):
 
     def signals(self, run_dir: str) -> RunSignals:
         cells = _read_cells(run_dir)
-        return RunSignals(ready=bool(cells and cells.get("kernel_ready_at")))
+        ready = bool(cells and cells.get("kernel_ready_at"))
+        spark = driver_signals.read_signals(os.path.join(run_dir, PROGRESS_DIR))  # once a cell starts Spark
+        if spark is None:
+            return RunSignals(ready=ready)
+        return RunSignals(ready=ready, app_id=spark.app_id, ui_url=spark.ui_url, ui_port=spark.ui_port,
+                          ui_stopped=spark.stopped)
 
     def progress_path(self, run_dir: str) -> str:
         # A folder: each atomic write into it (a rename) changes its modification time.

@@ -18,6 +18,10 @@ ERROR_FILE = "error.json"  # {"error": "..."}: a summary the run wrote itself, b
 class SparkRunFiles:
     """Readers shared by the Spark run backends. Blocking (file reads): call them in a thread."""
 
+    # The run's Spark application may show up after the run is `running`: the engine then looks
+    # for it in `signals()` whenever the progress changes, until it has one.
+    late_app_signals = False
+
     def reattach(self, run: RunRecord) -> Supervised | None:
         identity = self.recorded_supervisor(run.run_dir)
         if run.pid is not None and run.pid_start_ticks is not None and run.pid_boot_id:
