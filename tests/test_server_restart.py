@@ -95,15 +95,39 @@ def test_jobs_survive_a_server_sigkill(server, tmp_path):
     assert f"DataHarbour: job {long['id']} attempt 1 succeeded" in server_log
 
 
+GATED_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "id": "wait", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "import os, time\nprint('waiting', flush=True)\nfor _ in range(3000):\n"
+                   "    if os.path.exists('nb.go'):\n        break\n    time.sleep(0.1)"},
+        {"cell_type": "code", "id": "after", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "print('after the restart')"},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
 def test_a_clean_server_stop_leaves_runs_going(server):
+    with open(os.path.join(server.root, "gated.ipynb"), "w") as f:
+        json.dump(GATED_NOTEBOOK, f)
     server.start()
     job = server.request("POST", "/api/v1/jobs/", {"name": "outlives", "code": GATED_SPARK_JOB.format(gate="x.go")})
+    notebook = server.request("POST", "/api/v1/jobs/", {"name": "notebook", "notebook": "gated.ipynb"})
     server.wait(job["id"], {"running"})
+    server.wait_for_line(notebook["id"], "waiting")
     server.stop()
     server.start()
     assert server.request("GET", f"/api/v1/jobs/{job['id']}")["state"] == "running"
     killed = server.request("POST", f"/api/v1/jobs/{job['id']}/kill")
     assert killed["state"] == "killed"
+    # A notebook job too: re-attached, it goes on to its end, its output complete.
+    assert server.request("GET", f"/api/v1/jobs/{notebook['id']}")["state"] == "running"
+    open(os.path.join(server.root, "nb.go"), "w").close()
+    done = server.wait(notebook["id"], TERMINAL, timeout=120)
+    assert done["state"] == "succeeded" and done["progress"]["cells"]["done"] == 2, done
+    executed = server.request("GET", f"/api/v1/jobs/{notebook['id']}/output")
+    assert "".join(executed["cells"][1]["outputs"][0]["text"]) == "after the restart\n"
 
 
 def test_a_run_launched_but_never_released_is_queued_again(tmp_path, store_url):
