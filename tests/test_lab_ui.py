@@ -29,8 +29,10 @@ LONG = (
     "time.sleep(600)\n"
 )
 NOTEBOOK = {
-    "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
-               "source": "print('from the notebook toolbar')"}],
+    "cells": [{"cell_type": "code", "execution_count": None, "id": "p1", "metadata": {"tags": ["parameters"]},
+               "outputs": [], "source": "greeting = 'hi'\nn = 2\n"},
+              {"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
+               "source": "print(f'{greeting} from the notebook toolbar, n * 2 = {n * 2}')"}],
     "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
     "nbformat": 4, "nbformat_minor": 5,
 }
@@ -93,7 +95,7 @@ def platform_lab(tmp_path):
 
 
 def _shot(page, name: str) -> None:
-    page.screenshot(path=os.path.join(ARTIFACTS, name))
+    page.screenshot(path=os.path.join(ARTIFACTS, name), animations="disabled")  # notifications in place
 
 
 def _open_sidebar(page) -> None:
@@ -206,14 +208,34 @@ def test_run_the_open_notebook_from_its_toolbar(lab, page):
     page.goto(f"http://127.0.0.1:{lab.port}/lab/tree/pipeline.ipynb?token={lab.token}")
     button = page.locator(".jp-NotebookPanel-toolbar [data-jp-item-name='dataharbour-run'] button")
     expect(button).to_be_visible(timeout=90_000)
+    expect(button).to_have_accessible_name("Run notebook as job")
     button.click()
+    dialog = page.locator(".jp-Dialog")
+    greeting = dialog.locator("input[name='greeting']")
+    expect(greeting).to_have_value("'hi'", timeout=30_000)  # the defaults of the cell tagged parameters
+    expect(dialog.locator("input[name='n']")).to_have_value("2")
+    greeting.fill("hello")  # text without its quotes is no Python value: the dialog says so
+    expect(dialog.locator(".dh-ParameterNote.dh-mod-error")).to_have_text(
+        "hello is not a value: text goes in quotes, e.g. 'hello'")
+    greeting.fill("'hello'")
+    dialog.locator("input[name='n']").fill("21")
+    expect(dialog.locator(".dh-ParameterNote.dh-mod-error")).to_have_count(0)
+    _shot(page, "7-notebook-job-parameters.png")
+    dialog.locator("button.jp-mod-accept").click()
     expect(page.locator(".Toastify__toast").filter(has_text='Spark job "pipeline.ipynb" submitted')).to_be_visible(
         timeout=30_000)
-    _open_sidebar(page)
-    _open_job(page, "pipeline.ipynb")
-    expect(page.locator(".dh-Details .dh-State")).to_have_text(re.compile("succeeded"), timeout=JOB_TIMEOUT_MS)
-    expect(page.locator(".dh-Log-lines")).to_contain_text("from the notebook toolbar", timeout=30_000)
-    _shot(page, "7-notebook-job.png")
+    # When the run ends, its executed notebook opens in a tab of its own, saved next to the notebook.
+    output_name = re.compile(r"pipeline\.output-[0-9a-f]{8}\.ipynb")
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=output_name)
+    expect(tab).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    output = page.locator(".jp-NotebookPanel:visible")
+    expect(output.locator(".jp-OutputArea-output")).to_contain_text(
+        "hello from the notebook toolbar, n * 2 = 42", timeout=30_000)
+    expect(output.locator(".jp-Cell").nth(1)).to_contain_text("greeting = 'hello'")  # the injected cell
+    expect(page.locator(".Toastify__toast").filter(
+        has_text=re.compile(r'Spark job "pipeline.ipynb" succeeded, output in pipeline\.output-'))).to_be_visible()
+    assert os.path.exists(os.path.join(lab.root, tab.inner_text().strip()))
+    _shot(page, "7-notebook-job-output.png")
 
 
 def _chart_points(page, selector: str) -> tuple[int, float]:

@@ -7,6 +7,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { IClusterInfo, IClusterLimits, IExternalRequest, IStandaloneRequest } from './clusters_model';
 import { IJob, IJobList, ILogPage, JobMode, errorMessage } from './model';
+import { JSONValue } from './notebook_job_model';
 import { IDashboardOverview, IMetricsHistory, IServiceStatus } from './platform_model';
 
 export class ApiError extends Error {
@@ -26,6 +27,9 @@ export interface ISubmitRequest {
   args?: string[];
   conf?: Record<string, string>;
   mode?: JobMode; // none: the server's default (DataHarbourApp.default_job_mode)
+  /** A notebook job: the notebook's contents path (or File ID), run whole, `parameters` injected. */
+  notebook?: string;
+  parameters?: Record<string, JSONValue>;
 }
 
 export class DataHarbourApi {
@@ -53,6 +57,11 @@ export class DataHarbourApi {
 
   async remove(id: string, force = false): Promise<void> {
     await this.request<void>('DELETE', `jobs/${encodeURIComponent(id)}`, undefined, force ? { force: 'true' } : {});
+  }
+
+  /** A notebook job's executed notebook (nbformat 4 JSON), as far as it has run; 409 before it has written one. */
+  notebookOutput(id: string): Promise<Record<string, unknown>> {
+    return this.request('GET', `jobs/${encodeURIComponent(id)}/output`, undefined, { format: 'ipynb' });
   }
 
   logs(id: string, params: Record<string, string | number>): Promise<ILogPage> {

@@ -1,7 +1,7 @@
 /**
  * Clusters as the API returns them, and pure functions over them (unit-tested with jest).
  */
-import { RunMode } from './model';
+import { ProgramMode } from './model';
 
 export type ClusterState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'unknown';
 
@@ -24,7 +24,7 @@ export type ConnectState = 'stopped' | 'starting' | 'ready' | 'stopping' | 'fail
 export interface IConnectInfo {
   available: boolean;
   reason?: string | null;
-  default_mode: RunMode;
+  default_mode: ProgramMode;
   state: ConnectState;
   address?: string | null;
   warm_ready: number;
@@ -134,7 +134,7 @@ export function capacitySummary(cluster: IClusterInfo, formatMb: (mb: number) =>
  * proposes the warm path wherever there is one (the API's default stays the server's, batch
  * unless configured, so scripts keep today's behaviour).
  */
-export function formMode(connect: IConnectInfo | null | undefined, picked: RunMode | null): RunMode | undefined {
+export function formMode(connect: IConnectInfo | null | undefined, picked: ProgramMode | null): ProgramMode | undefined {
   if (!connect?.available) {
     return undefined;
   }

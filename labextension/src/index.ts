@@ -23,6 +23,7 @@ import { ClustersPanel } from './clusters_panel';
 import { JobsModel } from './jobs';
 import { ACTIVE_STATES as ACTIVE, IJob } from './model';
 import { EditorFactory, JobsPanel } from './jobs_panel';
+import { NotebookJobs, isNotebookJob } from './notebook_job';
 import { PlatformModel } from './platform';
 import { PlatformPanel } from './platform_panel';
 import { DataHarbourSidebar } from './sidebar';
@@ -139,8 +140,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void model.refresh();
 
     model.ended.connect((_, job) => {
-      if (!settings.notifications) {
-        return;
+      if (!settings.notifications || isNotebookJob(job)) {
+        return; // a notebook job's end is told with its output notebook (notebook_job.ts)
       }
       const actions = [{ label: 'Show details', callback: () => showJob(job.id) }];
       if (job.state === 'succeeded') {
@@ -157,6 +158,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       showJobs();
       panel.showJob(id);
     };
+    const notebookJobs = new NotebookJobs({ app, model, settings: () => settings, showJob });
+    const isNotebook = (path: string) => path.toLowerCase().endsWith('.ipynb');
 
     const submitFile = async (path: string) => {
       const name = path.split('/').pop() || path;
@@ -171,7 +174,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
-    /** Save (the job runs what is on disk) and submit a `.py` or notebook document. */
+    /** Save (the job runs what is on disk), then run a notebook as a notebook job, a `.py` as a script. */
     const submitDocument = async (widget: IDocumentWidget) => {
       try {
         if (widget.context.model.dirty) {
@@ -181,7 +184,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
         Notification.error(`"${widget.context.path}" could not be saved: ${(error as Error).message}`);
         return;
       }
-      await submitFile(widget.context.path);
+      if (isNotebook(widget.context.path)) {
+        await notebookJobs.run(widget.context.path, widget.context.localPath);
+      } else {
+        await submitFile(widget.context.path);
+      }
     };
 
     const currentPath = (): string | null => {
@@ -258,7 +265,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const item = fileBrowser?.selectedItems().next();
         const path = item && !item.done ? item.value.path : null;
         if (path) {
-          await submitFile(path);
+          await (isNotebook(path) ? notebookJobs.run(path) : submitFile(path));
         }
       }
     });
@@ -273,13 +280,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette?.addItem({ command, category: 'DataHarbour' });
     }
 
-    // The notebook toolbar: run the notebook as a job.
+    // The notebook toolbar: run the notebook as a job, with parameters.
     app.docRegistry.addWidgetExtension('Notebook', {
       createNew: (widget: NotebookPanel, _context: DocumentRegistry.IContext<INotebookModel>) => {
         const button = new ToolbarButton({
           icon: dataharbourIcon,
-          tooltip: 'Run this notebook as a Spark job',
-          label: 'Spark job',
+          tooltip: 'Run this notebook as a job: asks for its parameters, opens the executed notebook when it ends',
+          label: 'Run notebook as job',
           onClick: () => void submitDocument(widget)
         });
         widget.toolbar.insertItem(10, 'dataharbour-run', button);

@@ -8,8 +8,8 @@ import { ISubmitRequest } from './api';
 import { ClustersModel } from './clusters';
 import { IConnectInfo, acceptsJobs, connectStatus, formMode } from './clusters_model';
 import {
-  IJob, ALL_STATES, ACTIVE_STATES, RunMode, formatDuration, modeBadge, modeDescription, modeLabel, parseConf,
-  visibleJobs
+  IJob, ALL_STATES, ACTIVE_STATES, ProgramMode, RunMode, formatDuration, formatParameters, hasProgress, modeBadge,
+  modeDescription, modeLabel, parseConf, progressLabel, visibleJobs
 } from './model';
 import { JobsModel } from './jobs';
 import { LiveStream } from './stream';
@@ -108,7 +108,7 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
   const [name, setName] = React.useState('');
   const [cluster, setCluster] = React.useState('');
   // The mode the user chose in this form session; null: the cluster's default (followed as the cluster changes).
-  const [pickedMode, setPickedMode] = React.useState<RunMode | null>(null);
+  const [pickedMode, setPickedMode] = React.useState<ProgramMode | null>(null);
   const [code, setCode] = React.useState(
     'from pyspark.sql import SparkSession\nspark = SparkSession.builder.getOrCreate()\nspark.range(10).show()\n'
   );
@@ -231,7 +231,7 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
 }
 
 /** The submit form's mode select, with the cluster's warm pool as it is now and what warm mode cannot do. */
-function ModePicker(props: { connect: IConnectInfo; mode: RunMode; onChange: (mode: RunMode) => void }) {
+function ModePicker(props: { connect: IConnectInfo; mode: ProgramMode; onChange: (mode: ProgramMode) => void }) {
   const { connect, mode } = props;
   return (
     <div className="dh-ModePicker">
@@ -239,8 +239,8 @@ function ModePicker(props: { connect: IConnectInfo; mode: RunMode; onChange: (mo
         <label>
           Mode
           <select className="jp-mod-styled dh-ModeSelect" value={mode}
-            onChange={e => props.onChange(e.target.value as RunMode)}>
-            {(['connect', 'batch'] as RunMode[]).map(m => (
+            onChange={e => props.onChange(e.target.value as ProgramMode)}>
+            {(['connect', 'batch'] as ProgramMode[]).map(m => (
               <option key={m} value={m}>{modeLabel(m)}</option>
             ))}
           </select>
@@ -323,7 +323,7 @@ function JobList(props: ISidebarProps): JSX.Element {
                 </span>
                 <span>{formatDuration(job.duration)}</span>
               </div>
-              {ACTIVE_STATES.has(job.state) && job.progress && job.progress.tasks.total > 0 && (
+              {ACTIVE_STATES.has(job.state) && hasProgress(job.progress) && (
                 <ProgressBar job={job} />
               )}
             </li>
@@ -346,7 +346,7 @@ function ModeBadge(props: { mode: RunMode }): JSX.Element {
 
 function ProgressBar(props: { job: IJob }): JSX.Element {
   const p = props.job.progress!;
-  const label = `${p.percent.toFixed(0)}% · stages ${p.stages.done}/${p.stages.total} · tasks ${p.tasks.done}/${p.tasks.total}`;
+  const label = progressLabel(p);
   return (
     <div className="dh-Progress" title={p.current_stage || label}>
       <div className="dh-Progress-bar" style={{ width: `${p.percent}%` }} />
@@ -376,11 +376,15 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
         <dt>Cluster</dt><dd>{job.cluster_id}</dd>
         <dt>Attempt</dt><dd>{job.attempt}</dd>
         {job.mode && (<><dt>Mode</dt><dd>{modeDescription(job)}</dd></>)}
+        {job.notebook && (<><dt>Notebook</dt><dd>{job.notebook}</dd></>)}
+        {job.parameters && Object.keys(job.parameters).length > 0 && (
+          <><dt>Parameters</dt><dd className="dh-Parameters">{formatParameters(job.parameters)}</dd></>
+        )}
         {job.spark_app_id && (<><dt>Spark app</dt><dd>{job.spark_app_id}</dd></>)}
         <dt>Duration</dt><dd>{formatDuration(job.duration) || '–'}</dd>
         {job.exit_code !== null && job.exit_code !== undefined && (<><dt>Exit code</dt><dd>{job.exit_code}</dd></>)}
       </dl>
-      {job.progress && job.progress.tasks.total > 0 && <ProgressBar job={job} />}
+      {hasProgress(job.progress) && <ProgressBar job={job} />}
       {job.error && <div className="dh-Error dh-JobError">{job.error}</div>}
       <div className="dh-Buttons">
         {active && <button className="jp-mod-styled jp-mod-warn" onClick={act(() => model.kill(job.id))}>Kill</button>}
@@ -391,7 +395,7 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
             props.onBack();
           })}>Delete</button>
         )}
-        {job.state === 'running' && (
+        {job.state === 'running' && (job.mode !== 'notebook' || job.spark_app_id) && (
           <button className="jp-mod-styled" onClick={() => props.openSparkUi(job)}>Open Spark UI</button>
         )}
       </div>

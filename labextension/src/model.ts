@@ -8,11 +8,14 @@ export const ACTIVE_STATES: ReadonlySet<string> = new Set(['queued', 'starting',
 export const TERMINAL_STATES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'killed', 'lost']);
 export const ALL_STATES: JobState[] = ['queued', 'starting', 'running', 'succeeded', 'failed', 'killed', 'lost'];
 
-/** How a run executes: `batch` (spark-submit, a driver JVM of its own) or `connect` (warm: a
- * pre-started worker on the cluster's Spark Connect server). */
-export type RunMode = 'batch' | 'connect';
-/** What a submission may ask for: a run mode, or `auto` (connect where the cluster can). */
-export type JobMode = RunMode | 'auto';
+/** How a run executes: `batch` (spark-submit, a driver JVM of its own), `connect` (warm: a
+ * pre-started worker on the cluster's Spark Connect server) or `notebook` (a notebook job's
+ * cells in a kernel of its own). */
+export type RunMode = ProgramMode | 'notebook';
+/** How a program (code or file) may run. */
+export type ProgramMode = 'batch' | 'connect';
+/** What a submission may ask for: a program's run mode, or `auto` (connect where the cluster can). */
+export type JobMode = ProgramMode | 'auto';
 
 export interface ICounts {
   total: number;
@@ -27,6 +30,9 @@ export interface IProgress {
   stages: ICounts;
   tasks: ICounts;
   current_stage: string | null;
+  /** Notebook jobs: the code cells to run, run, failed and running. */
+  cells?: ICounts | null;
+  current_cell?: number | null;
   percent: number;
   updated_at?: string;
 }
@@ -36,8 +42,11 @@ export interface IJob {
   name: string;
   cluster_id: string;
   state: JobState;
-  source: 'code' | 'file';
+  source: 'code' | 'file' | 'notebook';
   file?: string | null;
+  /** Notebook jobs: the notebook's path at submit, and the parameters injected into it. */
+  notebook?: string | null;
+  parameters?: Record<string, unknown> | null;
   args: string[];
   conf: Record<string, string>;
   env: Record<string, string>;
@@ -221,17 +230,44 @@ export function formatDuration(seconds: number | null | undefined): string {
 
 /** The short word for a run mode, as the job rows show it. */
 export function modeBadge(mode: RunMode): string {
-  return mode === 'connect' ? 'warm' : 'batch';
+  return mode === 'connect' ? 'warm' : mode;
 }
 
 /** A run mode in words, as the submit form's picker names it. */
 export function modeLabel(mode: RunMode): string {
-  return mode === 'connect' ? 'Warm (Spark Connect)' : 'Batch (spark-submit)';
+  switch (mode) {
+    case 'connect':
+      return 'Warm (Spark Connect)';
+    case 'notebook':
+      return 'Notebook (its cells in a kernel of its own)';
+    default:
+      return 'Batch (spark-submit)';
+  }
+}
+
+/** Whether a job has progress worth a bar: Spark tasks, or a notebook's cells. */
+export function hasProgress(progress: IProgress | null | undefined): progress is IProgress {
+  return Boolean(progress && (progress.tasks.total > 0 || (progress.cells && progress.cells.total > 0)));
+}
+
+/** The progress bar's words: cells for a notebook job, then Spark's stages and tasks when there are any. */
+export function progressLabel(progress: IProgress): string {
+  const parts = [`${progress.percent.toFixed(0)}%`];
+  if (progress.cells && progress.cells.total > 0) {
+    parts.push(`cells ${progress.cells.done}/${progress.cells.total}`);
+  }
+  if (progress.tasks.total > 0) {
+    parts.push(`stages ${progress.stages.done}/${progress.stages.total}`, `tasks ${progress.tasks.done}/${progress.tasks.total}`);
+  }
+  return parts.join(' · ');
 }
 
 /** The details' Mode entry: how the latest run executes, and why when the job did not name it. */
 export function modeDescription(job: Pick<IJob, 'mode' | 'requested_mode'>): string {
   const how = modeLabel(job.mode ?? 'batch');
+  if (job.mode === 'notebook') {
+    return how;
+  }
   if (job.requested_mode === 'auto') {
     return `${how}, chosen by auto`;
   }
@@ -239,6 +275,13 @@ export function modeDescription(job: Pick<IJob, 'mode' | 'requested_mode'>): str
     return `${how}, the server's default`;
   }
   return how;
+}
+
+/** A notebook job's parameters as `name = value` lines (values as JSON). */
+export function formatParameters(parameters: Record<string, unknown>): string {
+  return Object.entries(parameters)
+    .map(([name, value]) => `${name} = ${JSON.stringify(value)}`)
+    .join('\n');
 }
 
 /** `key=value` lines as Spark conf; throws with the line at fault. */

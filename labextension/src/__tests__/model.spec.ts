@@ -1,6 +1,7 @@
 import { StreamCursor, reconnectDelay } from '../cursor';
 import {
-  IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, mergeListing, modeBadge, modeDescription, parseConf,
+  IJob, IStreamMessage, applyMessage, errorMessage, formatDuration, formatParameters, hasProgress, mergeListing, modeBadge,
+  modeDescription, parseConf, progressLabel,
   visibleJobs
 } from '../model';
 
@@ -116,9 +117,29 @@ describe('run modes', () => {
   it('names them short in rows and in full in the details', () => {
     expect(modeBadge('connect')).toBe('warm');
     expect(modeBadge('batch')).toBe('batch');
+    expect(modeBadge('notebook')).toBe('notebook');
     expect(modeDescription({ mode: 'connect', requested_mode: 'connect' })).toBe('Warm (Spark Connect)');
     expect(modeDescription({ mode: 'batch', requested_mode: 'auto' })).toBe('Batch (spark-submit), chosen by auto');
     expect(modeDescription({ mode: 'connect', requested_mode: null })).toBe("Warm (Spark Connect), the server's default");
     expect(modeDescription({})).toBe('Batch (spark-submit)'); // an older server: no modes
+  });
+});
+
+describe('notebook job progress', () => {
+  const counts = (total: number, done: number, active = 0) => ({ total, done, failed: 0, active });
+  const base = { attempt: 1, jobs: counts(0, 0), stages: counts(0, 0), tasks: counts(0, 0), current_stage: null };
+
+  it('shows cells, and Spark stages and tasks once there are any', () => {
+    const cellsOnly = { ...base, cells: counts(5, 2, 1), current_cell: 3, percent: 40 };
+    expect(hasProgress(cellsOnly)).toBe(true);
+    expect(progressLabel(cellsOnly)).toBe('40% · cells 2/5');
+    const withSpark = { ...cellsOnly, stages: counts(2, 1), tasks: counts(8, 3) };
+    expect(progressLabel(withSpark)).toBe('40% · cells 2/5 · stages 1/2 · tasks 3/8');
+    expect(hasProgress({ ...base, percent: 0 })).toBe(false);
+    expect(hasProgress(null)).toBe(false);
+  });
+
+  it('lists parameters as name = JSON value', () => {
+    expect(formatParameters({ region: 'us', days: 3, tags: ['a'] })).toBe('region = "us"\ndays = 3\ntags = ["a"]');
   });
 });
