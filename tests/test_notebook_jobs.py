@@ -73,8 +73,12 @@ async def test_parameters_are_injected_and_the_executed_notebook_is_the_output(a
     log = await api.full_log(job["id"])
     assert "[cell 2/5] started" in log and "region us days 3 cwd reports" in log and "[cell 5/5] done in" in log
 
-    status, html = await api.call("GET", f"jobs/{job['id']}/output", params={"format": "html"})
-    assert status == 200 and "total 6" in html and "<html" in html
+    response = await api.fetch("api", "v1", "jobs", job["id"], "output", params={"format": "html"})
+    html = response.body.decode()
+    assert "total 6" in html and "<html" in html
+    # Its scripts run in a sandbox of their own origin, framed by this server only.
+    assert response.headers["Content-Security-Policy"] == "sandbox allow-scripts; frame-ancestors 'self'"
+    assert response.headers["Content-Disposition"].startswith('inline; filename="daily.')
     # The notebook itself is as it was: the job ran a snapshot.
     assert "stale" in (jp_root_dir / "reports/daily.ipynb").read_text()
 
@@ -84,6 +88,25 @@ async def test_parameters_are_injected_and_the_executed_notebook_is_the_output(a
     assert (again["state"], again["attempt"]) == ("succeeded", 2)
     assert stream_text((await output(api, job["id"], attempt=2)).cells[3]) == "total 6\n"
     assert stream_text((await output(api, job["id"], attempt=1)).cells[3]) == "total 6\n"
+
+
+async def test_secret_parameters_reach_the_kernel_but_never_an_answer(api, jp_root_dir):
+    write(jp_root_dir, "secret.ipynb", notebook(
+        code("db_password = ''\nuser = 'nobody'", "parameters"),
+        code("print('length', len(db_password), 'user', user)"),
+    ))
+
+    job = await api.submit(name="secret", notebook="secret.ipynb", parameters={"db_password": "hunter2", "user": "ann"})
+    done = await api.wait(job["id"])
+
+    assert done["state"] == "succeeded", done["error"]
+    assert done["parameters"] == {"db_password": "********", "user": "ann"}
+    executed = await output(api, job["id"])
+    assert stream_text(executed.cells[2]) == "length 7 user ann\n"  # the kernel had the real value
+    assert executed.cells[1].source == "# Parameters\ndb_password = '********'\nuser = 'ann'\n"
+    assert executed.metadata["dataharbour"]["parameters"] == {"db_password": "********", "user": "ann"}
+    status, html = await api.call("GET", f"jobs/{job['id']}/output", params={"format": "html"})
+    assert "hunter2" not in html and "hunter2" not in json.dumps(executed)
 
 
 async def test_a_notebook_job_by_file_id_and_a_failing_cell(api, jp_root_dir):
@@ -107,6 +130,11 @@ async def test_a_notebook_job_by_file_id_and_a_failing_cell(api, jp_root_dir):
     assert executed.metadata["dataharbour"]["status"] == "failed"
 
 
+DEEP = 1
+for _ in range(600):  # deeper than Python's recursion would take: a 400, never a 500
+    DEEP = [DEEP]
+
+
 @pytest.mark.parametrize(
     "body, field, words",
     [
@@ -120,10 +148,14 @@ async def test_a_notebook_job_by_file_id_and_a_failing_cell(api, jp_root_dir):
         ({"code": "print(1)", "parameters": {"a": 1}}, "parameters", "only notebook jobs"),
         ({"notebook": "notes.txt"}, "notebook", "not a notebook"),
         ({"notebook": "../outside.ipynb"}, "notebook", "outside"),
+        ({"notebook": ".hidden.ipynb"}, "notebook", "no notebook '.hidden.ipynb'"),
+        ({"notebook": "run.ipynb", "parameters": {"deep": DEEP}},
+         "parameters", "nested more than 32 levels"),
     ],
 )
 async def test_bad_notebook_jobs_are_refused_with_the_field(api, jp_root_dir, body, field, words):
     write(jp_root_dir, "run.ipynb", notebook(code("print(1)")))
+    write(jp_root_dir, ".hidden.ipynb", notebook(code("print(1)")))
     (jp_root_dir / "notes.txt").write_text("text")
 
     status, error = await api.call("POST", "jobs/", {"name": "bad", **body})

@@ -80,8 +80,8 @@ class JobOutputHandler(JobsBaseHandler):
         output = await self.jobs.output(job_id, query)
         if query.format == "html":
             # Shown in a browser tab: the notebook's own HTML and scripts run in a sandbox, an
-            # origin of their own, never with this server's cookies.
-            self.set_header("Content-Security-Policy", "sandbox allow-scripts")
+            # origin of their own, never with this server's cookies; framed by this server only.
+            self.set_header("Content-Security-Policy", "sandbox allow-scripts; frame-ancestors 'self'")
             self.set_header("Content-Disposition", attachment(output.filename).replace("attachment", "inline", 1))
         else:
             self.set_header("Content-Disposition", attachment(output.filename))

@@ -33,6 +33,7 @@ RESERVED_ENV_NAMES = frozenset(
 )
 DEFAULT_MAX_NAME_LENGTH = 200  # DataHarbourApp.max_name_length, checked by the job service
 MAX_PARAMETERS = 1000
+MAX_PARAMETER_DEPTH = 32
 
 def redact(values: dict[str, str]) -> dict[str, str]:
     """Mask secrets in conf or env, for API responses and logs (see `secrets.py`)."""
@@ -132,8 +133,11 @@ def _parameter_name(name: str) -> str:
     return name
 
 
-def _json_value(value: Any) -> Any:
-    """Values become Python literals in the injected cell: JSON values only (no NaN or Infinity)."""
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """Values become Python literals in the injected cell: JSON values only (no NaN or Infinity),
+    nested at most MAX_PARAMETER_DEPTH deep (a deeper one would exhaust the recursion limit)."""
+    if depth > MAX_PARAMETER_DEPTH:
+        raise ValueError(f"nested more than {MAX_PARAMETER_DEPTH} levels deep")
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -141,9 +145,9 @@ def _json_value(value: Any) -> Any:
             raise ValueError("NaN and Infinity are not JSON values")
         return value
     if isinstance(value, list):
-        return [_json_value(item) for item in value]
+        return [_json_value(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        return {str(key): _json_value(item) for key, item in value.items()}
+        return {str(key): _json_value(item, depth + 1) for key, item in value.items()}
     raise ValueError("must be a JSON value")
 
 
@@ -213,6 +217,7 @@ class JobSubmit(BaseModel):
     notebook: str | None = Field(
         None,
         min_length=1,
+        max_length=4096,
         description="A notebook to run as a notebook job: its id (Jupyter's File ID service, as the notebooks "
         "API shows it) or its path in the contents manager. Its cells run in order in a fresh kernel; the "
         "executed notebook is the job's output (`GET /jobs/{id}/output`). Exactly one of code, file or notebook.",

@@ -56,9 +56,9 @@ class RunBackend(Protocol):
     def signals(self, run_dir: str) -> RunSignals:
         """Cheap: what the run has revealed so far."""
 
-    def progress_path(self, run_dir: str) -> str:
-        """The file (or the folder of the files) the run's progress comes from: re-read when
-        its modification time changes."""
+    def progress_version(self, run_dir: str) -> tuple | None:
+        """Cheap (a stat or a few; on the event loop): changes whenever the run's progress
+        files change; None before there are any."""
 
     def progress(self, run_dir: str) -> dict | None:
         """Cheap: the run's latest progress, `{"jobs": {total, done, failed, active},

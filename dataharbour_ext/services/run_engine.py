@@ -310,18 +310,13 @@ class RunEngine:
             await self.on_change(watched.run.job_id)
 
     async def _read_progress(self, watched: Watched, *, final: bool = False) -> None:
-        """Publish the run's progress when its file changed: a stat per tick, a read (in a
-        thread) at most every PROGRESS_INTERVAL."""
+        """Publish the run's progress when its files changed: a stat or a few per tick, a read
+        (in a thread) at most every PROGRESS_INTERVAL."""
         now = asyncio.get_running_loop().time()
         if not final and now - watched.progress_read_at < PROGRESS_INTERVAL:
             return
-        try:
-            stat = os.stat(watched.backend.progress_path(watched.run.run_dir))
-        except OSError:
-            return
-        # Written by an atomic rename: a new inode each time, even within one mtime tick.
-        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if version == watched.progress_version:
+        version = watched.backend.progress_version(watched.run.run_dir)
+        if version is None or version == watched.progress_version:
             return
         watched.progress_version, watched.progress_read_at = version, now
         progress = await asyncio.to_thread(watched.backend.progress, watched.run.run_dir)

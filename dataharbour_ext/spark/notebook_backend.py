@@ -9,8 +9,8 @@ in a cell starts a driver on the job's cluster, as a batch run's program would.
 
 The engine reads the run from the same kinds of files as a batch run's:
 - ready (`running`): the kernel is up (progress/cells.json's kernel_ready_at);
-- progress: progress/ as one folder, cells.json from the runner and progress.json from the
-  kernel's SparkContext hooks, shown together;
+- progress: progress/cells.json from the runner and progress/progress.json from the kernel's
+  SparkContext hooks, shown together;
 - error: error.json, which the runner writes with the failing cell's exception.
 """
 
@@ -23,7 +23,7 @@ from ..runs.backend import NOTEBOOK_BACKEND, RunSignals
 from ..store import JobRecord, RunRecord
 from . import driver_signals
 from .notebook_runner import CELLS_FILE, JOB_FILE, PROGRESS_DIR
-from .run_files import ERROR_FILE
+from .run_files import ERROR_FILE, file_version
 from .submit import build_environment_overlay, pyspark_submit_args
 from .submit_backend import SparkSubmitBackend, launch_errors
 
@@ -86,9 +86,11 @@ class NotebookBackend(SparkSubmitBackend):
         return RunSignals(ready=ready, app_id=spark.app_id, ui_url=spark.ui_url, ui_port=spark.ui_port,
                           ui_stopped=spark.stopped)
 
-    def progress_path(self, run_dir: str) -> str:
-        # A folder: each atomic write into it (a rename) changes its modification time.
-        return os.path.join(run_dir, PROGRESS_DIR)
+    def progress_version(self, run_dir: str) -> tuple | None:
+        folder_path = os.path.join(run_dir, PROGRESS_DIR)
+        versions = tuple(file_version(os.path.join(folder_path, name))
+                         for name in (CELLS_FILE, driver_signals.PROGRESS_FILE, driver_signals.SIGNALS_FILE))
+        return None if versions == (None, None, None) else versions
 
     def progress(self, run_dir: str) -> dict | None:
         cells = _read_cells(run_dir)

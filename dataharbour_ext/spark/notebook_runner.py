@@ -50,6 +50,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from ..secrets import REDACTED, is_secret_name
 from .bootstrap import _write_atomically
 
 JOB_FILE = "notebook_job.json"
@@ -63,6 +64,7 @@ INJECTED_TAG = "injected-parameters"
 DEFAULT_KERNEL = "python3"
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag: such cells never run
 FAILED, BAD_JOB = 1, 2
+MAX_DEPTH = 32  # as the API's parameters (models/jobs.py MAX_PARAMETER_DEPTH)
 MAX_EVALUE_LENGTH = 500  # the summary's "(cell N)" must survive the engine's cut at 1000 characters
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -110,21 +112,29 @@ def check_parameters(parameters: dict) -> None:
             raise BadJob(f"parameter {name!r} is not a JSON value")
 
 
-def _json_value(value) -> bool:
+def _json_value(value, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
     if value is None or isinstance(value, (bool, int, str)):
         return True
     if isinstance(value, float):
         return math.isfinite(value)  # repr(nan) is no Python literal
     if isinstance(value, list):
-        return all(_json_value(item) for item in value)
+        return all(_json_value(item, depth + 1) for item in value)
     if isinstance(value, dict):
-        return all(isinstance(key, str) and _json_value(item) for key, item in value.items())
+        return all(isinstance(key, str) and _json_value(item, depth + 1) for key, item in value.items())
     return False
 
 
 def parameters_source(parameters: dict) -> str:
     lines = ["# Parameters"] + [f"{name} = {value!r}" for name, value in parameters.items()]
     return "\n".join(lines) + "\n"
+
+
+def shown_parameters(parameters: dict) -> dict:
+    """The parameters as the output notebook shows them: values of secret-looking names
+    masked, as the API masks them (the kernel gets the real ones)."""
+    return {name: REDACTED if is_secret_name(name) else value for name, value in parameters.items()}
 
 
 def inject_parameters(nb, parameters: dict) -> None:
@@ -233,7 +243,11 @@ class NotebookRun:
         self.stop_signal: int | None = None
         self.task: asyncio.Task | None = None  # the run's, while a signal may cancel it
         self.meta = nb.metadata.setdefault("dataharbour", {})
-        self.meta.update(parameters=job["parameters"], started_at=None, finished_at=None, status="running", error=None)
+        shown = shown_parameters(job["parameters"])
+        self.meta.update(parameters=shown, started_at=None, finished_at=None, status="running", error=None)
+        # The injected cell runs with the real values; the saved notebook shows the masked ones.
+        self.injected = _first_tagged(nb, INJECTED_TAG)
+        self.shown_source = parameters_source(shown) if shown != job["parameters"] else None
         timeout = job.get("cell_timeout")
         self.client = EchoingClient(
             nb,
@@ -307,9 +321,11 @@ class NotebookRun:
         signals = os.path.join(self.run_dir, PROGRESS_DIR, SPARK_SIGNALS_FILE)
         code = (
             "def _dataharbour_hooks():\n"
-            "    import importlib.util, runpy\n"
+            "    import importlib.util, os, runpy, sys\n"
             "    if importlib.util.find_spec('pyspark') is None:\n"
             "        return\n"
+            # Spark's Python workers run the kernel's Python (its packages), not the server's.
+            "    os.environ['PYSPARK_PYTHON'] = os.environ['PYSPARK_DRIVER_PYTHON'] = sys.executable\n"
             f"    bootstrap = runpy.run_path({BOOTSTRAP!r}, run_name='dataharbour_bootstrap')\n"
             f"    bootstrap['install_hooks'](bootstrap['Signals']({signals!r}))\n"
             "try:\n"
@@ -380,7 +396,16 @@ class NotebookRun:
                 client.kc = None
 
     def _save(self, current: int | None) -> None:
-        write_text_atomically(self.output_path, nbformat.writes(self.nb))
+        if self.shown_source is None or self.injected is None:
+            text = nbformat.writes(self.nb)
+        else:
+            cell = self.nb.cells[self.injected]
+            real, cell.source = cell.source, self.shown_source
+            try:
+                text = nbformat.writes(self.nb)
+            finally:
+                cell.source = real
+        write_text_atomically(self.output_path, text)
         self._save_progress(current)
 
     def _save_progress(self, current: int | None) -> None:

@@ -15,6 +15,16 @@ from . import driver_log, driver_signals
 ERROR_FILE = "error.json"  # {"error": "..."}: a summary the run wrote itself, better than a log scan
 
 
+def file_version(path: str) -> tuple | None:
+    """What changes when a file is replaced: written by an atomic rename, it gets a new inode
+    each time, even within one mtime tick. None while it is missing."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 class SparkRunFiles:
     """Readers shared by the Spark run backends. Blocking (file reads): call them in a thread."""
 
@@ -39,8 +49,8 @@ class SparkRunFiles:
     def signals_path(self, run_dir: str) -> str:
         return os.path.join(run_dir, driver_signals.SIGNALS_FILE)
 
-    def progress_path(self, run_dir: str) -> str:
-        return os.path.join(run_dir, driver_signals.PROGRESS_FILE)
+    def progress_version(self, run_dir: str) -> tuple | None:
+        return file_version(os.path.join(run_dir, driver_signals.PROGRESS_FILE))
 
     def progress(self, run_dir: str) -> dict | None:
         return driver_signals.read_progress(run_dir)

@@ -159,7 +159,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       panel.showJob(id);
     };
     const notebookJobs = new NotebookJobs({ app, model, settings: () => settings, showJob });
-    const isNotebook = (path: string) => path.toLowerCase().endsWith('.ipynb');
+    const isNotebook = (path: string) => path.endsWith('.ipynb'); // as the server tells a notebook
 
     const submitFile = async (path: string) => {
       const name = path.split('/').pop() || path;

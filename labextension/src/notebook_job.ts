@@ -43,6 +43,13 @@ export class NotebookJobs {
     const name = jobPath.split('/').pop() || jobPath;
     let cells: ICellSummary[];
     try {
+      // Open with unsaved changes (a run from the file browser): the job runs what the user sees.
+      for (const widget of this.options.app.shell.widgets('main')) {
+        const context = (widget as IDocumentWidget).context;
+        if (context?.path === path && context.model.dirty) {
+          await context.save();
+        }
+      }
       const file = await this.options.app.serviceManager.contents.get(path, { type: 'notebook', content: true });
       cells = file.content.cells;
     } catch (error) {
@@ -113,8 +120,8 @@ export class NotebookJobs {
     try {
       content = await this.options.model.api.notebookOutput(job.id);
     } catch (error) {
-      if (error instanceof ApiError && error.status === 409) {
-        throw new Error('the run ended before its first cell');
+      if (error instanceof ApiError && (error.status === 404 || error.status === 409)) {
+        throw new Error('the run ended before its notebook started running');
       }
       throw error;
     }

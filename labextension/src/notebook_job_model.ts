@@ -89,6 +89,9 @@ export function parseLiteral(text: string): JSONValue {
     }
     return value;
   } catch (error) {
+    if (error instanceof InexactValue) {
+      throw error;
+    }
     const plain = text.trim();
     if (/^[^'"()[\]{}]+$/.test(plain)) {
       // Most likely text typed without its quotes (a name, a date, a path).
@@ -99,8 +102,8 @@ export function parseLiteral(text: string): JSONValue {
 }
 
 /**
- * The parameters to send, from what the dialog's inputs hold (`texts`, by name): every
- * literal, and a computed default only where the user replaced it. `errors` tells, by name,
+ * The parameters to send, from what the dialog's inputs hold (`texts`, by name): only the
+ * values the user changed; the others keep the notebook's own line. `errors` tells, by name,
  * why a value was refused.
  */
 export function readParameters(
@@ -111,8 +114,10 @@ export function readParameters(
   const errors: Record<string, string> = {};
   for (const parameter of parameters) {
     const text = texts[parameter.name] ?? parameter.text;
-    if (parameter.value === undefined && text.trim() === parameter.text.trim()) {
-      continue; // the notebook's own expression runs
+    if (text.trim() === parameter.text.trim()) {
+      // Left as the notebook has it: its own line runs, exactly (2.0 stays a float, a
+      // computed default is computed), rather than a JSON round trip of it.
+      continue;
     }
     try {
       values[parameter.name] = parseLiteral(text);
@@ -170,6 +175,9 @@ function pythonString(text: string): string {
 const CONSTANTS: Record<string, JSONValue> = {
   True: true, False: false, None: null, true: true, false: false, null: null
 };
+/** A value that parses but could not reach the notebook as it was typed. */
+class InexactValue extends Error {}
+
 const NUMBER = /[+-]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?/y;
 const WORD = /[\p{L}_][\p{L}\p{N}_]*/uy;
 const ESCAPES: Record<string, string> = {
@@ -210,7 +218,11 @@ class LiteralReader {
       if (rest) {
         throw new Error(`not a number: ${number[0]}${rest}`);
       }
-      return Number(number[0].replace(/_/g, ''));
+      const value = Number(number[0].replace(/_/g, ''));
+      if (/^[-+]?[0-9_]+$/.test(number[0]) && !Number.isSafeInteger(value)) {
+        throw new InexactValue(`${number[0]} is too large to pass exactly (at most ${Number.MAX_SAFE_INTEGER}): pass it as text`);
+      }
+      return value;
     }
     WORD.lastIndex = this.pos;
     const word = WORD.exec(this.text);
@@ -424,6 +436,9 @@ class LiteralReader {
     if (octal) {
       this.pos += 1 + octal[0].length;
       return String.fromCharCode(parseInt(octal[0], 8));
+    }
+    if (next === 'N') {
+      throw new InexactValue('\\N{...} escapes are not supported here: type the character itself');
     }
     this.pos += 2;
     return '\\' + next; // Python keeps an unknown escape as written

@@ -171,15 +171,27 @@ describe('parseLiteral', () => {
 describe('readParameters', () => {
   const parameters = parseParameters("greeting = 'hi'\nn = 2\npath = os.getcwd()\n");
 
-  it('sends every literal, and a computed default only when replaced', () => {
+  it('sends only what the user changed: the notebook keeps its own lines for the rest', () => {
     expect(readParameters(parameters, { greeting: "'hello'" })).toEqual({
-      values: { greeting: 'hello', n: 2 },
+      values: { greeting: 'hello' },
       errors: {}
     });
     expect(readParameters(parameters, { greeting: "'hi'", n: '3', path: "'/data'" })).toEqual({
-      values: { greeting: 'hi', n: 3, path: '/data' },
+      values: { n: 3, path: '/data' },
       errors: {}
     });
+  });
+
+  it('refuses edited values it cannot pass exactly', () => {
+    const typed = readParameters(parameters, { n: '12345678901234567891', greeting: "'\\N{EM DASH}'" });
+    expect(typed.values).toEqual({});
+    expect(typed.errors.n).toMatch(/too large to pass exactly/);
+    expect(typed.errors.greeting).toMatch(/N\{\.\.\.\} escapes are not supported/);
+  });
+
+  it('leaves untouched defaults JSON cannot carry as they are', () => {
+    const exact = parseParameters('ratio = 2.0\nbig = 12345678901234567891\npair = (1, 2)\n');
+    expect(readParameters(exact, {})).toEqual({ values: {}, errors: {} });
   });
 
   it('tells which values it refuses', () => {
