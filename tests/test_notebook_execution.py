@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from dataharbour_ext.errors import InvalidInput, NotFound
-from dataharbour_ext.services import notebook_execution
+from dataharbour_ext.services import notebook_execution, notebook_outputs
 from dataharbour_ext.services.notebook_execution import CellExecutor
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
@@ -227,6 +227,13 @@ async def test_through_the_api_a_cell_runs_in_a_real_kernel_and_its_outputs_are_
 
         status, run = await api.call("POST", f"{base}/{slow['id']}/execute", {"timeout": 2})
         assert status == 200 and run["status"] == "timeout" and "2" in run["message"], run
+
+        # Outputs too large to answer on the event loop: dumped on a worker thread, the same JSON.
+        _, large = await api.call("POST", base, {"cell_type": "code", "source": "print('x' * 100_000)"})
+        status, run = await api.call("POST", f"{base}/{large['id']}/execute", {})
+        assert status == 200 and run["outputs"] == [
+            {"output_type": "stream", "name": "stdout", "text": "x" * 100_000 + "\n"}
+        ]
     finally:
         for session in json.loads((await jp_fetch("api", "sessions")).body):
             await jp_fetch("api", "sessions", session["id"], method="DELETE")
@@ -255,3 +262,168 @@ async def test_a_notebook_renamed_while_its_cell_runs_gets_the_outputs_at_its_ne
         await asyncio.gather(running, return_exceptions=True)
         for session in json.loads((await jp_fetch("api", "sessions")).body):
             await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+# ---- stores: the notebook's content kept between executes, outputs saved together ----------
+
+
+def _server_config(**server_app) -> dict:
+    """conftest's server config with other ServerApp settings."""
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"dataharbour_ext": True, "jupyter_server_fileid": True,
+                                    "jupyter_server_terminals": False},
+            "allow_unauthenticated_access": False,
+            **server_app,
+        },
+        "BaseFileIdManager": {"db_path": ":memory:"},
+        "DataHarbourApp": {"class_data_sharing": False, "metrics_interval": 0.0},
+    }  # fmt: skip
+
+
+def _count_calls(monkeypatch, manager, method_name: str, calls: list) -> None:
+    """Record the arguments of each call of the contents manager's `method_name` (sync or async)."""
+    original = getattr(manager, method_name)
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(manager, method_name, recording)
+
+
+async def _delete_sessions(jp_fetch):
+    for session in json.loads((await jp_fetch("api", "sessions")).body):
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+async def test_an_unchanged_notebook_is_not_read_again_and_a_changed_one_is(executor, extension, jp_root_dir,
+                                                                            monkeypatch):  # fmt: skip
+    first, other = _write_notebook(jp_root_dir, "again.ipynb", "print('first')", "'other'")
+    reads = []
+    _count_calls(monkeypatch, extension.serverapp.contents_manager, "get", reads)
+
+    def full_reads():
+        return sum(1 for _, kwargs in reads if kwargs.get("content", True))
+
+    for count in (1, 2, 3):
+        run = await executor.execute("again", "again.ipynb", first, timeout=30)
+        assert (run.status, run.execution_count) == ("ok", count)
+    assert full_reads() == 1  # then the file's version only: it is the one the last store wrote
+
+    await executor.settled()
+    nb = nbformat.read(jp_root_dir / "again.ipynb", as_version=4)
+    nb.cells[0].source = "print('changed on disk')"  # as an editor would change it
+    nbformat.write(nb, jp_root_dir / "again.ipynb")
+    run = await executor.execute("again", "again.ipynb", first, timeout=30)
+    assert run.outputs == [{"output_type": "stream", "name": "stdout", "text": "changed on disk\n"}]
+    assert full_reads() == 2
+    stored = await _stored_cells(executor, jp_root_dir, "again.ipynb")
+    assert (stored[first].source, stored[first].outputs, stored[other].source) == (
+        "print('changed on disk')", run.outputs, "'other'")  # fmt: skip
+
+
+async def test_outputs_of_quick_executes_are_saved_together_and_api_reads_wait_for_them(api, extension, jp_fetch,
+                                                                                         monkeypatch):  # fmt: skip
+    monkeypatch.setattr(notebook_outputs, "STORE_INTERVAL_SECONDS", 2.0)
+    _, notebook = await api.call("POST", "notebooks/", {"name": "quick"})
+    base = f"notebooks/{notebook['id']}/cells"
+    cells = [(await api.call("POST", base, {"source": f"print({n})"}))[1] for n in range(3)]
+    saves = []
+    _count_calls(monkeypatch, extension.serverapp.contents_manager, "save", saves)
+    try:
+        runs = [await api.call("POST", f"{base}/{cell['id']}/execute", {}) for cell in cells]
+        assert [(status, run["status"]) for status, run in runs] == [(200, "ok")] * 3, runs
+
+        # Waits for the notebook's store lock, held until every answered execute's outputs are saved.
+        _, stored = await api.call("GET", f"notebooks/{notebook['id']}")
+        assert [cell["outputs"] for cell in stored["cells"]] == [run["outputs"] for _, run in runs]
+        assert [cell["execution_count"] for cell in stored["cells"]] == [1, 2, 3]
+        # The first at once; the two that came within STORE_INTERVAL_SECONDS of it, in one save.
+        assert len(saves) == 2
+    finally:
+        await _delete_sessions(jp_fetch)
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [_server_config(),
+     _server_config(contents_manager_class="jupyter_server.services.contents.filemanager.FileContentsManager")],
+    ids=["async-contents-manager", "sync-contents-manager"],
+)  # fmt: skip
+@pytest.mark.filterwarnings("ignore:The synchronous ContentsManager classes are deprecated:DeprecationWarning")
+async def test_an_edit_through_the_contents_api_between_quick_executes_is_run_and_kept(api, extension, jp_fetch,
+                                                                                        monkeypatch):  # fmt: skip
+    monkeypatch.setattr(notebook_outputs, "STORE_INTERVAL_SECONDS", 2.0)
+    _, notebook = await api.call("POST", "notebooks/", {"name": "edited"})
+    base = f"notebooks/{notebook['id']}/cells"
+    _, first = await api.call("POST", base, {"source": "print('first')"})
+    _, second = await api.call("POST", base, {"source": "print('second')"})
+    path = ("api", "contents", "edited.ipynb")
+    try:
+        status, run = await api.call("POST", f"{base}/{first['id']}/execute", {})
+        assert status == 200 and run["execution_count"] == 1, run
+        await extension.cell_executor.settled()
+        # Its outputs wait for STORE_INTERVAL_SECONDS after the first save, holding the store lock.
+        status, run = await api.call("POST", f"{base}/{first['id']}/execute", {})
+        assert status == 200 and run["execution_count"] == 2, run
+
+        # JupyterLab saves an edit of the other cell meanwhile (its contents API takes no lock of ours).
+        model = json.loads((await jp_fetch(*path)).body)
+        model["content"]["cells"][1]["source"] = "print('edited in JupyterLab')"
+        await jp_fetch(*path, method="PUT", body=json.dumps({"type": "notebook", "format": "json",
+                                                             "content": model["content"]}))  # fmt: skip
+
+        status, run = await api.call("POST", f"{base}/{second['id']}/execute", {})
+        assert status == 200 and run["outputs"] == [
+            {"output_type": "stream", "name": "stdout", "text": "edited in JupyterLab\n"}], run  # fmt: skip
+        _, stored = await api.call("GET", f"notebooks/{notebook['id']}")
+        assert [(c["source"], c["execution_count"]) for c in stored["cells"]] == [
+            ("print('first')", 2), ("print('edited in JupyterLab')", 3)]  # fmt: skip
+        assert stored["cells"][1]["outputs"] == run["outputs"]
+    finally:
+        await _delete_sessions(jp_fetch)
+
+
+async def test_executes_in_quick_succession_let_the_notebook_api_take_its_turn(api, extension, jp_fetch, monkeypatch):
+    # A store holds the notebook's lock while executes keep adding outputs to it, for at most
+    # STORE_HOLD_SECONDS: then an execute waits for the lock, and the API's calls waiting get it first.
+    monkeypatch.setattr(notebook_outputs, "STORE_HOLD_SECONDS", 0.3)
+    # Saves slower than a cell's run: every save sees another execute answered, which joins the store.
+    manager = extension.serverapp.contents_manager
+    save = manager.save
+
+    async def slow_save(*args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await save(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "save", slow_save)
+    _, notebook = await api.call("POST", "notebooks/", {"name": "busy"})
+    base = f"notebooks/{notebook['id']}/cells"
+    _, cell = await api.call("POST", base, {"source": "1+1"})
+    execute = f"{base}/{cell['id']}/execute"
+    answered = []
+    stop = asyncio.Event()
+
+    async def keep_executing():
+        while not stop.is_set():
+            status, run = await api.call("POST", execute, {})
+            assert status == 200 and run["status"] == "ok", run
+            answered.append(run["execution_count"])
+
+    try:
+        assert (await api.call("POST", execute, {}))[0] == 200  # starts the kernel
+        executing = asyncio.ensure_future(keep_executing())
+        await _until(lambda: len(answered) >= 3 or executing.done(), what="executes answered")
+        status, added = await asyncio.wait_for(api.call("POST", base, {"source": "'added meanwhile'"}), 30)
+        assert status == 201 and not executing.done(), added
+        before = len(answered)
+        await _until(lambda: len(answered) > before + 2 or executing.done(), what="executes go on")
+        stop.set()
+        await executing
+        _, stored = await api.call("GET", f"notebooks/{notebook['id']}")
+        assert [c["source"] for c in stored["cells"]] == ["1+1", "'added meanwhile'"]
+        assert stored["cells"][0]["execution_count"] == answered[-1]
+    finally:
+        stop.set()
+        await _delete_sessions(jp_fetch)

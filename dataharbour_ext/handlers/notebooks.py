@@ -155,6 +155,10 @@ class NotebookCellHandler(NotebooksBaseHandler):
 
 
 class NotebookCellExecuteHandler(NotebooksBaseHandler):
+    # Outputs of at most this many characters are answered without a worker thread: the hop to
+    # one costs more than their dump (a `1+1` cell runs in a few milliseconds).
+    small_outputs_chars = 64 * 1024
+
     @web.authenticated
     @authorized(RUN_CODE)
     async def post(self, notebook_id: str, cell_id: str):
@@ -169,7 +173,22 @@ class NotebookCellExecuteHandler(NotebooksBaseHandler):
         run = await executor.execute(notebook_id, path, cell_id, request.timeout)
         execution = CellExecution(cell_id=cell_id, status=run.status, execution_count=run.execution_count,
                                   outputs=run.outputs, message=run.message)  # fmt: skip
-        await self.write_notebook_model(execution, "outputs")
+        if self._outputs_chars(run.outputs) <= self.small_outputs_chars:
+            self.write_json(model_json_item_by_item(execution, "outputs"))
+        else:
+            await self.write_notebook_model(execution, "outputs")
+
+    def _outputs_chars(self, outputs: list[dict]) -> int:
+        """The characters of the outputs' text, data and tracebacks; anything but text (JSON
+        data) counts as large."""
+        chars = 0
+        for output in outputs:
+            for value in (output.get("text"), *(output.get("data") or {}).values(), *(output.get("traceback") or ())):
+                if isinstance(value, str):
+                    chars += len(value)
+                elif value is not None:
+                    return self.small_outputs_chars + 1
+        return chars
 
 
 class NotebookExportHandler(NotebooksBaseHandler):

@@ -5,10 +5,11 @@ and stores its outputs and execution count in the notebook, as JupyterLab does.
   the notebook is open), else a new session made through the session manager, so that
   JupyterLab opening the notebook later joins the same kernel.
 - The run: nbclient's `async_execute_cell` on a client of that kernel (outputs, clear_output,
-  display updates, stream merging as nbclient does them). A timeout interrupts the kernel and
-  returns what came so far; an error in the cell is its traceback output.
-- The store: the notebook is read again just before saving, so edits made to other cells while
-  the cell ran are kept; a cell deleted meanwhile is not stored, and the result still returned.
+  display updates, stream merging as nbclient does them), on a copy of the cell. A timeout
+  interrupts the kernel and returns what came so far; an error in the cell is its traceback output.
+- The store: the notebook's content comes from, and the outputs go to, a NotebookOutputs
+  (services/notebook_outputs.py): stored after the answer, reads that cost a stat, saves that
+  overlap the next execute and take in its outputs.
 
 Executes on one notebook run one after the other (a lock per notebook id), and so do executes on one
 kernel (they share its client, see _KernelLink). Markdown and raw cells are refused (InvalidInput):
@@ -25,14 +26,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from queue import Empty
 
+import nbformat
 import zmq
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.session import new_id
 from jupyter_server.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
 
 from ..errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from .notebook_outputs import NotebookOutputs
 
 log = logging.getLogger("dataharbour_ext.notebooks")
 
@@ -68,18 +72,12 @@ class CellExecutor:
                  locate: Callable[[str], str] | None = None):  # fmt: skip
         self.kernel_manager = kernel_manager
         self.session_manager = session_manager
-        self._contents_manager = contents_manager
-        # Held (by notebook id) while the notebook is read and its outputs stored: the lock the
-        # notebook API's own changes hold, so an added cell and stored outputs both land.
-        self._store_lock = store_lock or (lambda notebook_id: contextlib.nullcontext())
-        # Where the notebook is now (by id): outputs follow a rename made while the cell ran.
-        self._locate = locate
         self.default_timeout = default_timeout
         self.connect_timeout = connect_timeout
         self._notebooks = _KeyedLocks()
         self._kernels = _KeyedLocks()
         self._links: dict[str, _KernelLink] = {}
-        self._stores: set[asyncio.Task] = set()  # outputs being stored after their answer
+        self.outputs = NotebookOutputs(contents_manager, store_lock, locate, busy=self._notebooks.held)
 
     async def execute(self, notebook_id: str, path: str, cell_id: str, timeout: float | None = None) -> CellRun:
         """Run cell `cell_id` of notebook `notebook_id` (at `path` now)."""
@@ -88,40 +86,40 @@ class CellExecutor:
             raise InvalidInput("timeout", "must be a positive number of seconds")
         path = path.strip("/")
         async with self._notebooks.hold(notebook_id):
-            async with self._store_lock(notebook_id):  # not while outputs are being saved: a save writes in place
-                nb = await self._read(path)
-            index = _cell_index(nb, cell_id)
-            if nb.cells[index].cell_type != "code":
-                raise InvalidInput("cell_id", f"cell {cell_id} is a {nb.cells[index].cell_type} cell; "
+            nb = await self.outputs.notebook_to_run(notebook_id, path)
+            cell = nb.cells[_cell_index(nb, cell_id)]
+            if cell.cell_type != "code":
+                raise InvalidInput("cell_id", f"cell {cell_id} is a {cell.cell_type} cell; "
                                               "only code cells can be executed")  # fmt: skip
-            if not nb.cells[index].source.strip():
+            if not cell.source.strip():
                 run = CellRun("ok", None, [])  # as JupyterLab: nothing to send, outputs cleared
             else:
-                kernel_id = await self._kernel_of(path, nb)
-                run = await self._run_in_kernel(kernel_id, nb, index, timeout)
-            await self._begin_store(notebook_id, path, cell_id, run)
+                # Taken now: the content is shared with the notebook's stores, which change it.
+                kernel_name = (nb.metadata.get("kernelspec") or {}).get("name")
+                cell = nbformat.from_dict({**cell, "outputs": [], "execution_count": None})
+                kernel_id = await self._kernel_of(path, kernel_name)
+                run = await self._run_in_kernel(kernel_id, cell, timeout)
+            await self.outputs.store_after_answer(notebook_id, path, cell_id, run)
             return run
 
     async def settled(self) -> None:
         """Once the outputs of every execute answered so far are stored."""
-        while self._stores:
-            await asyncio.gather(*self._stores, return_exceptions=True)
+        await self.outputs.settled()
 
     async def stop(self) -> None:
-        if self._stores:
-            await asyncio.gather(*self._stores, return_exceptions=True)
+        await self.outputs.stop()
         for link in self._links.values():
             link.close()
         self._links.clear()
 
     # ---- the kernel -------------------------------------------------------------------
 
-    async def _kernel_of(self, path: str, nb) -> str:
+    async def _kernel_of(self, path: str, kernel_name: str | None) -> str:
         """The kernel id of the notebook's session, made if there is none."""
         for session in await ensure_async(self.session_manager.list_sessions()):
             if (session.get("path") or "").strip("/") == path and session.get("kernel"):
                 return session["kernel"]["id"]
-        kernel_name = (nb.metadata.get("kernelspec") or {}).get("name") or self.kernel_manager.default_kernel_name
+        kernel_name = kernel_name or self.kernel_manager.default_kernel_name
         try:
             session = await ensure_async(self.session_manager.create_session(
                 path=path, name=posixpath.basename(path), type="notebook", kernel_name=kernel_name))  # fmt: skip
@@ -130,7 +128,7 @@ class CellExecutor:
         log.info("DataHarbour: started kernel %s (%s) for %s", session["kernel"]["id"], kernel_name, path)
         return session["kernel"]["id"]
 
-    async def _run_in_kernel(self, kernel_id: str, nb, index: int, timeout: float) -> CellRun:
+    async def _run_in_kernel(self, kernel_id: str, cell: NotebookNode, timeout: float) -> CellRun:
         self._close_links_of_gone_kernels()
         async with self._kernels.hold(kernel_id):
             try:
@@ -151,12 +149,11 @@ class CellExecutor:
                 self._close_link(kernel_id)
                 raise
             try:
-                return await _run_cell(kernel, link, nb, index, timeout)
+                return await _run_cell(kernel, link, cell, timeout)
             except DeadKernelError:
                 self._close_link(kernel_id)
                 if _being_cancelled():
                     raise asyncio.CancelledError() from None  # nbclient says "dead" when cancelled
-                cell = nb.cells[index]
                 return CellRun("error", cell.get("execution_count"), list(cell.outputs),
                                "DeadKernelError: the kernel died while running the cell")  # fmt: skip
             finally:
@@ -173,68 +170,6 @@ class CellExecutor:
             if kernel_id not in self.kernel_manager and not self._kernels.held(kernel_id):
                 self._close_link(kernel_id)
 
-    # ---- the notebook -----------------------------------------------------------------
-
-    async def _read(self, path: str):
-        try:
-            model = await self._contents("get", path, content=True, type="notebook")
-        except Exception as error:
-            status = getattr(error, "status_code", None)  # the manager's tornado HTTPError
-            if status == 404:
-                raise NotFound(f"no notebook at {path}") from None
-            if status is not None and 400 <= status < 500:
-                raise InvalidInput("path", getattr(error, "log_message", None) or str(error)) from None
-            raise
-        return model["content"]
-
-    async def _begin_store(self, notebook_id: str, path: str, cell_id: str, run: CellRun) -> None:
-        """Store the outputs after the answer (a save costs more than the cell's run), holding
-        the store lock from now on: a read of the notebook through the API, which waits for that
-        lock, sees them, and so does the next execute on it, which reads after this store."""
-        guard = self._store_lock(notebook_id)
-        await guard.__aenter__()
-
-        async def store() -> None:
-            try:
-                where = path
-                if self._locate is not None:
-                    try:
-                        where = self._locate(notebook_id)  # renamed while the cell ran: where it is now
-                    except NotFound:
-                        log.info("DataHarbour: notebook %s is gone; the outputs of cell %s are not stored",
-                                 notebook_id, cell_id)
-                        return
-                await self._store_now(where, cell_id, run)
-            except Exception:
-                log.exception("DataHarbour: the outputs of cell %s could not be stored in %s", cell_id, path)
-            finally:
-                await guard.__aexit__(None, None, None)
-
-        task = asyncio.create_task(store(), name=f"dataharbour-store-{cell_id}")
-        self._stores.add(task)
-        task.add_done_callback(self._stores.discard)
-
-    async def _store_now(self, path: str, cell_id: str, run: CellRun) -> None:
-        try:
-            nb = await self._read(path)
-        except NotFound:
-            log.info("DataHarbour: %s is gone; the outputs of cell %s are not stored", path, cell_id)
-            return
-        cell = next((c for c in nb.cells if c.get("id") == cell_id), None)
-        if cell is None:
-            log.info("DataHarbour: cell %s left %s while it ran; its outputs are not stored", cell_id, path)
-            return
-        cell.outputs = run.outputs
-        cell.execution_count = run.execution_count
-        await self._contents("save", {"type": "notebook", "format": "json", "content": nb}, path)
-
-    async def _contents(self, method_name: str, *args, **kwargs):
-        """Call the contents manager, awaited. A synchronous one is called on the loop, as
-        Jupyter's own contents handlers call it: its events' listeners (the File ID service's)
-        are tasks of the calling thread (services/notebook_contents.py)."""
-        manager = self._contents_manager() if callable(self._contents_manager) else self._contents_manager
-        return await ensure_async(getattr(manager, method_name)(*args, **kwargs))
-
 
 def _being_cancelled() -> bool:
     task = asyncio.current_task()
@@ -248,29 +183,17 @@ def _cell_index(nb, cell_id: str) -> int:
     raise NotFound(f"no cell {cell_id} in the notebook")
 
 
-async def _run_cell(kernel, link: "_KernelLink", nb, index: int, timeout: float) -> CellRun:
+async def _run_cell(kernel, link: "_KernelLink", cell: NotebookNode, timeout: float) -> CellRun:
+    """Run `cell` (a copy of the notebook's, filled with its outputs here)."""
     replies: list[dict] = []
-    client = NotebookClient(
-        nb, km=kernel, log=log,
-        timeout_func=lambda cell: timeout,  # the `timeout` trait takes whole seconds only
-        interrupt_on_timeout=True,
-        iopub_timeout=IOPUB_PATIENCE_SECONDS,
-        # Return once interrupted (with the outputs the interrupt brings within iopub_timeout)
-        # instead of waiting for a reply that a kernel ignoring SIGINT never sends.
-        error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "", "traceback": []},
-        # An error is a result, not an exception; nbclient then sends stop_on_error=False, so a
-        # failing cell does not abort the requests queued behind it (JupyterLab's).
-        allow_errors=True,
-        record_timing=False,  # the stored cell keeps its metadata as it was
-        coalesce_streams=True,  # one stdout output, as JupyterLab stores it, not one per flush
-        skip_cells_with_tag="",  # "skip-execution" is for whole-notebook runs, not an explicit execute
-        on_cell_executed=lambda execute_reply, **_: replies.append(execute_reply),
-    )  # fmt: skip
-    client.kc = link.client
-    cell = nb.cells[index]
-    cell.outputs = []
-    cell.execution_count = None  # an aborted request has none; never keep the old one
-    await client.async_execute_cell(cell, index, store_history=True)
+    client = link.notebook_client
+    # A notebook of this cell alone: nbclient keeps the cell there, and display updates find it there.
+    client.nb = NotebookNode(nbformat=4, nbformat_minor=5, metadata=NotebookNode(), cells=[cell])
+    client.timeout_func = lambda cell: timeout  # the `timeout` trait takes whole seconds only
+    client.on_cell_executed = lambda execute_reply, **_: replies.append(execute_reply)
+    client.reset_execution_trackers()  # the displays, widgets and comms of earlier executes
+    await client.async_execute_cell(cell, 0, store_history=True)
+    cell = client.nb.cells[0]
     reply = replies[-1]["content"] if replies else {"status": "error", "ename": "NoReply", "evalue": ""}
     outputs, count = list(cell.outputs), cell.get("execution_count")
     if reply.get("ename") == TIMEOUT_ENAME:
@@ -298,6 +221,23 @@ class _KernelLink:
         session.session = new_id()
         self.client = kernel.client(session=session)
         self.client.start_channels(stdin=False, hb=False)  # no stdin: input() fails instead of hanging
+        # nbclient's client for this kernel, kept too (making one costs ~0.3 ms); executes on a
+        # kernel run one at a time, and each gives it its cell, timeout and reply hook.
+        self.notebook_client = NotebookClient(
+            NotebookNode(), km=kernel, log=log,
+            interrupt_on_timeout=True,
+            iopub_timeout=IOPUB_PATIENCE_SECONDS,
+            # Return once interrupted (with the outputs the interrupt brings within iopub_timeout)
+            # instead of waiting for a reply that a kernel ignoring SIGINT never sends.
+            error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "", "traceback": []},
+            # An error is a result, not an exception; nbclient then sends stop_on_error=False, so a
+            # failing cell does not abort the requests queued behind it (JupyterLab's).
+            allow_errors=True,
+            record_timing=False,  # the stored cell keeps its metadata as it was
+            coalesce_streams=True,  # one stdout output, as JupyterLab stores it, not one per flush
+            skip_cells_with_tag="",  # "skip-execution" is for whole-notebook runs, not an explicit execute
+        )  # fmt: skip
+        self.notebook_client.kc = self.client
         self._subscribed = True  # jupyter_client subscribes IOPub to everything
         self._proven = False  # kernel messages seen since subscribing
         self._unsubscribe_later: asyncio.TimerHandle | None = None
