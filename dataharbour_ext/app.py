@@ -35,6 +35,7 @@ from .services.health import (
 )
 from .services.job_modes import JobModes
 from .services.jobs import JobService, JobServiceConfig
+from .services.kernel_api_access import KernelApiAccess
 from .services.kernel_env import KernelEnvironment
 from .services.kernel_spark_remote import KernelSparkRemote
 from .services.live_stream import LiveStream, StreamConfig
@@ -177,6 +178,10 @@ class DataHarbourApp(ExtensionApp):
         "default_job_mode there, e.g. `--DataHarbourApp.cluster_job_modes spark-cluster-default=connect` or "
         '`c.DataHarbourApp.cluster_job_modes = {"spark-cluster-default": "connect"}` in '
         "jupyter_server_config.py.",
+    ).tag(config=True)
+    kernel_api_access = Bool(
+        True, help="Kernels started by this server get DATAHARBOUR_URL and DATAHARBOUR_TOKEN, so that the notebook "
+        "magics (%load_ext dataharbour_ext) and dataharbour_ext.client reach this server with nothing typed.",
     ).tag(config=True)
     kernel_spark_remote = Bool(
         True, help="Kernels started by this server get SPARK_REMOTE, the endpoint of the default cluster's Spark "
@@ -404,6 +409,8 @@ class DataHarbourApp(ExtensionApp):
             connect_event_bus(self.hub, self.serverapp.event_logger)
         self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
         self.kernel_environment = KernelEnvironment(self.serverapp.kernel_manager)
+        if self.kernel_api_access:
+            self.kernel_environment.add(KernelApiAccess(self.serverapp).variables)
         self._keep_spark_clients_out()
         self.clusters = ClusterService(self.spark_master_url, self.spark_ui_url or None,
                                        default_conf=dict(self.cluster_conf), default_log_level=self.log_level)
