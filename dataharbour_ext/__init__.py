@@ -11,3 +11,10 @@ def _jupyter_server_extension_points():
     from .app import DataHarbourApp
 
     return [{"module": "dataharbour_ext", "app": DataHarbourApp}]
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext dataharbour_ext`: the Spark magics (dataharbour_ext/magics.py)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
