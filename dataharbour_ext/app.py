@@ -49,6 +49,7 @@ from .services.notebook_files import NotebookFiles
 from .services.notebook_ids import NotebookIds
 from .services.notebook_kernels import NotebookKernels
 from .services.notebooks import NotebookConfig, NotebookService
+from .services.object_storage import ObjectStorage
 from .services.server_log_buffer import ServerLogBuffer
 from .services.service_health import ServiceHealth
 from .services.service_logs import ServiceLogs
@@ -408,6 +409,9 @@ class DataHarbourApp(ExtensionApp):
         if getattr(self.serverapp, "event_logger", None) is not None:
             connect_event_bus(self.hub, self.serverapp.event_logger)
         self.store = JobStore(self.db_url, tenant=self.store_tenant or None)
+        # The seed's services (MINIO_*, AIRFLOW_*, POSTGRES_*): unset means disabled, never broken.
+        self.platform_settings = PlatformSettings.from_environment({**os.environ, **self.service_environment})
+        self.object_storage = ObjectStorage(self.platform_settings.minio)
         self.kernel_environment = KernelEnvironment(self.serverapp.kernel_manager)
         if self.kernel_api_access:
             self.kernel_environment.add(KernelApiAccess(self.serverapp).variables)
@@ -520,7 +524,7 @@ class DataHarbourApp(ExtensionApp):
         return {"metrics": self.metrics, "metrics_history": history}
 
     def _build_platform_services(self) -> dict:
-        platform = PlatformSettings.from_environment({**os.environ, **self.service_environment})
+        platform = self.platform_settings
         self.service_health = ServiceHealth(
             self.hub, self.clusters,
             JupyterCheck(self.serverapp.kernel_manager, self.serverapp.session_manager),

@@ -54,3 +54,10 @@ class ServiceUnavailable(DataHarbourError):
     def __init__(self, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BadGateway(DataHarbourError):
+    """A service behind us (object storage) refused or could not be reached: the reason, never
+    a 500 (and never its credentials)."""
+
+    status = 502
