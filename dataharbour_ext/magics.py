@@ -16,6 +16,7 @@ job ends; a failed job raises in the cell with its error. Interrupting the cell 
 """
 
 import argparse
+import contextlib
 import html
 import os
 import shlex
@@ -23,7 +24,7 @@ import time
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import display
+from IPython.display import HTML, display
 from pydantic import ValidationError
 
 from .client import DataHarbourClient, DataHarbourError
@@ -39,7 +40,7 @@ class SparkJobFailed(Exception):
 
     def __init__(self, job):
         self.job = job
-        summary = job.error or f"exit code {job.exit_code}"
+        summary = job.error or (f"exit code {job.exit_code}" if job.exit_code is not None else "no error reported")
         super().__init__(f"Spark job {job.name!r} ({job.id}) {job.state.value}: {summary}")
 
     def _render_traceback_(self) -> list[str]:
@@ -143,6 +144,11 @@ class SparkMagics(Magics):
                 raise SparkApiError(f"cannot reach the DataHarbour server: {error}") from None
         return self._client
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     @property
     def rich(self) -> bool:
         """A Jupyter frontend (display updates); a terminal IPython gets plain lines."""
@@ -168,11 +174,12 @@ class SparkMagics(Magics):
         job = self._call(self.client.jobs.submit, request)
         self.shell.user_ns[JOB_VARIABLE] = job.id
         if parsed.no_wait:
-            print(f"Spark job {job.name!r} submitted: {job.id} ({self.client.url}api/v1/jobs/{job.id}); "
-                  f"%spark_status {job.id} shows how it goes")
+            self._submitted(job)
             return None
         try:
             job = self._follow(job)
+        except DataHarbourError as error:  # deleted meanwhile, the server gone
+            raise SparkApiError(f"following Spark job {job.id}: {error}") from None
         except KeyboardInterrupt:
             if parsed.keep_on_interrupt:
                 print(f"Interrupted; Spark job {job.id} goes on (%spark_kill {job.id} stops it)")
@@ -183,13 +190,37 @@ class SparkMagics(Magics):
             raise SparkJobFailed(job)
         return None
 
+    def _submitted(self, job) -> None:
+        """The id, and a link to the job's log (the API's JSON in a Jupyter browser tab)."""
+        logs = f"{self.client.url}api/v1/jobs/{job.id}/logs?tail=200"
+        words = f"Spark job {job.name!r} submitted: {job.id}; %spark_status {job.id} shows how it goes"
+        if self.rich:
+            display(HTML(f"{html.escape(words)} (<a href='{html.escape(logs)}' target='_blank'>log</a>)"))
+        else:
+            print(f"{words} (log: {logs})")
+
     def _follow(self, job):
         view = JobProgress(job.id, job.name)
         handle = display(view, display_id=True) if self.rich else None
         if handle is None:
             print(view.text(), flush=True)
         last_plain = time.monotonic()
-        for message in self.client.jobs.follow(job.id):
+        # Closed however the wait ends (an interrupt in our own code too): its stream with it.
+        with contextlib.closing(self.client.jobs.follow(job.id)) as messages:
+            self._show(messages, view, handle, last_plain)
+        final = self.client.jobs.get(job.id)
+        view.state = final.state.value
+        if final.progress is not None:
+            view.progress = final.progress.model_dump(mode="json")
+        if handle is not None:
+            handle.update(view)
+        else:
+            print(view.text(), flush=True)
+        return final
+
+    def _show(self, messages, view: "JobProgress", handle, last_plain: float) -> None:
+        """The job's log lines as they come; its progress in the display (or as a line now and then)."""
+        for message in messages:
             data = message.data if isinstance(message.data, dict) else {}
             if message.type == "job_log":
                 for text in data.get("lines", []):
@@ -210,15 +241,6 @@ class SparkMagics(Magics):
             elif changed or time.monotonic() - last_plain >= PLAIN_PROGRESS_SECONDS:
                 print(view.text(), flush=True)
                 last_plain = time.monotonic()
-        final = self.client.jobs.get(job.id)
-        view.state = final.state.value
-        if final.progress is not None:
-            view.progress = final.progress.model_dump(mode="json")
-        if handle is not None:
-            handle.update(view)
-        else:
-            print(view.text(), flush=True)
-        return final
 
     def _kill_on_interrupt(self, job_id: str) -> None:
         try:
@@ -352,3 +374,10 @@ def _default_name() -> str:
 
 def load_ipython_extension(ipython) -> None:
     ipython.register_magics(SparkMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """`%unload_ext` / `%reload_ext`: the magics' client goes with them (its thread, its connections)."""
+    magics = ipython.magics_manager.registry.get("SparkMagics")
+    if magics is not None:
+        magics.close()

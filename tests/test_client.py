@@ -321,6 +321,10 @@ def test_the_server_is_found_from_arguments_environment_and_runtime_file(server,
     seed = find_server(environ={"JUPYTER_BASE_URL": "http://127.0.0.1:9/base", "JUPYTER_TOKEN": "t"})
     assert (seed.url, seed.token) == ("http://127.0.0.1:9/base/", "t")
     assert find_server("http://h:1", "arg", environ=env).token == "arg"
+    # A token goes only to its own server: another URL given alone gets none of the environment's.
+    assert find_server(url, environ=env).token == "kernel-token"
+    assert find_server("http://elsewhere.example/", environ=env, runtime_dir=str(tmp_path)).token is None
+    assert "kernel-token" not in repr(find_server(environ=env))
 
     for name in env:
         monkeypatch.delenv(name, raising=False)

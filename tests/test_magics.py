@@ -87,7 +87,9 @@ async def test_a_failing_cell_raises_with_the_error_summary(api, kernel):
 
 async def test_no_wait_then_status_jobs_logs_and_a_usage_error(api, kernel):
     cell = await kernel.run("%%spark_submit --no-wait --name later -- one two\nimport sys\nprint('args', sys.argv[1:])\n")
-    assert error(cell) is None and "submitted" in text(cell)
+    assert error(cell) is None
+    link = cell.outputs[0]["data"]["text/html"]
+    assert "submitted" in link and "/logs?tail=200' target='_blank'>log</a>" in link
     job_id = (await kernel.run("print(_spark_job)")).outputs[0]["text"].strip()
     await api.wait(job_id)
 

@@ -11,7 +11,6 @@ from .errors import ServerNotFound
 # Set by this extension in the kernels its server starts (services/kernel_api_access.py): the
 # exact server the kernel belongs to, so they come first.
 URL_VARIABLES = (("DATAHARBOUR_URL", "DATAHARBOUR_TOKEN"), ("JUPYTER_BASE_URL", "JUPYTER_TOKEN"))
-TOKEN_VARIABLES = ("DATAHARBOUR_TOKEN", "JUPYTER_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,7 @@ class ServerAddress:
     """A server's root URL, with its base_url and a trailing slash, and its token (None: none)."""
 
     url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a notebook's or a log's repr
     found_in: str = field(default="arguments", compare=False)  # where it came from: for messages
 
     def __post_init__(self):
@@ -44,13 +43,13 @@ def find_server(url: str | None = None, token: str | None = None, *, environ: Ma
     server whose root holds `cwd`, else the only or most recently started one."""
     environ = os.environ if environ is None else environ
     if url:
-        if token is None:
-            token = _env_token(environ) or _runtime_token(url, runtime_dir)
+        if token is None:  # a token goes only to the server it belongs to, never to any URL given
+            token = _env_token_for(url, environ) or _runtime_token(url, runtime_dir)
         return ServerAddress(url, token or None)
     for url_variable, token_variable in URL_VARIABLES:
         if environ.get(url_variable):
             if token is None:
-                token = environ.get(token_variable) or _env_token(environ)
+                token = environ.get(token_variable)
             return ServerAddress(environ[url_variable], token or None, found_in=f"${url_variable}")
     server = pick_running_server(_running_servers(runtime_dir), cwd or os.getcwd())
     if server is None:
@@ -105,8 +104,13 @@ def _runtime_token(url: str, runtime_dir: str | None) -> str | None:
     return next((s.get("token") for s in servers if _normalized(s.get("url", "")) == wanted), None)
 
 
-def _env_token(environ: Mapping[str, str]) -> str | None:
-    return next((environ[name] for name in TOKEN_VARIABLES if environ.get(name)), None)
+def _env_token_for(url: str, environ: Mapping[str, str]) -> str | None:
+    """The token of the environment's server, if `url` is that server's URL."""
+    wanted = _normalized(url)
+    for url_variable, token_variable in URL_VARIABLES:
+        if environ.get(url_variable) and _normalized(environ[url_variable]) == wanted and environ.get(token_variable):
+            return environ[token_variable]
+    return None
 
 
 def _contains(root: str, path: str) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+CANCEL_WAIT_SECONDS = 5.0  # for a cancelled call to unwind (an HTTP request being dropped)
 
 
 class LoopThread:
@@ -22,16 +23,20 @@ class LoopThread:
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the loop and wait for its result. An interrupt (Ctrl-C, a kernel
-        interrupt) while waiting cancels it."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        interrupt) while waiting cancels it, and waits (briefly) until it has really stopped,
+        so that what comes next (closing a generator it was stepping) finds it at rest."""
+        finished = threading.Event()
+        future = asyncio.run_coroutine_threadsafe(_signalling(coroutine, finished), self.loop)
         try:
             return future.result()
         except BaseException:
             future.cancel()
+            finished.wait(CANCEL_WAIT_SECONDS)
             raise
 
     def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
-        """An async iterator, stepped from this thread; closing the generator closes it."""
+        """An async iterator, stepped from this thread; closing the generator closes it. A
+        failure to close never hides the exception that ended the iteration."""
         try:
             while True:
                 try:
@@ -41,7 +46,10 @@ class LoopThread:
         finally:
             close = getattr(iterator, "aclose", None)
             if close is not None and self.loop.is_running():
-                self.run(_wait(close()))
+                try:
+                    self.run(_wait(close()))
+                except Exception:
+                    pass
 
     def close(self) -> None:
         if self.loop.is_running():
@@ -50,6 +58,13 @@ class LoopThread:
             self.thread.join(5)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _signalling(coroutine: Coroutine[Any, Any, T], finished: threading.Event) -> T:
+    try:
+        return await coroutine
+    finally:
+        finished.set()
 
 
 async def _next(iterator: AsyncIterator[T]) -> T:

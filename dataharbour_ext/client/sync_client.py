@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -129,17 +130,17 @@ class DataHarbourClient:
             if self._loop is None:
                 self._loop = LoopThread()
                 self._async = self._loop.run(_async_client(self.address, self._options))
+                # A client dropped without close() must not leave its thread and loop behind.
+                self._finalizer = weakref.finalize(self, _stop_background, self._loop, self._async)
             return self._loop, self._async
 
     def close(self) -> None:
         self._transport.close()
         with self._lock:
             if self._loop is not None:
-                try:
-                    self._loop.run(self._async.aclose())
-                finally:
-                    self._loop.close()
-                    self._loop = self._async = None
+                self._finalizer.detach()
+                _stop_background(self._loop, self._async)
+                self._loop = self._async = None
 
     def __enter__(self) -> DataHarbourClient:
         return self
@@ -149,6 +150,13 @@ class DataHarbourClient:
 
     def __repr__(self) -> str:
         return f"<DataHarbourClient {self.address.url}>"
+
+
+def _stop_background(loop: LoopThread, client: AsyncDataHarbourClient) -> None:
+    try:
+        loop.run(client.aclose())
+    finally:
+        loop.close()
 
 
 async def _async_client(address: ServerAddress, options: dict) -> AsyncDataHarbourClient:

@@ -18,6 +18,8 @@ RETRIED_STATUSES = frozenset({502, 503, 504})
 # among them: the server is there but slow, and asking again only makes the caller wait longer.
 RETRIED_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.WriteError,
                   httpx.RemoteProtocolError)
+# The request never reached the server.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 5.0
 
@@ -35,6 +37,8 @@ class RetryPolicy:
             return None
         if error is not None and not isinstance(error, RETRIED_ERRORS):
             return None
+        if call.method == "DELETE" and error is not None and not isinstance(error, NOT_SENT_ERRORS):
+            return None  # it may have been done: a second DELETE would say 404 for a delete that worked
         if error is None and status not in RETRIED_STATUSES:
             return None
         delay = self.backoff * 2 ** (attempt - 1)
