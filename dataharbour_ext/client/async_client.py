@@ -67,7 +67,7 @@ class AsyncDataHarbourClient:
         defaults (jobs, metrics). Reconnects and resumes on its own; `control=True` also yields
         welcome / subscribed / unsubscribed / pong."""
         return AsyncStream(self.address, topics, client_id=client_id, control=control,
-                           reconnect_timeout=reconnect_timeout, verify=bool(self.verify))
+                           reconnect_timeout=reconnect_timeout, verify=self.verify)
 
     async def aclose(self) -> None:
         await self._transport.close()

@@ -75,7 +75,7 @@ class AsyncStream:
 
     def __init__(self, address: ServerAddress, topics: Iterable[str | Mapping] | None = None, *,
                  client_id: str | None = None, control: bool = False, reconnect: bool = True,
-                 reconnect_timeout: float = 60.0, verify: bool = True):
+                 reconnect_timeout: float = 60.0, verify: bool | str = True):
         self.address = address
         self.client_id = client_id or f"py-{secrets.token_hex(6)}"
         self.control = control
@@ -260,6 +260,7 @@ class AsyncStream:
                 query["session"] = self.session_id
         url = self.address.websocket_url(self.client_id, query)
         request = HTTPRequest(url, headers=self.address.headers(), validate_cert=bool(self.verify),
+                              ca_certs=self.verify if isinstance(self.verify, str) else None,
                               connect_timeout=CONNECT_TIMEOUT, request_timeout=CONNECT_TIMEOUT)
         try:
             return await websocket_connect(request, ping_interval=PING_INTERVAL, ping_timeout=PING_INTERVAL)
