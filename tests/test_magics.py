@@ -128,3 +128,26 @@ async def test_interrupting_a_waiting_cell_kills_its_job(api, kernel):
     assert error(cell)["ename"] == "KeyboardInterrupt"
     assert f"Interrupted: Spark job {job['id']} killed" in text(cell)
     assert (await api.job(job["id"]))["state"] == "killed"
+
+
+async def test_in_a_terminal_ipython_the_wait_is_plain_lines(api, extension, monkeypatch, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    for name, value in extension.kernel_environment.variables().items():
+        if name.startswith("DATAHARBOUR_"):  # not SPARK_REMOTE: this process is the server, its runs inherit it
+            monkeypatch.setenv(name, value)
+    shell = InteractiveShell.instance()
+    try:
+        # The shell's blocking client calls this test's server: the shell runs on a thread.
+        await asyncio.to_thread(shell.run_cell, "%load_ext dataharbour_ext")
+        result = await asyncio.to_thread(
+            shell.run_cell, "%%spark_submit --name plain\nprint('from a terminal')\n"
+        )
+        out = capsys.readouterr().out
+        assert result.success, (result.error_in_exec, out)
+        assert "from a terminal\n" in out
+        assert "Spark job 'plain'" in out and ": succeeded" in out
+        assert "<div" not in out  # no HTML where nothing renders it
+    finally:
+        await asyncio.to_thread(shell.run_cell, "%unload_ext dataharbour_ext")
+        InteractiveShell.clear_instance()
