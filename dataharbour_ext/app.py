@@ -53,6 +53,7 @@ from .services.object_storage import ObjectStorage
 from .services.server_log_buffer import ServerLogBuffer
 from .services.service_health import ServiceHealth
 from .services.service_logs import ServiceLogs
+from .services.storage import StorageService
 from .services.warm_pool import WarmPool, WarmPoolConfig
 from .spark.class_data import ClassDataArchive
 from .spark.connect_backend import SparkConnectBackend
@@ -243,6 +244,11 @@ class DataHarbourApp(ExtensionApp):
     job_retention_days = Float(
         0.0, help="Delete finished jobs, their runs and run folders this many days after they ended (0: never)."
     ).tag(config=True)
+    max_input_bytes = Integer(
+        10 * 1024**3, min=0,
+        help="Bytes a job's input objects (`inputs`, downloaded from the object storage before each run) may hold "
+        "together; a run whose inputs are larger fails before it starts.",
+    ).tag(config=True)
 
     # ---- monitoring -------------------------------------------------------------------
     metrics_interval = Float(
@@ -342,6 +348,13 @@ class DataHarbourApp(ExtensionApp):
         "truncated.",
     ).tag(config=True)
 
+    # ---- object storage (MINIO_*) --------------------------------------------------------
+    max_object_bytes = Integer(
+        5 * 1024**3, min=1,
+        help="Largest object PUT /api/v1/storage/objects/{bucket}/{key} writes, in bytes (413 above); the body "
+        "streams to the object storage, so this bounds the upload, not the server's memory.",
+    ).tag(config=True)
+
     # ---- storage ----------------------------------------------------------------------
     state_dir = Unicode(help="Folder for the database and run folders; default <jupyter data dir>/dataharbour.").tag(
         config=True
@@ -422,7 +435,7 @@ class DataHarbourApp(ExtensionApp):
         self.settings["dataharbour"] = {
             "app": self, "events": self.hub, "clusters": self.clusters,
             **self._build_notebooks(), **self._build_jobs(), **self._build_metrics(), **self._build_platform_services(),
-            **self._build_dashboard(), **self._build_clusters(),
+            **self._build_dashboard(), **self._build_clusters(), **self._build_storage(),
         }
         self.settings["dataharbour"]["monitoring_overview"] = MonitoringOverviewService(
             self.metrics, self.service_health, self.settings["dataharbour"]["dashboard"].statistics
@@ -458,6 +471,7 @@ class DataHarbourApp(ExtensionApp):
             default_log_level=self.log_level,
             niceness=self.run_niceness,
             progress_interval=self.progress_interval,
+            s3_settings=self.platform_settings.minio,  # runs get its spark.hadoop.fs.s3a.* settings
         )
         backends: dict = {
             SparkSubmitBackend.name: SparkSubmitBackend(**driver_settings),
@@ -485,10 +499,11 @@ class DataHarbourApp(ExtensionApp):
             poll_interval=self.poll_interval,
             spark_local_ip=self.spark_local_ip,
             job_retention_days=self.job_retention_days,
+            max_input_bytes=self.max_input_bytes,
         )
         self.jobs = self.job_service_class(
             self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends, modes,
-            notebooks=self.notebooks,
+            notebooks=self.notebooks, object_storage=self.object_storage,
         )
         self.stream = LiveStream(self.hub, self.jobs, StreamConfig(session_ttl=self.stream_session_ttl))
         return {"jobs": self.jobs, "stream": self.stream}
@@ -498,7 +513,8 @@ class DataHarbourApp(ExtensionApp):
         self.connect_servers = ConnectServers(
             ConnectConfig(state_dir=self.state_dir, start_timeout=self.connect_start_timeout,
                           idle_timeout=self.connect_idle_timeout, stop_grace_seconds=self.kill_grace_seconds,
-                          memory=self.connect_memory, niceness=self.run_niceness),
+                          memory=self.connect_memory, niceness=self.run_niceness,
+                          s3_settings=self.platform_settings.minio),
             clusters=self.clusters, class_data=self.class_data,
         )
         self.clusters.on_change(self.connect_servers.cluster_changed)
@@ -570,6 +586,9 @@ class DataHarbourApp(ExtensionApp):
             self.store, self.jobs, self.service_logs, self.class_data, config,
         )
         return {"cluster_views": self.cluster_views, "cluster_launcher": self.cluster_launcher}
+
+    def _build_storage(self) -> dict:
+        return {"storage": StorageService(self.object_storage, max_object_bytes=self.max_object_bytes)}
 
     def _build_notebooks(self) -> dict:
         # Looked up at each call, not now: extensions load in name order, so the File ID service

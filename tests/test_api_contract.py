@@ -65,7 +65,9 @@ def test_every_operation_documents_403_with_its_action(document):
     write = {("/api/v1/notebooks/", "post"), ("/api/v1/notebooks/import", "post"),
              ("/api/v1/notebooks/{notebook_id}", "put"), ("/api/v1/notebooks/{notebook_id}", "delete"),
              ("/api/v1/notebooks/{notebook_id}/cells", "post"),
-             ("/api/v1/notebooks/{notebook_id}/cells/{cell_id}", "delete")}
+             ("/api/v1/notebooks/{notebook_id}/cells/{cell_id}", "delete"),
+             # Storage: uploads and deletes change objects (a presigned PUT URL also asks `write`).
+             ("/api/v1/storage/objects/{bucket}/{key}", "put"), ("/api/v1/storage/objects/{bucket}/{key}", "delete")}
     for path, item in document["paths"].items():
         for method, operation in item.items():
             description = operation["responses"]["403"]["description"]

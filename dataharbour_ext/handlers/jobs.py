@@ -1,9 +1,11 @@
 """REST handlers for /api/v1/jobs."""
 
-from jupyter_server.auth.decorator import authorized
-from tornado import web
+import posixpath
 
-from ..models import DeleteQuery, JobQuery, JobSubmit, LogQuery, OutputQuery, SparkUi
+from jupyter_server.auth.decorator import authorized
+from tornado import iostream, web
+
+from ..models import ArtifactQuery, DeleteQuery, JobQuery, JobSubmit, LogQuery, OutputQuery, SparkUi
 from .base import BODY_EXPANSION, BODY_OVERHEAD_BYTES, DataHarbourHandler
 from .notebooks import attachment
 
@@ -104,3 +106,27 @@ class JobSparkUiHandler(JobsBaseHandler):
                 proxy_url=proxy_url,
             )
         )
+
+
+class JobArtifactHandler(JobsBaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str, path: str):
+        query = self.parse_query(ArtifactQuery)
+        download = await self.jobs.artifact(job_id, path, query.attempt)
+        try:
+            self.set_header("Content-Type", download.content_type)
+            self.set_header("Content-Disposition", attachment(posixpath.basename(download.name)))
+            # A program's file, served from this origin: never rendered with this server's cookies.
+            self.set_header("Content-Security-Policy", "sandbox")
+            self.set_header("X-Content-Type-Options", "nosniff")
+            if download.size is not None:
+                self.set_header("Content-Length", str(download.size))
+            async for chunk in download.chunks():
+                self.write(chunk)
+                await self.flush()  # one chunk in memory at a time
+        except iostream.StreamClosedError:
+            return  # the client went away
+        finally:
+            download.close()
+        self.finish(set_content_type=download.content_type)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from ..models import (
+    ArtifactQuery,
+    BucketList,
     Cell,
     CellCreate,
     CellExecuteRequest,
@@ -40,16 +42,22 @@ from ..models import (
     NotebookQuery,
     NotebookSummary,
     NotebookUpdate,
+    ObjectList,
+    ObjectQuery,
     OutputQuery,
+    PresignedUrl,
+    PresignRequest,
     ServiceList,
     ServiceLogs,
     ServiceLogsQuery,
     SparkUi,
+    StoredObject,
     TrendsQuery,
 )
 from .clusters import ClusterCollectionHandler, ClusterHandler, ClusterUiProxyHandler
 from .dashboard import DashboardOverviewHandler, DashboardStatsHandler, DashboardTrendsHandler
 from .jobs import (
+    JobArtifactHandler,
     JobCollectionHandler,
     JobHandler,
     JobKillHandler,
@@ -72,6 +80,7 @@ from .notebooks import (
 from .openapi import OpenApiHandler
 from .platform_services import MonitoringOverviewHandler, ServiceListHandler, ServiceLogsHandler
 from .spark_ui_proxy import SparkUiProxyHandler
+from .storage import BucketListHandler, ObjectHandler, ObjectListHandler, PresignHandler
 
 
 @dataclass(frozen=True)
@@ -97,11 +106,16 @@ class Route:
     operations: tuple[Operation, ...] = field(default_factory=tuple)
 
     def pattern(self) -> str:
-        """Tornado pattern: `{name}` is one path segment, a final `{path}` is the rest."""
-        pattern = re.sub(r"\{path\}$", "(?P<path>.*)", self.path)
+        """Tornado pattern: `{name}` is one path segment, a final `{path}` or `{key}` is the rest."""
+        pattern = re.sub(r"\{(path|key)\}$", r"(?P<\1>.*)", self.path)
         pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
-        return pattern if pattern.endswith((".json", "(?P<path>.*)")) else pattern.rstrip("/") + "/?"
+        return pattern if pattern.endswith((".json", ">.*)")) else pattern.rstrip("/") + "/?"
 
+
+STORAGE_ERROR_NOTES = (
+    (404, "no such bucket or object, or object storage is not configured"),
+    (502, "the object storage refused the request (credentials) or could not be reached: its reason"),
+)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -136,8 +150,10 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "/api/v1/jobs/{job_id}/logs",
         JobLogsHandler,
-        (Operation("get", "Read the run log: a page from a byte offset, or the tail", response=LogPage,
-                   query=LogQuery, errors=(400, 404)),),
+        (Operation("get", "Read the run log: a page from a byte offset, or the tail (from the object storage's "
+                   "archive when the run folder no longer holds it)", response=LogPage, query=LogQuery,
+                   errors=(400, 404, 502),
+                   error_notes=((502, "the log is only in the archive, and the object storage failed"),)),),
     ),
     Route(
         "/api/v1/jobs/{job_id}/output",
@@ -145,6 +161,15 @@ ROUTES: tuple[Route, ...] = (
         (Operation("get", "A notebook job's executed notebook (written after every cell while it runs): ipynb "
                    "(application/x-ipynb+json, an attachment) or html (nbconvert, text/html, inline in a sandbox)",
                    content_type="application/octet-stream", query=OutputQuery, errors=(400, 404, 409)),),
+    ),
+    Route(
+        "/api/v1/jobs/{job_id}/artifacts/{path}",
+        JobArtifactHandler,
+        (Operation("get", "A file of a run archived in the object storage (its `artifacts`: output.log, "
+                   "output.ipynb, output/<path>), streamed from there as an attachment",
+                   content_type="application/octet-stream", query=ArtifactQuery, errors=(400, 404, 502),
+                   error_notes=((404, "no such job, attempt or artifact, or object storage is not configured"),
+                                (502, "the object storage refused or could not be reached"))),),
     ),
     Route(
         "/api/v1/jobs/{job_id}/spark-ui",
@@ -329,6 +354,50 @@ ROUTES: tuple[Route, ...] = (
         (Operation("get", "Download a notebook as ipynb (application/x-ipynb+json), py (jupytext percent, "
                    "text/x-python), md (jupytext markdown, text/markdown) or html (nbconvert, text/html), as an "
                    "attachment", content_type="application/octet-stream", query=ExportQuery, errors=(400, 404)),),
+    ),
+    # Object storage (MinIO / S3): every route is 404 with "object storage is not configured"
+    # when MINIO_ENDPOINT is not set; S3 refusing or unreachable is 502 with its reason.
+    Route(
+        "/api/v1/storage/buckets",
+        BucketListHandler,
+        (Operation("get", "The buckets the configured credentials see", response=BucketList, errors=(404, 502),
+                   error_notes=STORAGE_ERROR_NOTES),),
+    ),
+    Route(
+        "/api/v1/storage/objects",
+        ObjectListHandler,
+        (Operation("get", "One page of a bucket's folders (common prefixes) and objects under a prefix; "
+                   "`next_cursor` (S3's continuation token) asks for the next", response=ObjectList,
+                   query=ObjectQuery, errors=(400, 404, 502), error_notes=STORAGE_ERROR_NOTES),),
+    ),
+    Route(
+        "/api/v1/storage/objects/{bucket}/{key}",
+        ObjectHandler,
+        (
+            Operation("get", "The object's bytes, streamed, as an attachment (`Range: bytes=first-last` gives 206 "
+                      "with Content-Range)", content_type="application/octet-stream", errors=(400, 404, 409, 416, 502),
+                      other_statuses=((206, "the requested range (Content-Range)"),),
+                      error_notes=(*STORAGE_ERROR_NOTES, (409, "the object changed while it was being read"),
+                                   (416, "the range starts beyond the object's end (Content-Range: bytes */size)"))),
+            Operation("head", "The object's headers (size, type, ETag, Last-Modified) without its bytes",
+                      content_type="application/octet-stream", errors=(400, 404, 416, 502),
+                      error_notes=STORAGE_ERROR_NOTES),
+            Operation("put", "Write the object from the request body (any content type; streamed to S3, multipart "
+                      "when larger than 5 MiB or of unknown length)", response=StoredObject,
+                      errors=(400, 404, 413, 502), action="write",
+                      error_notes=(*STORAGE_ERROR_NOTES,
+                                   (413, "the body is larger than DataHarbourApp.max_object_bytes"))),
+            Operation("delete", "Delete the object", status=204, errors=(400, 404, 502), action="write",
+                      error_notes=STORAGE_ERROR_NOTES),
+        ),
+    ),
+    Route(
+        "/api/v1/storage/presign",
+        PresignHandler,
+        (Operation("post", "A time-limited URL that downloads (GET) or uploads (PUT) one object without a Jupyter "
+                   "token, signed for the object storage's own address", response=PresignedUrl, body=PresignRequest,
+                   errors=(400, 404, 413, 502),
+                   error_notes=(*STORAGE_ERROR_NOTES, (403, "a PUT URL needs action `write` too"))),),
     ),
     # WebSocket routes: no REST operations to document (the protocol is in the README).
     Route("/api/v1/ws/{client_id}", LiveStreamHandler),

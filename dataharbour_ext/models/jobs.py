@@ -2,6 +2,7 @@
 
 import keyword
 import math
+import posixpath
 import re
 from datetime import datetime, timezone
 from enum import Enum
@@ -28,12 +29,18 @@ RESERVED_CONF_KEYS = frozenset({"spark.master", "spark.submit.deployMode", "spar
 CLUSTER_CONF_KEYS = frozenset({"spark.driver.bindAddress", "spark.driver.host", "spark.ui.killEnabled"})
 _CLUSTER_JAVA_OPTION = re.compile(r"-D(spark\.driver\.(?:bindAddress|host)|spark\.ui\.killEnabled)=", re.I)
 # Env names the run depends on to find Spark and the right Python.
+# (DATAHARBOUR_INPUT_DIR and DATAHARBOUR_OUTPUT_DIR: where the run's inputs and outputs are.)
+INPUT_DIR_VARIABLE = "DATAHARBOUR_INPUT_DIR"
+OUTPUT_DIR_VARIABLE = "DATAHARBOUR_OUTPUT_DIR"
 RESERVED_ENV_NAMES = frozenset(
-    {"SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "SPARK_SUBMIT_OPTS", "SPARK_CONF_DIR"}
+    {"SPARK_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_LOCAL_IP", "SPARK_SUBMIT_OPTS", "SPARK_CONF_DIR",
+     INPUT_DIR_VARIABLE, OUTPUT_DIR_VARIABLE}
 )
 DEFAULT_MAX_NAME_LENGTH = 200  # DataHarbourApp.max_name_length, checked by the job service
 MAX_PARAMETERS = 1000
 MAX_PARAMETER_DEPTH = 32
+MAX_INPUTS = 100
+MAX_INPUT_PATH_LENGTH = 1024
 
 def redact(values: dict[str, str]) -> dict[str, str]:
     """Mask secrets in conf or env, for API responses and logs (see `secrets.py`)."""
@@ -188,6 +195,32 @@ JobMode = Literal["batch", "connect", "auto"]
 RunMode = Literal["batch", "connect", "notebook"]  # notebook: a notebook job's kernel
 
 
+def _input_path(path: str) -> str:
+    """Where an input lands, relative to the run's input folder: no way out of it."""
+    if "\x00" in path or "\\" in path:
+        raise ValueError("must not hold NUL bytes or backslashes")
+    if path.startswith("/"):
+        raise ValueError("must be a relative path (inside the run's input folder)")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("must be a relative path of names: no empty, '.' or '..' parts")
+    return posixpath.join(*parts)
+
+
+class JobInput(BaseModel):
+    """An object downloaded into the run's input folder (`DATAHARBOUR_INPUT_DIR`) before the run starts."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    uri: str = Field(min_length=1, max_length=2048, description="The object: `s3://bucket/key`.")
+    as_: Annotated[str, AfterValidator(_input_path)] | None = Field(
+        None, alias="as", min_length=1, max_length=MAX_INPUT_PATH_LENGTH,
+        description="Its path relative to the run's input folder (`data/part-1.csv`); default: the key's last "
+        "part. No `..`, no absolute path.",
+    )
+
+
 def _one_source(name: str) -> dict:
     others = [other for other in ("code", "file", "notebook") if other != name]
     return {"required": [name], "properties": {name: {"type": "string"}, **{o: {"type": "null"} for o in others}}}
@@ -254,6 +287,15 @@ class JobSubmit(BaseModel):
         description="Spark's log level for this run (default: the cluster's, WARN unless configured). "
         "INFO brings back Spark's start-up lines.",
     )
+    inputs: list[JobInput] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS,
+        description="Objects of the object storage (MINIO_*) to download into the run's input folder before it "
+        "starts (the run stays `starting` meanwhile; a missing object fails it). The program finds the folder in "
+        "the environment variable DATAHARBOUR_INPUT_DIR (an absolute path; the program's working directory stays "
+        "the Jupyter root), each object at its `as` path in it. Their total size is limited by "
+        "DataHarbourApp.max_input_bytes.",
+    )
     mode: JobMode | None = Field(
         None,
         description="batch: spark-submit, a driver JVM per run (~5-9 s of start-up; everything PySpark "
@@ -312,6 +354,16 @@ class JobProgress(BaseModel):
     updated_at: UtcDatetime
 
 
+class JobArtifact(BaseModel):
+    """A file of a run archived in the object storage once the run ended."""
+
+    name: str = Field(description="`output.log` (the run's log), `output.ipynb` (a notebook job's executed "
+                      "notebook) or `output/<path>` (what the program wrote in DATAHARBOUR_OUTPUT_DIR); "
+                      "download it with GET /jobs/{id}/artifacts/{name}?attempt=.")
+    uri: str = Field(description="Where it is: `s3://<MINIO_BUCKET_NAME>/jobs/<job id>/<attempt>/<name>`.")
+    size: int = Field(description="Bytes.")
+
+
 class JobRun(BaseModel):
     """One execution (attempt) of a job."""
 
@@ -329,6 +381,11 @@ class JobRun(BaseModel):
     spark_ui_url: str | None = None
     error: str | None = Field(None, description="Why the run failed: the program's exception line when there is one.")
     progress: JobProgress | None = None
+    artifacts: list[JobArtifact] | None = Field(
+        None, description="The run's files archived in the object storage after it ended (null until the upload "
+        "is done, and when storage or MINIO_BUCKET_NAME is not configured).",
+    )
+    artifacts_error: str | None = Field(None, description="Why archiving the run's files failed (after retries).")
 
 
 class JobSummary(BaseModel):
@@ -369,6 +426,9 @@ class Job(JobSummary):
         "it was submitted, without outputs, as nbformat JSON)."
     )
     runs: list[JobRun] = Field(description="All attempts, oldest first.")
+    inputs: list[JobInput] = Field(default_factory=list, description="Objects downloaded before each run.")
+    artifacts: list[JobArtifact] | None = Field(None, description="The latest run's archived files.")
+    artifacts_error: str | None = Field(None, description="Why archiving the latest run's files failed.")
 
 
 class JobSort(str, Enum):
@@ -458,3 +518,12 @@ class OutputQuery(BaseModel):
     format: Literal["ipynb", "html"] = Field(
         "ipynb", description="`ipynb`: the executed notebook (nbformat JSON); `html`: rendered by nbconvert."
     )
+
+
+class ArtifactQuery(BaseModel):
+    """Query string of `GET /jobs/{id}/artifacts/{name}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int | None = Field(None, ge=1, le=MAX_INDEX, description="Run whose artifact to read; the latest by "
+                                "default.")

@@ -55,6 +55,7 @@ from ..runs.ports import listener_of
 from ..runs.process import Supervised
 from ..spark import connect_server
 from ..spark.class_data import ClassDataArchive
+from ..spark.s3a_conf import s3a_defaults
 from ..spark.standalone import free_port
 from ..store.log_files import read_tail
 from .clusters import Cluster, ClusterService
@@ -87,6 +88,13 @@ class ConnectConfig:
     max_deaths: int = 3  # ends of a ready server within death_window that make it `failed`
     death_window: float = 300.0
     restart_delay: float = 1.0  # the first restart's back-off; doubled for each further end
+    # The object storage (MinioSettings): servers get its spark.hadoop.fs.s3a.* settings where
+    # their cluster's conf is silent (spark/s3a_conf.py), so warm jobs read s3a:// as batch ones do.
+    s3_settings: object = None
+
+    def server_conf(self, cluster: Cluster) -> dict[str, str]:
+        """What a server for `cluster` is started with: its conf, and our S3A settings."""
+        return {**s3a_defaults(self.s3_settings, cluster.conf), **cluster.conf}
 
     @property
     def connect_dir(self) -> Path:
@@ -363,7 +371,8 @@ class ConnectServers:
         """Adopt the healthy leftovers, stop the others (and wait for that: a cluster started
         next finds its folder free)."""
         looking = asyncio.ensure_future(asyncio.to_thread(
-            find_leftovers, self.config.connect_dir, self._adoptable_clusters(), self.instance))
+            find_leftovers, self.config.connect_dir, self._adoptable_clusters(), self.instance,
+            self.config.server_conf))
         try:
             leftovers = await asyncio.shield(looking)
         except asyncio.CancelledError:
@@ -560,8 +569,8 @@ class ConnectServers:
         server.jvm = None
         spec = connect_server.ConnectServerSpec(
             master_url=server.cluster.master_url, port=server.port, token=server.token,
-            cluster_conf=dict(server.cluster.conf), java_options=await asyncio.to_thread(self._java_options),
-            memory=self.config.memory)
+            cluster_conf=self.config.server_conf(server.cluster),
+            java_options=await asyncio.to_thread(self._java_options), memory=self.config.memory)
         server.run_dir = await asyncio.to_thread(self._run_dir_for, server.cluster.id)
         await asyncio.to_thread(self._prepare_folder, server.run_dir, spec)
         launching = asyncio.ensure_future(asyncio.to_thread(supervision.launch, server.run_dir, held=True))
@@ -791,10 +800,16 @@ class Leftover:
     started_at: datetime | None = None
 
 
-def find_leftovers(connect_dir: Path, clusters: dict[str, Cluster], instance: str) -> list[Leftover]:
+def _own_conf(cluster: Cluster) -> dict[str, str]:
+    return cluster.conf
+
+
+def find_leftovers(connect_dir: Path, clusters: dict[str, Cluster], instance: str,
+                   server_conf: Callable[[Cluster], dict[str, str]] = _own_conf) -> list[Leftover]:
     """The Connect servers in `connect_dir` whose owner (the Jupyter server that started them)
     provably no longer runs and whose supervisor still does, each looked at. The healthy ones
-    (see `_look_at_leftover`) get this process and `instance` as their owner. Blocking (files,
+    (see `_look_at_leftover`; `server_conf`: the conf a server for a cluster is started with)
+    get this process and `instance` as their owner. Blocking (files,
     /proc): call it in a thread."""
     try:
         folders = [entry for entry in connect_dir.iterdir() if entry.is_dir()]
@@ -809,14 +824,15 @@ def find_leftovers(connect_dir: Path, clusters: dict[str, Cluster], instance: st
         supervised = Supervised.attach(supervisor)
         if supervised is None:
             continue  # nothing of it runs
-        leftover = _look_at_leftover(run_dir, supervised, clusters.get(run_dir.name))
+        leftover = _look_at_leftover(run_dir, supervised, clusters.get(run_dir.name), server_conf)
         if leftover.why_not is None:
             write_owner(run_dir, instance)
         found.append(leftover)
     return found
 
 
-def _look_at_leftover(run_dir: Path, supervised: Supervised, cluster: Cluster | None) -> Leftover:
+def _look_at_leftover(run_dir: Path, supervised: Supervised, cluster: Cluster | None,
+                      server_conf: Callable[[Cluster], dict[str, str]] = _own_conf) -> Leftover:
     """Adoptable if it was started for `cluster` as defined now, its token is recorded, and a
     process of its supervisor's tree listens on its recorded port."""
     def unfit(why: str) -> Leftover:
@@ -827,7 +843,7 @@ def _look_at_leftover(run_dir: Path, supervised: Supervised, cluster: Cluster | 
     recorded = connect_server.read_server_folder(run_dir)
     if recorded is None or recorded.port is None or recorded.token is None:
         return unfit("its port or token is not recorded in its folder")
-    if not recorded.serves(cluster.master_url, cluster.conf):
+    if not recorded.serves(cluster.master_url, server_conf(cluster)):
         return unfit("it was started for another definition of its cluster")
     jvm = listener_of(supervised.identity, recorded.port)
     if jvm is None:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ..models import Job, JobProgress, JobRun, JobState, JobSummary, as_utc, redact
+from ..models import Job, JobArtifact, JobInput, JobProgress, JobRun, JobState, JobSummary, as_utc, redact
 from ..runs.backend import CONNECT_BACKEND, NOTEBOOK_BACKEND
 from ..secrets import REDACTED, is_secret_name
 from ..store import JobRecord, RunRecord
@@ -45,7 +45,16 @@ def run_view(run: RunRecord) -> JobRun:
         spark_ui_url=run.spark_ui_url,
         error=run.error,
         progress=progress_view(run.progress),
+        artifacts=artifacts_view(run.artifacts),
+        artifacts_error=run.artifacts_error,
     )
+
+
+def artifacts_view(artifacts: list[dict] | None) -> list[JobArtifact] | None:
+    if artifacts is None:
+        return None
+    return [JobArtifact.model_construct(name=a.get("name"), uri=a.get("uri"), size=a.get("size")) for a in artifacts
+            if isinstance(a, dict)]
 
 
 def _summary_fields(job: JobRecord, latest: JobRun | None, live_progress: dict | None) -> dict:
@@ -92,4 +101,7 @@ def job_view(job: JobRecord, live_progress: dict | None = None) -> Job:
     """GET /jobs/{id}: everything, with the program text and every run."""
     runs = [run_view(run) for run in job.runs]
     latest = next((run for run in runs if run.attempt == job.attempt), None)
-    return Job(**_summary_fields(job, latest, live_progress), code=job.code, runs=runs)
+    return Job(**_summary_fields(job, latest, live_progress), code=job.code, runs=runs,
+               inputs=[JobInput.model_construct(uri=item.get("uri"), as_=item.get("as")) for item in job.inputs],
+               artifacts=latest.artifacts if latest else None,
+               artifacts_error=latest.artifacts_error if latest else None)

@@ -40,11 +40,14 @@ from ..store.log_files import read_page, read_tail
 from . import job_notebooks
 from .clock import utcnow
 from .clusters import Cluster, ClusterService
+from .job_artifacts import ArchiveConfig, ArtifactDownload, JobArtifacts
+from .job_inputs import JobInputs
 from .job_modes import JobModes
 from .job_sources import JobSources
 from .job_states import ACTIVE, TERMINAL
 from .job_views import job_summary_view, job_view
 from .notebooks import NotebookService
+from .object_storage import ObjectStorage
 from .run_engine import EngineConfig, RunEngine
 
 log = logging.getLogger("dataharbour_ext.jobs")
@@ -57,6 +60,7 @@ class JobServiceConfig(EngineConfig):
     max_code_bytes: int = 1024 * 1024
     max_name_length: int = 200
     job_retention_days: float = 0.0  # 0: keep finished jobs for ever
+    max_input_bytes: int = 10 * 1024**3  # a job's input objects together
 
 
 STARTUP_WAIT_SECONDS = 30.0
@@ -105,9 +109,13 @@ class JobService:
         backends: dict[str, RunBackend],
         modes: JobModes | None = None,
         notebooks: NotebookService | None = None,
+        object_storage: ObjectStorage | None = None,
+        archive: ArchiveConfig | None = None,
     ):
         self.modes = modes or JobModes()
         self.sources = JobSources(contents_manager, notebooks, config)
+        self.inputs = JobInputs(object_storage, config)
+        self.artifacts = JobArtifacts(object_storage, store, backends, config.runs_dir, self._publish, archive)
         self.store = store
         self.clusters = clusters
         self.hub = hub
@@ -115,7 +123,8 @@ class JobService:
         self.config = config
         self.backends = backends
         # One config object: a change to the limits (tests, a future settings API) reaches the engine.
-        self.engine = RunEngine(store, clusters, backends, config, self._publish, self._publish_progress)
+        self.engine = RunEngine(store, clusters, backends, config, self._publish, self._publish_progress,
+                                stage=self.inputs.stage, on_end=self.artifacts.archive_soon)
         self._killing: set[str] = set()  # jobs whose kill waits for the run's processes to end
         self._retention: asyncio.Task | None = None
         self._started = asyncio.Event()
@@ -140,6 +149,7 @@ class JobService:
         if self._retention:
             self._retention.cancel()
         await self.engine.stop()
+        await self.artifacts.stop()
         self._cpu.shutdown(wait=False)
 
     async def kill_all(self) -> None:
@@ -189,6 +199,8 @@ class JobService:
             raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
         path = self._backend(run).log_path(run.run_dir, query.stream)
         final = JobState(run.state).is_terminal
+        if final and query.stream == "all" and run.artifacts and not await asyncio.to_thread(os.path.exists, path):
+            path = await self.artifacts.archived_log(run) or path  # its run folder is gone: the archived copy
         if query.before is not None and not query.tail:
             raise InvalidInput("before", "goes with tail: the last N lines before that offset")
         if query.tail:
@@ -249,6 +261,16 @@ class JobService:
         stem = posixpath.basename(job.notebook["path"]).removesuffix(NOTEBOOK_SUFFIX)
         return JobOutput(body, content_type, f"{stem}.{job_id[:8]}-{attempt}.{extension}")
 
+    @after_start
+    async def artifact(self, job_id: str, name: str, attempt: int | None) -> ArtifactDownload:
+        """A file of a run archived in the object storage, streamed from there."""
+        job = await self._require(job_id, detail=False)
+        attempt = attempt or job.attempt
+        run = await self.store.get_run(job_id, attempt)
+        if run is None:
+            raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
+        return await self.artifacts.download(run, name)
+
     # ---- commands --------------------------------------------------------------------
 
     @after_start
@@ -257,6 +279,7 @@ class JobService:
         if len(request.name) > self.config.max_name_length:
             raise InvalidInput("name", f"must be at most {self.config.max_name_length} characters")
         code, notebook = await self.sources.resolve(request)
+        inputs = self.inputs.check(request.inputs)
         now = utcnow()
         job = JobRecord(
             id=uuid.uuid4().hex,
@@ -274,6 +297,7 @@ class JobService:
             log_level=request.log_level,
             mode=request.mode,
             notebook=notebook,
+            inputs=inputs,
         )
         run = self._new_run(job, 1, now, cluster)
         await self.store.add_job(job, run)

@@ -10,6 +10,7 @@ the runs whose owner is provably gone and re-attaches to those still going.
 import asyncio
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ..runs.identity import ProcessIdentity, boot_id, host_identity
 from ..runs.process import Supervised
 from ..secrets import redact_text
 from ..spark import driver_log
-from ..store import JobStore, Owner, RunRecord
+from ..store import JobRecord, JobStore, Owner, RunRecord
 from ..store.log_files import read_tail
 from .clock import utcnow
 from .job_states import ACTIVE, sources
@@ -100,7 +101,13 @@ class RunEngine:
         config: EngineConfig,
         on_change: Callable[[str], Awaitable[None]],
         on_progress: Callable[[str, dict], None] = lambda job_id, progress: None,
+        stage: Callable[[JobRecord, RunRecord, threading.Event], JobRecord] | None = None,
+        on_end: Callable[[RunRecord], None] | None = None,
     ):
+        """`stage`: before the backend prepares a run, in the same thread (the run is `starting`):
+        its input and output folders, and the job as the backend should run it; it stops with a
+        LaunchError once the Event is set (the run was killed). `on_end`: a run this server
+        settled has ended (on the event loop; must not block)."""
         self.store = store
         self.clusters = clusters
         self.backends = backends
@@ -110,6 +117,9 @@ class RunEngine:
         self.owner = this_server()
         self._watched: dict[str, Watched] = {}  # by job id: a job has one live run at most
         self._admission_wanted = asyncio.Event()
+        self._staging: dict[str, threading.Event] = {}  # by job id: set when a run being prepared is killed
+        self.stage = stage
+        self.on_end = on_end
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
 
@@ -130,6 +140,8 @@ class RunEngine:
 
     async def stop(self) -> None:
         """Stop watching; runs go on and the next server start adopts them."""
+        for cancelled in self._staging.values():
+            cancelled.set()  # their downloads stop; the next start queues those runs again
         for task in [*self._tasks, *self._background]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
@@ -178,6 +190,7 @@ class RunEngine:
         the reason and the queue moves on: a run this server claimed never stays `starting`
         with nobody launching it."""
         supervised: Supervised | None = None
+        cancelled = self._staging[run.job_id] = threading.Event()
         try:
             await self.on_change(run.job_id)
             job = await self.store.get_job(run.job_id)
@@ -191,7 +204,8 @@ class RunEngine:
                 raise LaunchError(refusal)  # stopped or failed since the job was queued
             if backend is None:
                 raise LaunchError(f"no run backend {run.backend!r} on this server")
-            await asyncio.to_thread(backend.prepare, job, run, cluster)
+            await asyncio.to_thread(self._prepare, backend, job, run, cluster, cancelled)
+            self._staging.pop(run.job_id, None)  # from now on a kill reaches it through the store
             supervised = await backend.launch(run, cluster)
             identity = supervised.identity
             await self.store.update_run(run.job_id, run.attempt, pid=identity.pid,
@@ -204,6 +218,7 @@ class RunEngine:
                 watched.stop_requested = True
                 supervised.request_stop()
         except Exception as error:
+            self._staging.pop(run.job_id, None)
             if supervised is not None:
                 supervised.abandon()  # it ends at once without running anything
                 watched = self._watched.get(run.job_id)
@@ -216,13 +231,23 @@ class RunEngine:
                 log.exception("DataHarbour: launching job %s attempt %s failed", run.job_id, run.attempt)
             reason = str(error) if expected else repr(error)
             try:
-                await self._end(run, JobState.failed, error=f"could not launch the run: {reason}")
+                if cancelled.is_set():  # killed while it was being prepared: nothing of it ran
+                    await self._end(run, JobState.killed)
+                else:
+                    await self._end(run, JobState.failed, error=f"could not launch the run: {reason}")
             except Exception:
                 log.exception("DataHarbour: recording the failed launch of job %s failed", run.job_id)
             return
         supervised.release()
         log.info("DataHarbour: job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt,
                  supervised.identity.pid)
+
+    def _prepare(self, backend: RunBackend, job: JobRecord, run: RunRecord, cluster,
+                 cancelled: threading.Event) -> None:
+        """The run's folder, inputs and files. Blocking: in a thread."""
+        if self.stage is not None:
+            job = self.stage(job, run, cancelled)
+        backend.prepare(job, run, cluster)
 
     # ---- watching --------------------------------------------------------------------
 
@@ -433,6 +458,11 @@ class RunEngine:
                  f" ({error})" if error else "")
         await self.on_change(run.job_id)
         self.request_admission()
+        if self.on_end is not None:
+            try:
+                self.on_end(changed)
+            except Exception:
+                log.exception("DataHarbour: after the end of job %s attempt %s", run.job_id, run.attempt)
         return True
 
     # ---- kill ------------------------------------------------------------------------
@@ -440,6 +470,8 @@ class RunEngine:
     async def cancel(self, run: RunRecord) -> None:
         """Stop a run and return once it has settled (its processes are all gone)."""
         await self.store.update_run(run.job_id, run.attempt, kill_requested=True)
+        if (staging := self._staging.get(run.job_id)) is not None:
+            staging.set()  # a run being prepared (its inputs downloading) stops there
         if run.state == JobState.queued.value:
             # Only from `queued`: a run claimed meanwhile has processes to stop first.
             if await self._end(run, JobState.killed, from_states=(JobState.queued.value,)):
@@ -485,10 +517,12 @@ class RunEngine:
     async def _stop_runs_killed_elsewhere(self) -> None:
         """A kill handled by another server sharing the store reaches our runs through
         their `kill_requested` flag."""
-        if not self._watched:
+        if not self._watched and not self._staging:
             return
         for run in await self.store.runs_in_states(ACTIVE, owner_instance=self.owner.instance):
             watched = self._watched.get(run.job_id)
+            if run.kill_requested and (staging := self._staging.get(run.job_id)) is not None:
+                staging.set()
             if run.kill_requested and watched is not None and not watched.stop_requested:
                 watched.stop_requested = True
                 watched.supervised.request_stop()

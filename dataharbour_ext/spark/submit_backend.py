@@ -2,7 +2,8 @@
 its driver started by `spark-submit` under the run's supervisor.
 
 The run folder gets the program, the job's Spark conf (a 0600 properties file, never the
-command line), and the command. The driver's Python process runs the program through a
+command line; with the object storage's S3A settings where the cluster and job set none),
+and the command. The driver's Python process runs the program through a
 small bootstrap that writes the application id and UI address to the run folder as soon as
 the SparkContext is up, so the engine never has to ask the driver's REST API.
 """
@@ -24,6 +25,7 @@ from .bootstrap import PROGRESS_INTERVAL
 from .class_data import ClassDataArchive
 from .log_config import SparkLogConfig
 from .run_files import SparkRunFiles
+from .s3a_conf import s3a_defaults
 from .submit import SubmitSpec, build_command, build_environment_overlay, spark_conf, write_properties
 
 PROGRAM_FILE = "job.py"
@@ -35,8 +37,9 @@ class SparkSubmitBackend(SparkRunFiles):
 
     def __init__(self, *, root_dir: str, state_dir: str, local_ip: str, stop_grace_seconds: float,
                  class_data: ClassDataArchive | None = None, default_log_level: str | None = None,
-                 niceness: int = 0, progress_interval: float = PROGRESS_INTERVAL):
+                 niceness: int = 0, progress_interval: float = PROGRESS_INTERVAL, s3_settings=None):
         self.root_dir = root_dir
+        self.s3_settings = s3_settings  # MinioSettings: runs get its S3A settings (spark/s3a_conf.py)
         self.progress_interval = progress_interval
         self.niceness = niceness
         self.log_config = SparkLogConfig(state_dir)
@@ -76,6 +79,8 @@ class SparkSubmitBackend(SparkRunFiles):
             progress_interval=self.progress_interval,
         )
         conf = spark_conf(spec)
+        # Ours only where the cluster and the job are silent, and only in the owner-only file.
+        conf = {**s3a_defaults(self.s3_settings, conf), **conf}
         if conf:
             spec.properties_file = str(run_dir / PROPERTIES_FILE)
             write_properties(spec.properties_file, conf)

@@ -125,6 +125,8 @@ def _run_values(run: RunRecord) -> dict:
         "kill_requested": run.kill_requested,
         "backend": run.backend,
         "progress": run.progress,
+        "artifacts": run.artifacts,
+        "artifacts_error": run.artifacts_error,
     }
     values.update(Owner.columns(run.owner))
     return values
@@ -153,6 +155,8 @@ def _run_record(row) -> RunRecord:
         owner_seen_at=m["owner_seen_at"],
         kill_requested=bool(m["kill_requested"]),
         progress=m["progress"],
+        artifacts=m["artifacts"],
+        artifacts_error=m["artifacts_error"],
     )
 
 
@@ -174,6 +178,7 @@ def _job_record(row, run_rows=()) -> JobRecord:
         mode=m["mode"],
         notebook=m["notebook"],
         code=m.get("code"),
+        inputs=list(m.get("inputs") or []),
         runs=[_run_record(r) for r in run_rows],
     )
 
@@ -261,7 +266,7 @@ class JobStore:
                 id=job.id, name=job.name, cluster_id=job.cluster_id, state=job.state, code=job.code or "",
                 file=job.file, args=job.args, conf=job.conf, env=job.env, attempt=job.attempt,
                 created_at=job.created_at, updated_at=job.updated_at, log_level=job.log_level, mode=job.mode,
-                notebook=job.notebook, tenant=self.tenant,
+                notebook=job.notebook, inputs=job.inputs or None, tenant=self.tenant,
                 duration=_ended_run_seconds(run) if run.attempt == job.attempt else None,
             ))
             db.execute(insert(runs).values(**_run_values(run), tenant=self.tenant))

@@ -59,6 +59,8 @@ class RunRecord:
     owner_seen_at: datetime | None = None
     kill_requested: bool = False
     progress: dict | None = None
+    artifacts: list[dict] | None = None  # [{"name", "uri", "size"}] once archived
+    artifacts_error: str | None = None
 
 
 @dataclass
@@ -78,4 +80,5 @@ class JobRecord:
     mode: str | None = None  # asked for: "batch", "connect", "auto"; None: the cluster's default
     notebook: dict | None = None  # notebook jobs: {"path", "parameters", "kernel_name"}
     code: str | None = None  # loaded only for one job's details, never for lists
+    inputs: list[dict] = field(default_factory=list)  # [{"uri", "as"}]; loaded with `code`
     runs: list[RunRecord] = field(default_factory=list)  # idem

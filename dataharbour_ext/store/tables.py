@@ -41,6 +41,9 @@ jobs = Table(
     # Notebook jobs: {"path": the notebook's path at submit, "parameters": {...}, "kernel_name": ...};
     # NULL for program jobs. The notebook itself (without outputs) is the job's `code`.
     Column("notebook", JSON),
+    # Objects downloaded into each run's input folder before it starts: [{"uri": "s3://b/k", "as": "path"}];
+    # NULL: none.
+    Column("inputs", JSON),
     # Whose job: servers sharing one store see, run and change only their own tenant's jobs
     # (a server can only run code as its own user).
     Column("tenant", String(256), nullable=False),
@@ -90,6 +93,10 @@ runs = Table(
     Column("owner_seen_at", DateTime),
     # Spark jobs, stages and tasks done when the run ended (live progress is kept in memory).
     Column("progress", JSON),
+    # The run's files archived in the object storage after it ended: [{"name", "uri", "size"}] (NULL until
+    # then, or without storage), and why archiving failed.
+    Column("artifacts", JSON),
+    Column("artifacts_error", Text),
 )
 Index("ix_runs_state_queued", runs.c.state, runs.c.queued_at)
 Index("ix_runs_tenant_state", runs.c.tenant, runs.c.state)

@@ -1,0 +1,260 @@
+"""A run's files archived in the object storage once it ended, and read back from there.
+
+When a run ends (any terminal state), a background task uploads, under
+`s3://<MINIO_BUCKET_NAME>/jobs/<job id>/<attempt>/`:
+
+    output.log      the run's log
+    output.ipynb    a notebook job's executed notebook
+    output/<path>   what the program wrote in DATAHARBOUR_OUTPUT_DIR (regular files; symbolic
+                    links are not followed)
+
+and records them on the run (`artifacts`), or why it could not (`artifacts_error`). The job's
+end state never waits for it. Each file is tried a few times with a growing pause; a failure
+that outlasts them stops the upload. Only with object storage and MINIO_BUCKET_NAME
+configured; the bucket is not created here (a missing one is the storage's setup to fix, and
+the monitoring page says so): the upload fails with that reason.
+
+Archived files are downloaded through the API, streamed from the storage in chunks on a
+thread; a run whose log is gone from its folder is read from its archived log, restored
+beside the job's run folders on first read.
+"""
+
+import asyncio
+import logging
+import mimetypes
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataHarbourError, NotFound
+from ..runs import folder
+from ..store import JobStore, RunRecord
+from .job_inputs import OUTPUT_DIR
+from .object_storage import ObjectStorage, StorageNotConfigured, check_key, parse_uri
+
+log = logging.getLogger("dataharbour_ext.jobs")
+
+LOG_ARTIFACT = "output.log"
+NOTEBOOK_ARTIFACT = "output.ipynb"
+ARCHIVE_PREFIX = "jobs"
+MAX_FILES = 1000  # output files archived per run
+CHUNK_BYTES = 1024 * 1024
+CONCURRENT_UPLOADS = 2  # runs archived at once: uploads are I/O, but each holds a thread
+ARCHIVED_LOGS = "archived"  # <runs_dir>/<job id>/archived/<attempt>/output.log: logs read back from the archive
+CONTENT_TYPES = {LOG_ARTIFACT: "text/plain; charset=utf-8", NOTEBOOK_ARTIFACT: "application/x-ipynb+json"}
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    attempts: int = 3  # per file
+    first_pause: float = 1.0  # seconds before the second attempt; doubled for each further one
+
+
+@dataclass
+class ArtifactDownload:
+    """An archived file being read from the storage: `chunks()` one at a time, then `close()`."""
+
+    name: str
+    size: int | None
+    content_type: str
+    response: object  # the SDK's urllib3 response
+    storage: ObjectStorage
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        stream = self.response.stream(CHUNK_BYTES)
+        while True:
+            with self.storage.errors(f"artifact {self.name}"):
+                chunk = await asyncio.to_thread(next, stream, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self.response.close()
+        self.response.release_conn()
+
+
+def archive_key(job_id: str, attempt: int, name: str) -> str:
+    return f"{ARCHIVE_PREFIX}/{job_id}/{attempt}/{name}"
+
+
+def content_type(name: str) -> str:
+    return CONTENT_TYPES.get(name) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+class JobArtifacts:
+    def __init__(self, storage: ObjectStorage | None, store: JobStore, backends: dict, runs_dir: str,
+                 on_change: Callable[[str], Awaitable[None]], config: ArchiveConfig | None = None):
+        self.storage = storage
+        self.store = store
+        self.backends = backends
+        self.runs_dir = runs_dir
+        self.on_change = on_change
+        self.config = config or ArchiveConfig()
+        self._tasks: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(CONCURRENT_UPLOADS)
+
+    @property
+    def enabled(self) -> bool:
+        return self.storage is not None and self.storage.configured and bool(self.storage.default_bucket)
+
+    # ---- archiving -------------------------------------------------------------------
+
+    def archive_soon(self, run: RunRecord) -> None:
+        """The run has ended: archive its files in the background (on the event loop)."""
+        if not self.enabled or not run.run_dir:
+            return
+        task = asyncio.create_task(self._archive(run), name=f"dataharbour-archive-{run.job_id}-{run.attempt}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Stop uploading (the server stops): runs not archived yet stay without `artifacts`."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _archive(self, run: RunRecord) -> None:
+        try:
+            async with self._slots:
+                files, skipped = await asyncio.to_thread(self._files_of, run)
+                if files is None:
+                    return  # it never had a folder: killed or failed while queued
+                artifacts, error = await self._upload_all(run, files)
+            if skipped:
+                note = f"{skipped} files of the output folder were not archived (more than {MAX_FILES} files, " \
+                       "or names that are not valid UTF-8)"
+                error = f"{error}; {note}" if error else note
+            await self.store.update_run(run.job_id, run.attempt, artifacts=artifacts, artifacts_error=error)
+            if error:
+                log.warning("DataHarbour: job %s attempt %s: archiving its files: %s", run.job_id, run.attempt, error)
+            await self.on_change(run.job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("DataHarbour: archiving the files of job %s attempt %s failed", run.job_id, run.attempt)
+            try:
+                await self.store.update_run(run.job_id, run.attempt, artifacts_error="archiving the run's files "
+                                            "failed unexpectedly (the server's log has the details)")
+                await self.on_change(run.job_id)
+            except Exception:
+                pass  # the store is failing too: the log above is all there is
+
+    def _files_of(self, run: RunRecord) -> tuple[list[tuple[str, str]] | None, int]:
+        """(name, path) of the run's files to archive, and how many output files were left out.
+        Blocking: a walk of the output folder."""
+        if not os.path.isdir(run.run_dir):
+            return None, 0
+        files: list[tuple[str, str]] = []
+        backend = self.backends.get(run.backend)
+        log_path = backend.log_path(run.run_dir) if backend else os.path.join(run.run_dir, folder.LOG_FILE)
+        if os.path.isfile(log_path):
+            files.append((LOG_ARTIFACT, log_path))
+        output_path = getattr(backend, "output_path", None)
+        if output_path is not None and os.path.isfile(output_path(run.run_dir)):
+            files.append((NOTEBOOK_ARTIFACT, output_path(run.run_dir)))
+        outputs = skipped = 0
+        output_dir = os.path.join(run.run_dir, OUTPUT_DIR)
+        for top, folders, names in os.walk(output_dir):  # never into linked folders
+            folders.sort()
+            for name in sorted(names):
+                path = os.path.join(top, name)
+                relative = os.path.relpath(path, output_dir).replace(os.sep, "/")
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                try:
+                    check_key(archive_key(run.job_id, run.attempt, f"{OUTPUT_DIR}/{relative}"))
+                except DataHarbourError:
+                    skipped += 1
+                    continue
+                if outputs >= MAX_FILES:
+                    skipped += 1
+                    continue
+                outputs += 1
+                files.append((f"{OUTPUT_DIR}/{relative}", path))
+        return files, skipped
+
+    async def _upload_all(self, run: RunRecord, files: list[tuple[str, str]]) -> tuple[list[dict], str | None]:
+        bucket = self.storage.default_bucket
+        artifacts: list[dict] = []
+        for name, path in files:
+            key = archive_key(run.job_id, run.attempt, name)
+            pause = self.config.first_pause
+            for attempt in range(1, self.config.attempts + 1):
+                try:
+                    size = await asyncio.to_thread(self._upload, bucket, key, path, name)
+                    break
+                except DataHarbourError as error:
+                    if attempt == self.config.attempts or isinstance(error, NotFound):  # a missing bucket stays so
+                        tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                        return artifacts, f"{error.message}{tries}"
+                except OSError as error:  # the file went away (the job was deleted meanwhile)
+                    return artifacts, f"cannot read {name}: {error.strerror or error}"
+                await asyncio.sleep(pause)
+                pause *= 2
+            artifacts.append({"name": name, "uri": f"s3://{bucket}/{key}", "size": size})
+        return artifacts, None
+
+    def _upload(self, bucket: str, key: str, path: str, name: str) -> int:
+        """One file (multipart when large, streamed from disk). Blocking."""
+        size = os.path.getsize(path)
+        with self.storage.errors(f"uploading {name} to s3://{bucket}/{key}"):
+            self.storage.client.fput_object(bucket, key, path, content_type=content_type(name),
+                                            num_parallel_uploads=1)
+        return size
+
+    # ---- reading back ----------------------------------------------------------------
+
+    async def download(self, run: RunRecord, name: str) -> ArtifactDownload:
+        """An archived file of the run, streamed from the storage chunk by chunk."""
+        artifact = _find(run, name)
+        if self.storage is None or not self.storage.configured:
+            raise StorageNotConfigured()
+        bucket, key = parse_uri(artifact["uri"])
+        with self.storage.errors(f"artifact {name}"):
+            response = await asyncio.to_thread(self.storage.client.get_object, bucket, key)
+        length = response.headers.get("Content-Length")
+        return ArtifactDownload(name, int(length) if length and length.isdigit() else None, content_type(name),
+                                response, self.storage)
+
+    async def archived_log(self, run: RunRecord) -> str | None:
+        """The local copy of the run's archived log (fetched on first use), or None if it has none."""
+        if not any(a.get("name") == LOG_ARTIFACT for a in run.artifacts or () if isinstance(a, dict)):
+            return None
+        if self.storage is None or not self.storage.configured:
+            return None
+        path = Path(self.runs_dir) / run.job_id / ARCHIVED_LOGS / str(run.attempt) / LOG_ARTIFACT
+        if not await asyncio.to_thread(path.exists):
+            bucket, key = parse_uri(_find(run, LOG_ARTIFACT)["uri"])
+            with self.storage.errors("the archived log"):
+                await asyncio.to_thread(self._fetch, bucket, key, path)
+        return str(path)
+
+    def _fetch(self, bucket: str, key: str, path: Path) -> None:
+        """An object into an owner-only file (a log may quote credentials), whole or not at all."""
+        folder.create(path.parent)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        response = self.storage.client.get_object(bucket, key)
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, folder.FILE_MODE)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.stream(CHUNK_BYTES):
+                    out.write(chunk)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+            response.close()
+            response.release_conn()
+
+
+def _find(run: RunRecord, name: str) -> dict:
+    if run.artifacts is None:
+        why = f": {run.artifacts_error}" if run.artifacts_error else " (yet)"
+        raise NotFound(f"job {run.job_id} attempt {run.attempt} has no archived files{why}")
+    for artifact in run.artifacts:
+        if isinstance(artifact, dict) and artifact.get("name") == name and isinstance(artifact.get("uri"), str):
+            return artifact
+    failed = f" (archiving failed: {run.artifacts_error})" if run.artifacts_error else ""
+    raise NotFound(f"job {run.job_id} attempt {run.attempt} has no archived file {name!r}{failed}")
