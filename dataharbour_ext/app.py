@@ -660,6 +660,7 @@ class DataHarbourApp(ExtensionApp):
         await self.cluster_views.aclose()
         self.class_data.stop()
         self.notebook_counter.stop()
+        self.object_storage.shutdown()  # a transfer still waiting on S3 gives up with the loop
         # Closing waits for the stores' threads and connections: not on the event loop.
         await asyncio.to_thread(self.metrics_store.close)  # before the job store disposes of the engine they share
         await asyncio.to_thread(self.store.close)

@@ -148,6 +148,9 @@ async def test_the_log_is_read_from_the_archive_once_the_run_folder_is_gone(api,
 
     shutil.rmtree(f"{extension.state_dir}/runs/{job['id']}/1")  # the run folder is removed
 
+    # Readers arriving together share one fetch of the archived copy, and all get it whole.
+    pages = await asyncio.gather(*(api.logs(job["id"], limit=100000) for _ in range(4)))
+    assert all(page["lines"] == before["lines"] for page in pages)
     after = await api.logs(job["id"], limit=100000)
     assert "line 2" in after["lines"]
     assert (after["lines"], after["size"], after["complete"]) == (before["lines"], before["size"], True)

@@ -23,11 +23,12 @@ import asyncio
 import logging
 import mimetypes
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataHarbourError, NotFound
+from ..errors import DataHarbourError, NotFound, ServiceUnavailable
 from ..runs import folder
 from ..store import JobStore, RunRecord
 from .job_inputs import OUTPUT_DIR
@@ -65,7 +66,7 @@ class ArtifactDownload:
         stream = self.response.stream(CHUNK_BYTES)
         while True:
             with self.storage.errors(f"artifact {self.name}"):
-                chunk = await asyncio.to_thread(next, stream, None)
+                chunk = await self.storage.run(next, stream, None)
             if chunk is None:
                 return
             yield chunk
@@ -94,6 +95,7 @@ class JobArtifacts:
         self.config = config or ArchiveConfig()
         self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_UPLOADS)
+        self._fetching: dict[str, asyncio.Lock] = {}  # archived logs being fetched, by local path
 
     @property
     def enabled(self) -> bool:
@@ -184,7 +186,7 @@ class JobArtifacts:
             pause = self.config.first_pause
             for attempt in range(1, self.config.attempts + 1):
                 try:
-                    size = await asyncio.to_thread(self._upload, bucket, key, path, name)
+                    size = await self.storage.run(self._upload, bucket, key, path, name)
                     break
                 except DataHarbourError as error:
                     if attempt == self.config.attempts or isinstance(error, NotFound):  # a missing bucket stays so
@@ -214,7 +216,7 @@ class JobArtifacts:
             raise StorageNotConfigured()
         bucket, key = parse_uri(artifact["uri"])
         with self.storage.errors(f"artifact {name}"):
-            response = await asyncio.to_thread(self.storage.client.get_object, bucket, key)
+            response = await self.storage.run(self.storage.client.get_object, bucket, key)
         length = response.headers.get("Content-Length")
         return ArtifactDownload(name, int(length) if length and length.isdigit() else None, content_type(name),
                                 response, self.storage)
@@ -226,25 +228,33 @@ class JobArtifacts:
         if self.storage is None or not self.storage.configured:
             return None
         path = Path(self.runs_dir) / run.job_id / ARCHIVED_LOGS / str(run.attempt) / LOG_ARTIFACT
-        if not await asyncio.to_thread(path.exists):
-            bucket, key = parse_uri(_find(run, LOG_ARTIFACT)["uri"])
-            with self.storage.errors("the archived log"):
-                await asyncio.to_thread(self._fetch, bucket, key, path)
+        # One fetch at a time per log: readers arriving meanwhile wait for it, then read the copy.
+        async with self._fetching.setdefault(str(path), asyncio.Lock()):
+            if not await asyncio.to_thread(path.exists):
+                bucket, key = parse_uri(_find(run, LOG_ARTIFACT)["uri"])
+                try:
+                    with self.storage.errors("the archived log"):
+                        await self.storage.run(self._fetch, bucket, key, path)
+                except OSError as error:
+                    raise ServiceUnavailable(f"the archived log could not be stored locally: "
+                                             f"{error.strerror or error}") from None  # fmt: skip
         return str(path)
 
     def _fetch(self, bucket: str, key: str, path: Path) -> None:
         """An object into an owner-only file (a log may quote credentials), whole or not at all."""
         folder.create(path.parent)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         response = self.storage.client.get_object(bucket, key)
+        partial = None
         try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, folder.FILE_MODE)
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")  # 0600
+            partial = Path(name)
             with os.fdopen(fd, "wb") as out:
                 for chunk in response.stream(CHUNK_BYTES):
                     out.write(chunk)
             os.replace(partial, path)
         finally:
-            partial.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
             response.close()
             response.release_conn()
 

@@ -15,6 +15,7 @@ is missing, too large, or the disk too full, with the reason.
 import os
 import posixpath
 import shutil
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
@@ -128,12 +129,14 @@ class JobInputs:
         if not os.path.realpath(target).startswith(os.path.realpath(input_dir) + os.sep):
             raise LaunchError(f"input {item['uri']}: its path {item['as']!r} leads out of the input folder")
         target.parent.mkdir(mode=folder.FOLDER_MODE, parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
         written = 0
         with self._errors(item["uri"]):
             response = self.storage.client.get_object(bucket, key)
+            partial = None
             try:
-                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, folder.FILE_MODE)
+                # A fresh, exclusive name (0600): never another input's file, whatever its name.
+                fd, name = tempfile.mkstemp(dir=target.parent, prefix=".dataharbour-", suffix=".partial")
+                partial = Path(name)
                 with os.fdopen(fd, "wb") as out:
                     for chunk in response.stream(CHUNK_BYTES):
                         if cancelled.is_set():
@@ -145,7 +148,8 @@ class JobInputs:
                         out.write(chunk)
                 os.replace(partial, target)
             except BaseException:
-                partial.unlink(missing_ok=True)
+                if partial is not None:
+                    partial.unlink(missing_ok=True)
                 raise
             finally:
                 response.close()

@@ -6,9 +6,11 @@ and the SDK's errors become domain errors: a missing bucket or object 404, refus
 credentials or an unreachable endpoint 502 with the reason, never a 500 and never a secret.
 """
 
+import asyncio
+import functools
 import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import certifi
 import urllib3
@@ -22,6 +24,9 @@ NOT_CONFIGURED = "object storage is not configured: set MINIO_ENDPOINT (and MINI
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 MAX_KEY_BYTES = 1024
+# Threads of their own for every blocking storage call (the API's, inputs', artifacts'): a hung
+# or slow S3 holds up storage work only, never the default pool that file and log reads use.
+STORAGE_THREADS = 32
 # S3's bucket naming rules: 3-63 characters, lower-case letters, digits, dots and hyphens,
 # starting and ending with a letter or digit, not an IP address.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -48,21 +53,37 @@ def check_key(key: str, field: str = "key") -> str:
         raise InvalidInput(field, f"an object key is at most {MAX_KEY_BYTES} bytes")
     if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in key):
         raise InvalidInput(field, "an object key must not hold control characters")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        # HTTP clients fold them away, so the request would not name the object signed for.
+        raise InvalidInput(field, "an object key must not hold `.` or `..` path segments")
     return key
 
 
 def parse_uri(uri: str, field: str = "uri") -> tuple[str, str]:
-    """`s3://bucket/key` (s3a:// too, as Spark writes it) as (bucket, key)."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("s3", "s3a") or not parts.netloc or not parts.path.lstrip("/"):
+    """`s3://bucket/key` (s3a:// too, as Spark writes it) as (bucket, key). Split by hand: an
+    object key may hold `?` and `#`, which a URL parser would take for a query or fragment."""
+    scheme, separator, rest = uri.partition("://")
+    bucket, slash, key = rest.partition("/")
+    if not separator or scheme not in ("s3", "s3a") or not bucket or not slash or not key:
         raise InvalidInput(field, f"{uri!r} is not an s3://bucket/key URI")
-    return check_bucket(parts.netloc, field), check_key(parts.path[1:], field)
+    return check_bucket(bucket, field), check_key(key, field)
 
 
 class ObjectStorage:
     def __init__(self, settings: MinioSettings | None):
         self.settings = settings
         self._client: Minio | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    async def run(self, function, *args):
+        """`function(*args)` on the storage's threads."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="dataharbour-storage")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(function, *args))
+
+    def shutdown(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
     @property
     def configured(self) -> bool:
@@ -107,8 +128,9 @@ class ObjectStorage:
             raise BadGateway(f"{what}: object storage answered badly: {self._scrub(str(error))[:300]}") from None
         except urllib3.exceptions.HTTPError as error:
             endpoint = self.settings.endpoint if self.settings else "?"
+            cause = getattr(error, "reason", None) or error  # a MaxRetryError's reason is the last failure
             raise BadGateway(f"{what}: cannot reach object storage at {endpoint}: "
-                             f"{self._scrub(type(error).__name__)}") from None  # fmt: skip
+                             f"{self._scrub(_describe(cause))}") from None  # fmt: skip
         except ValueError as error:  # the SDK's own argument checks
             raise InvalidInput(None, f"{what}: {self._scrub(str(error))}") from None
 
@@ -116,6 +138,13 @@ class ObjectStorage:
         for secret in self.secrets():
             text = text.replace(secret, "********")
         return text
+
+
+def _describe(error: BaseException) -> str:
+    """The kind of failure and the system's words for it (connection refused, name unknown)."""
+    text = str(error)
+    words = text.rsplit(": ", 1)[-1] if ": " in text else text
+    return f"{type(error).__name__}: {words[:200]}" if words else type(error).__name__
 
 
 def require(storage: "ObjectStorage | None") -> ObjectStorage:

@@ -13,6 +13,7 @@ import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -31,6 +32,7 @@ from .job_states import ACTIVE, sources
 log = logging.getLogger("dataharbour_ext.jobs")
 
 ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
+PREPARE_THREADS = 8
 PROGRESS_INTERVAL = 0.25  # seconds between two progress reads of one run (a few messages a second at most)
 FORCE_STOP_MARGIN = 15.0  # seconds past the grace before the supervisor itself is killed
 SETTLE_RETRY_SECONDS = 5.0
@@ -119,6 +121,9 @@ class RunEngine:
         self._admission_wanted = asyncio.Event()
         self._staging: dict[str, threading.Event] = {}  # by job id: set when a run being prepared is killed
         self.stage = stage
+        # Run folders are written, and inputs downloaded (minutes for large ones), on threads of
+        # their own: never in the default pool that the engine's file reads share.
+        self._prepares = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="dataharbour-prepare")
         self.on_end = on_end
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -146,6 +151,7 @@ class RunEngine:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
         self._tasks = []
+        self._prepares.shutdown(wait=False)
         for watched in list(self._watched.values()):
             self._close_exit_fd(watched)
         self._watched.clear()
@@ -204,7 +210,9 @@ class RunEngine:
                 raise LaunchError(refusal)  # stopped or failed since the job was queued
             if backend is None:
                 raise LaunchError(f"no run backend {run.backend!r} on this server")
-            await asyncio.to_thread(self._prepare, backend, job, run, cluster, cancelled)
+            await asyncio.get_running_loop().run_in_executor(
+                self._prepares, self._prepare, backend, job, run, cluster, cancelled
+            )
             self._staging.pop(run.job_id, None)  # from now on a kill reaches it through the store
             supervised = await backend.launch(run, cluster)
             identity = supervised.identity

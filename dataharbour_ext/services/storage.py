@@ -7,9 +7,7 @@ ways; neither a download nor an upload is ever held whole in memory.
 """
 
 import asyncio
-import functools
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -34,7 +32,6 @@ from ..models import (
 from .object_storage import ObjectStorage, check_bucket, check_key, require
 
 # An upload holds a thread for as long as its body comes in; reads hold one per S3 call.
-STORAGE_THREADS = 32
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 # Tornado hands a body over in 64 KiB pieces: at most 1 MiB of it waits for the upload thread.
 UPLOAD_QUEUE_CHUNKS = 16
@@ -162,7 +159,6 @@ class StorageService:
     def __init__(self, storage: ObjectStorage, *, max_object_bytes: int):
         self.storage = storage
         self.max_object_bytes = max_object_bytes
-        self._threads = ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="dataharbour-storage")
 
     def require(self) -> ObjectStorage:
         """The storage, or the clear 404 when none is configured."""
@@ -298,4 +294,4 @@ class StorageService:
         return await self._run(call)
 
     async def _run(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(function, *args))
+        return await self.storage.run(function, *args)

@@ -13,9 +13,9 @@ from ..services.health.settings import MinioSettings
 PREFIX = "spark.hadoop.fs.s3a."
 # A job or cluster that names its own endpoint or credentials configures S3 itself: mixing ours
 # in would send our credentials to its endpoint, or its credentials to ours.
-OWN_CHOICE = tuple(PREFIX + name for name in (
-    "endpoint", "access.key", "secret.key", "session.token", "aws.credentials.provider",
-))
+OWN_CHOICE_NAMES = ("endpoint", "access.key", "secret.key", "session.token", "aws.credentials.provider")
+OWN_CHOICE = tuple(PREFIX + name for name in OWN_CHOICE_NAMES)
+BUCKET_PREFIX = PREFIX + "bucket."  # per-bucket settings: fs.s3a.bucket.<bucket>.endpoint, ...
 
 
 def s3a_conf(settings: MinioSettings | None) -> dict[str, str]:
@@ -38,6 +38,11 @@ def s3a_conf(settings: MinioSettings | None) -> dict[str, str]:
 def s3a_defaults(settings: MinioSettings | None, conf: Mapping[str, str]) -> dict[str, str]:
     """What a run whose Spark conf (the cluster's with the job's on top) is `conf` gets of ours:
     nothing if it names its own endpoint or credentials, else every key it does not set."""
-    if any(key in conf for key in OWN_CHOICE):
+    if any(key in conf for key in OWN_CHOICE) or any(_per_bucket_choice(key) for key in conf):
         return {}
     return {key: value for key, value in s3a_conf(settings).items() if key not in conf}
+
+
+def _per_bucket_choice(key: str) -> bool:
+    """`spark.hadoop.fs.s3a.bucket.<b>.endpoint` and the like: S3 configured for some bucket."""
+    return key.startswith(BUCKET_PREFIX) and key.endswith(tuple("." + name for name in OWN_CHOICE_NAMES))
