@@ -190,6 +190,15 @@ class ObjectHandler(StorageBaseHandler):
             except PayloadTooLarge:
                 self.send_error(413, exc_info=sys.exc_info())  # now, not after the rest has come
             return
+        if self._upload.done():  # S3 failed mid-way: say so now, not after the rest of the body
+            error = None if self._upload.cancelled() else self._upload.exception()
+            if error is not None:
+                self._body.abort("the upload failed")
+                try:
+                    raise error
+                except Exception:
+                    self.send_error(getattr(error, "status", 500), exc_info=sys.exc_info())
+                return
         await self._body.feed(chunk)
 
     @web.authenticated
