@@ -9,6 +9,7 @@ import { IClusterInfo, IClusterLimits, IExternalRequest, IStandaloneRequest } fr
 import { IJob, IJobList, ILogPage, JobMode, errorMessage } from './model';
 import { JSONValue } from './notebook_job_model';
 import { IDashboardOverview, IMetricsHistory, IServiceStatus } from './platform_model';
+import { IBucketList, IJobInput, IObjectList, objectPath } from './storage_model';
 
 export class ApiError extends Error {
   constructor(
@@ -30,6 +31,8 @@ export interface ISubmitRequest {
   /** A notebook job: the notebook's contents path (or File ID), run whole, `parameters` injected. */
   notebook?: string;
   parameters?: Record<string, JSONValue>;
+  /** Objects downloaded into the run's DATAHARBOUR_INPUT_DIR before it starts. */
+  inputs?: IJobInput[];
 }
 
 export class DataHarbourApi {
@@ -111,6 +114,37 @@ export class DataHarbourApi {
     return this.request<IDashboardOverview>('GET', 'dashboard/overview', undefined, { days, tz });
   }
 
+  storageBuckets(): Promise<IBucketList> {
+    return this.request<IBucketList>('GET', 'storage/buckets');
+  }
+
+  /** One page of a folder: its subfolders and objects (`cursor`: the previous page's `next_cursor`). */
+  storageObjects(bucket: string, prefix: string, limit: number, cursor?: string | null): Promise<IObjectList> {
+    const params: Record<string, string | number> = { bucket, prefix, delimiter: '/', limit };
+    if (cursor) {
+      params.cursor = cursor;
+    }
+    return this.request<IObjectList>('GET', 'storage/objects', undefined, params);
+  }
+
+  /** Where an object downloads from (the Jupyter login cookie authenticates a plain GET). */
+  storageObjectUrl(bucket: string, key: string): string {
+    return URLExt.join(this.settings.baseUrl, 'api/v1/storage/objects', objectPath(bucket, key));
+  }
+
+  /** Write `file` as the object: the browser streams it as the request body. */
+  uploadObject(bucket: string, key: string, file: Blob): Promise<{ bucket: string; key: string; size: number }> {
+    return this.send(this.storageObjectUrl(bucket, key), {
+      method: 'PUT',
+      body: file,
+      headers: { 'Content-Type': file.type || 'application/octet-stream' }
+    });
+  }
+
+  async deleteObject(bucket: string, key: string): Promise<void> {
+    await this.send<void>(this.storageObjectUrl(bucket, key), { method: 'DELETE' });
+  }
+
   /** Where the driver UI of a running job is proxied on this server. */
   sparkUiUrl(id: string): string {
     return URLExt.join(this.settings.baseUrl, 'api/v1/jobs', encodeURIComponent(id), 'spark-ui/proxy/');
@@ -131,6 +165,11 @@ export class DataHarbourApi {
       init.body = JSON.stringify(body);
       init.headers = { 'Content-Type': 'application/json' };
     }
+    return this.send<T>(url, init);
+  }
+
+  /** One request; its JSON answer, or an ApiError with the server's message. */
+  private async send<T>(url: string, init: RequestInit): Promise<T> {
     let response: Response;
     try {
       response = await ServerConnection.makeRequest(url, init, this.settings);

@@ -27,6 +27,8 @@ import { NotebookJobs, isNotebookJob } from './notebook_job';
 import { PlatformModel } from './platform';
 import { PlatformPanel } from './platform_panel';
 import { DataHarbourSidebar } from './sidebar';
+import { StorageModel } from './storage';
+import { StoragePanel } from './storage_panel';
 import { LiveStream } from './stream';
 
 const PLUGIN_ID = 'dataharbour-ext:plugin';
@@ -125,6 +127,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.addPanel(panel, 100);
     const clustersPanel = new ClustersPanel({ model: clusters, jobs: model, openMasterUi });
     sidebar.addPanel(clustersPanel, 150);
+    const storagePanel = new StoragePanel({
+      model: new StorageModel(api),
+      useAsInputs: (bucket, keys) => {
+        panel.addInputs(bucket, keys);
+        showJobs();
+      }
+    });
+    sidebar.addPanel(storagePanel, 175);
     const platform = new PlatformPanel(new PlatformModel(api, stream));
     sidebar.addPanel(platform, 200);
     app.shell.add(sidebar, 'left', { rank: 800 });

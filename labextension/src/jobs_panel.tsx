@@ -12,6 +12,7 @@ import {
   modeDescription, modeLabel, parseConf, progressLabel, visibleJobs
 } from './model';
 import { JobsModel } from './jobs';
+import { IJobInput, addInputs } from './storage_model';
 import { LiveStream } from './stream';
 
 /** A code editor in `host` (JupyterLab's CodeMirror), reporting every change. */
@@ -50,6 +51,12 @@ export class JobsPanel extends ReactWidget {
     return this._selected ? this.options.model.jobs.get(this._selected) : undefined;
   }
 
+  /** Objects of the Storage tab added to the submit form's inputs; the form is opened. */
+  addInputs(bucket: string, keys: string[]): void {
+    this._inputs = addInputs(this._inputs, bucket, keys);
+    this.showForm();
+  }
+
   /** Back to the list with the submit form open. */
   showForm(): void {
     this._selected = null;
@@ -65,6 +72,11 @@ export class JobsPanel extends ReactWidget {
             {...this.options}
             selected={this._selected}
             formRequests={this._formRequests}
+            inputs={this._inputs}
+            onInputsChange={inputs => {
+              this._inputs = inputs;
+              this.update();
+            }}
             onSelect={id => {
               this._selected = id;
               this.update();
@@ -77,11 +89,15 @@ export class JobsPanel extends ReactWidget {
 
   private _selected: string | null = null;
   private _formRequests = 0;
+  private _inputs: IJobInput[] = [];
 }
 
 interface ISidebarProps extends IPanelOptions {
   selected: string | null;
   formRequests: number;
+  /** The submit form's object storage inputs (kept here: the Storage tab adds to them). */
+  inputs: IJobInput[];
+  onInputsChange: (inputs: IJobInput[]) => void;
   onSelect: (id: string | null) => void;
 }
 
@@ -160,10 +176,12 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
         code,
         args: args.split('\n').map(a => a.trim()).filter(a => a),
         conf: parsedConf,
-        ...(mode ? { mode } : {})
+        ...(mode ? { mode } : {}),
+        ...(props.inputs.length ? { inputs: props.inputs } : {})
       };
       const job = await props.model.submit(request);
       setOpen(false);
+      props.onInputsChange([]);
       props.onSelect(job.id);
     } catch (e) {
       setError((e as Error).message);
@@ -217,9 +235,13 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
         <textarea className="jp-mod-styled" value={conf} rows={2} placeholder="spark.sql.shuffle.partitions=4"
           onChange={e => setConf(e.target.value)} />
       </label>
+      {props.inputs.length > 0 && <InputsField inputs={props.inputs} onChange={props.onInputsChange} />}
       {error && <div className="dh-Error" role="alert">{error}</div>}
       <div className="dh-Buttons">
-        <button type="button" className="jp-mod-styled jp-mod-reject" onClick={() => setOpen(false)}>
+        <button type="button" className="jp-mod-styled jp-mod-reject" onClick={() => {
+          setOpen(false);
+          props.onInputsChange([]);
+        }}>
           Cancel
         </button>
         <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
@@ -227,6 +249,27 @@ function SubmitForm(props: ISidebarProps): JSX.Element {
         </button>
       </div>
     </form>
+  );
+}
+
+/** The job's inputs from object storage: each URI with the path (under DATAHARBOUR_INPUT_DIR) it gets. */
+function InputsField(props: { inputs: IJobInput[]; onChange: (inputs: IJobInput[]) => void }): JSX.Element {
+  const rename = (index: number, name: string) =>
+    props.onChange(props.inputs.map((input, i) => (i === index ? { ...input, as: name } : input)));
+  return (
+    <fieldset className="dh-Inputs">
+      <legend>Inputs <span className="dh-Muted">(downloaded into $DATAHARBOUR_INPUT_DIR as)</span></legend>
+      {props.inputs.map((input, index) => (
+        <div key={input.uri} className="dh-Input">
+          <span className="dh-InputUri" title={input.uri}>{input.uri}</span>
+          <span className="dh-Muted">as</span>
+          <input className="jp-mod-styled dh-InputAs" value={input.as} aria-label={`Path of ${input.uri}`}
+            onChange={e => rename(index, e.target.value)} />
+          <button type="button" className="dh-RemoveInput" title="Remove this input"
+            onClick={() => props.onChange(props.inputs.filter((_, i) => i !== index))}>×</button>
+        </div>
+      ))}
+    </fieldset>
   );
 }
 
