@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import time
 
 import nbformat
@@ -50,6 +51,24 @@ def storage(bucket: str = ARCHIVE, **traits):
         return {"service_environment": {
             "MINIO_ENDPOINT": f"http://{weed.endpoint}", "MINIO_ACCESS_KEY": weed.access_key,
             "MINIO_SECRET_KEY": weed.secret_key, "MINIO_BUCKET_NAME": bucket,
+        }, **traits}
+
+    return pytest.mark.parametrize("dataharbour_config", [build], indirect=True)
+
+
+def silent_storage(**traits):
+    """The test server's object storage: a loopback port that takes connections and never
+    answers, as a hung S3 would (the kernel completes the handshakes; nobody reads)."""
+
+    def build(request):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        request.addfinalizer(listener.close)  # the waiting connections are reset: no thread stays blocked
+        host, port = listener.getsockname()
+        return {"service_environment": {
+            "MINIO_ENDPOINT": f"http://{host}:{port}", "MINIO_ACCESS_KEY": "silent-key",
+            "MINIO_SECRET_KEY": "silent-secret", "MINIO_BUCKET_NAME": ARCHIVE,
         }, **traits}
 
     return pytest.mark.parametrize("dataharbour_config", [build], indirect=True)
@@ -180,6 +199,21 @@ async def test_a_missing_or_too_large_input_fails_the_job_before_spark_starts(ap
     assert done["error"] == ("could not launch the run: the inputs hold 100 bytes, more than the limit of 10 bytes "
                              "(DataHarbourApp.max_input_bytes)")
     assert not os.path.exists(f"{extension.state_dir}/runs/{large['id']}/1/inputs/large.bin")
+
+
+@silent_storage()
+async def test_a_kill_while_an_input_hangs_ends_the_run_at_once(api, extension):
+    job = await api.submit(name="hung input", code="print('never runs')\n",
+                           inputs=[{"uri": f"s3://{DATA}/in/large.bin"}])
+    await api.wait(job["id"], states={"starting"}, timeout=30)
+    await asyncio.sleep(0.5)  # its download is blocked, waiting for an answer that never comes
+
+    status, _ = await api.call("POST", f"jobs/{job['id']}/kill")
+    assert status == 200
+    # Well within the storage's 60 s read timeout: the kill does not wait for the download.
+    done = await api.wait(job["id"], timeout=20)
+    assert done["state"] == "killed" and done["error"] is None, done
+    assert not os.path.exists(f"{extension.state_dir}/runs/{job['id']}/1/command.json")  # nothing was launched
 
 
 @storage(bucket="no-such-archive")

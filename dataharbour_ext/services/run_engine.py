@@ -54,6 +54,20 @@ class EngineConfig:
 
 
 @dataclass
+class Preparing:
+    """A run being prepared (its folder written, its inputs downloaded) in a prepare thread.
+    A kill sets both: the thread stops at its next check of `cancelled`, and the launch stops
+    waiting for it at once through `killed`, however long a hung download takes to notice."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    killed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def kill(self) -> None:
+        self.cancelled.set()
+        self.killed.set()
+
+
+@dataclass
 class Watched:
     """A live run of this server: its supervisor, and what has been seen of it."""
 
@@ -119,7 +133,7 @@ class RunEngine:
         self.owner = this_server()
         self._watched: dict[str, Watched] = {}  # by job id: a job has one live run at most
         self._admission_wanted = asyncio.Event()
-        self._staging: dict[str, threading.Event] = {}  # by job id: set when a run being prepared is killed
+        self._staging: dict[str, Preparing] = {}  # by job id: runs being prepared
         self.stage = stage
         # Run folders are written, and inputs downloaded (minutes for large ones), on threads of
         # their own: never in the default pool that the engine's file reads share.
@@ -145,8 +159,8 @@ class RunEngine:
 
     async def stop(self) -> None:
         """Stop watching; runs go on and the next server start adopts them."""
-        for cancelled in self._staging.values():
-            cancelled.set()  # their downloads stop; the next start queues those runs again
+        for preparing in self._staging.values():
+            preparing.cancelled.set()  # their downloads stop; the next start queues those runs again
         for task in [*self._tasks, *self._background]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
@@ -196,7 +210,7 @@ class RunEngine:
         the reason and the queue moves on: a run this server claimed never stays `starting`
         with nobody launching it."""
         supervised: Supervised | None = None
-        cancelled = self._staging[run.job_id] = threading.Event()
+        preparing = self._staging[run.job_id] = Preparing()
         try:
             await self.on_change(run.job_id)
             job = await self.store.get_job(run.job_id)
@@ -210,9 +224,7 @@ class RunEngine:
                 raise LaunchError(refusal)  # stopped or failed since the job was queued
             if backend is None:
                 raise LaunchError(f"no run backend {run.backend!r} on this server")
-            await asyncio.get_running_loop().run_in_executor(
-                self._prepares, self._prepare, backend, job, run, cluster, cancelled
-            )
+            await self._prepared_unless_killed(preparing, backend, job, run, cluster)
             self._staging.pop(run.job_id, None)  # from now on a kill reaches it through the store
             supervised = await backend.launch(run, cluster)
             identity = supervised.identity
@@ -239,7 +251,7 @@ class RunEngine:
                 log.exception("DataHarbour: launching job %s attempt %s failed", run.job_id, run.attempt)
             reason = str(error) if expected else repr(error)
             try:
-                if cancelled.is_set():  # killed while it was being prepared: nothing of it ran
+                if preparing.cancelled.is_set():  # killed while it was being prepared: nothing of it ran
                     await self._end(run, JobState.killed)
                 else:
                     await self._end(run, JobState.failed, error=f"could not launch the run: {reason}")
@@ -250,11 +262,32 @@ class RunEngine:
         log.info("DataHarbour: job %s attempt %s started (supervisor pid %s)", run.job_id, run.attempt,
                  supervised.identity.pid)
 
+    async def _prepared_unless_killed(self, preparing: Preparing, backend: RunBackend, job: JobRecord,
+                                      run: RunRecord, cluster) -> None:
+        """The run prepared in a prepare thread, or LaunchError as soon as it is killed: a
+        download blocked on a hung object storage notices only at its read timeout, and a kill
+        must not wait for that. The abandoned thread then ends on its own, in the killed
+        attempt's folder (each attempt has its own), and leaves no partial file."""
+        prepared = asyncio.get_running_loop().run_in_executor(
+            self._prepares, self._prepare, backend, job, run, cluster, preparing.cancelled
+        )
+        killed = asyncio.ensure_future(preparing.killed.wait())
+        try:
+            await asyncio.wait({prepared, killed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            killed.cancel()
+        if not prepared.done():
+            prepared.add_done_callback(lambda future: future.exception())  # its end is of no interest now
+            raise LaunchError("the run was killed while it was being prepared")
+        prepared.result()
+
     def _prepare(self, backend: RunBackend, job: JobRecord, run: RunRecord, cluster,
                  cancelled: threading.Event) -> None:
         """The run's folder, inputs and files. Blocking: in a thread."""
         if self.stage is not None:
             job = self.stage(job, run, cancelled)
+        if cancelled.is_set():
+            raise LaunchError("the run was killed while it was being prepared")
         backend.prepare(job, run, cluster)
 
     # ---- watching --------------------------------------------------------------------
@@ -478,8 +511,8 @@ class RunEngine:
     async def cancel(self, run: RunRecord) -> None:
         """Stop a run and return once it has settled (its processes are all gone)."""
         await self.store.update_run(run.job_id, run.attempt, kill_requested=True)
-        if (staging := self._staging.get(run.job_id)) is not None:
-            staging.set()  # a run being prepared (its inputs downloading) stops there
+        if (preparing := self._staging.get(run.job_id)) is not None:
+            preparing.kill()  # a run being prepared (its inputs downloading) stops there
         if run.state == JobState.queued.value:
             # Only from `queued`: a run claimed meanwhile has processes to stop first.
             if await self._end(run, JobState.killed, from_states=(JobState.queued.value,)):
@@ -529,8 +562,8 @@ class RunEngine:
             return
         for run in await self.store.runs_in_states(ACTIVE, owner_instance=self.owner.instance):
             watched = self._watched.get(run.job_id)
-            if run.kill_requested and (staging := self._staging.get(run.job_id)) is not None:
-                staging.set()
+            if run.kill_requested and (preparing := self._staging.get(run.job_id)) is not None:
+                preparing.kill()
             if run.kill_requested and watched is not None and not watched.stop_requested:
                 watched.stop_requested = True
                 watched.supervised.request_stop()
