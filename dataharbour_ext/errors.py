@@ -61,3 +61,9 @@ class BadGateway(DataHarbourError):
     a 500 (and never its credentials)."""
 
     status = 502
+
+
+class RequestTimeout(DataHarbourError):
+    """The client stopped sending its request (an upload's body) for longer than we wait."""
+
+    status = 408

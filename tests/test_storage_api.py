@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -270,6 +271,40 @@ async def test_an_upload_the_client_abandons_leaves_nothing(api, http, jp_http_p
     assert not list(seaweedfs.client().list_objects(BUCKET, prefix=prefix))
 
 
+@configure(storage_settings(upload_idle_timeout=1.5))
+async def test_an_upload_whose_body_stalls_is_408_and_leaves_nothing(api, http, jp_http_port, jp_base_url,
+                                                                     jp_auth_header, seaweedfs, prefix):
+    key = f"{prefix}stalled.bin"
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    try:
+        # 6 of the 8 MiB it announces: the first 5 MiB part goes to S3 as a multipart upload, then nothing.
+        writer.write(f"PUT {jp_base_url}api/v1/storage/{object_path(key)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: {jp_auth_header['Authorization']}\r\nContent-Length: {8 * MIB}\r\n\r\n"
+                     .encode() + b"s" * 6 * MIB)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 60)  # all of it: the server closes the connection
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:300]
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert error == {"message": "no part of the request body came for 1.5 s; the upload was abandoned "
+                                "(DataHarbourApp.upload_idle_timeout)", "reason": "RequestTimeout"}, error
+
+    async def aborted():
+        return not seaweedfs.client()._list_multipart_uploads(BUCKET, prefix=prefix).uploads
+
+    await _until(aborted)  # the SDK's read failed and it aborted its multipart upload
+    assert not list(seaweedfs.client().list_objects(BUCKET, prefix=prefix))
+    _, logs = await api.call("GET", "monitoring/services/jupyter/logs", params={"lines": 200})
+    said = [line for line in logs["lines"] if key in line]  # one line, no traceback
+    assert len(said) == 1 and f"408 PUT {jp_base_url}api/v1/storage/{object_path(key)}: no part" in said[0], said
+
+    # The storage is not left worse off: the next upload works.
+    response = await http.put(object_path(f"{prefix}after.bin"), content=b"fine")
+    assert response.status_code == 200, response.text
+    assert seaweedfs.client().stat_object(BUCKET, f"{prefix}after.bin").size == 4
+
+
 # ---- ranges -----------------------------------------------------------------------------
 
 
@@ -417,7 +452,7 @@ WRONG_SECRET = "wrong-secret-5f1c0d9e"
 
 
 @configure(storage_settings(secret=WRONG_SECRET))
-async def test_wrong_credentials_are_502_with_the_reason_and_no_secret(api, http, seaweedfs, prefix):
+async def test_wrong_credentials_are_502_with_the_reason_and_no_secret(api, http, jp_base_url, seaweedfs, prefix):
     answers = [await http.get("buckets"), await http.get("objects"), await http.get(object_path("k")),
                await http.put(object_path(prefix + "k"), content=b"data"),
                await http.post("presign", json={"key": "k"})]
@@ -429,6 +464,14 @@ async def test_wrong_credentials_are_502_with_the_reason_and_no_secret(api, http
     assert status == 200
     for text in [response.text for response in answers] + logs["lines"]:
         assert WRONG_SECRET not in text and seaweedfs.secret_key not in text
+    # Each is one warning line, as a 4xx is: not an uncaught exception with a traceback.
+    for method, path in [("GET", "buckets"), ("GET", "objects"), ("GET", object_path("k")),
+                         ("PUT", object_path(prefix + "k")), ("POST", "presign")]:
+        request = re.compile(rf"\b{method} {re.escape(jp_base_url)}api/v1/storage/{re.escape(path)}(?![\w/-])")
+        said = [line for line in logs["lines"] if request.search(line)]
+        assert len(said) == 1 and said[0].startswith("[W "), (method, path, said)
+        assert f"502 {method} " in said[0] and "object storage refused it: SignatureDoesNotMatch" in said[0]
+    assert not [line for line in logs["lines"] if "Traceback" in line or "Uncaught exception" in line]
 
 
 @pytest.fixture

@@ -51,15 +51,23 @@ def _phrase(status_code: int) -> str:
         return "Unknown status"
 
 
+def logged_in_one_line(error: BaseException | None) -> bool:
+    """A domain error whose status says what happened (a 4xx, or a 502/503 from a service
+    behind us) is logged as one line, not as an uncaught exception: its traceback tells
+    nothing. A 500 is a bug and keeps its traceback."""
+    return isinstance(error, DataHarbourError) and error.status != 500
+
+
 class DomainErrorMixin:
     """The one place domain errors become HTTP errors: services stay free of Tornado and
     handlers free of try/except. Tornado hands uncaught exceptions to `log_exception` and
     `write_error`; a domain error gets its own status there.
 
-    Every 4xx is logged once, as one line with method, path, status and message, when the
-    request is logged; Tornado and Jupyter would otherwise log it two or three times."""
+    Every 4xx, and every domain error but a 500 (object storage unreachable: 502), is logged
+    once, as one line with method, path, status and message, when the request is logged;
+    Tornado and Jupyter would otherwise log it two or three times, with a traceback."""
 
-    _client_error_message: str | None = None
+    _error_message: str | None = None
     _retry_after: int | None = None
 
     def set_default_headers(self) -> None:
@@ -69,7 +77,7 @@ class DomainErrorMixin:
             self.set_header("Retry-After", str(self._retry_after))
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, DataHarbourError) and value.status < 500:
+        if logged_in_one_line(value):
             return
         if isinstance(value, web.HTTPError) and 400 <= value.status_code < 500:
             return
@@ -79,15 +87,15 @@ class DomainErrorMixin:
         error = domain_error(kwargs)
         status = error.status if error else status_code
         self._retry_after = getattr(error, "retry_after", None)
-        if 400 <= status < 500:
-            self._client_error_message = error_message(status, kwargs)
+        if 400 <= status < 500 or logged_in_one_line(error):
+            self._error_message = error_message(status, kwargs)
         super().send_error(status, **kwargs)
 
     def _log(self) -> None:
         status = self.get_status()
-        if not 400 <= status < 500:
+        if not 400 <= status < 500 and self._error_message is None:
             return super()._log()
-        message = self._client_error_message or self._reason
+        message = self._error_message or self._reason
         self.log.warning("%d %s %s: %s", status, self.request.method, self.request.path, message)
         if getattr(self.settings.get("serverapp"), "record_http_request_metrics", False):
             from jupyter_server.prometheus.log_functions import prometheus_log_method

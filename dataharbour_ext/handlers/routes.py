@@ -384,8 +384,9 @@ ROUTES: tuple[Route, ...] = (
                       error_notes=STORAGE_ERROR_NOTES),
             Operation("put", "Write the object from the request body (any content type; streamed to S3, multipart "
                       "when larger than 5 MiB or of unknown length)", response=StoredObject,
-                      errors=(400, 404, 413, 502), action="write",
+                      errors=(400, 404, 408, 413, 502), action="write",
                       error_notes=(*STORAGE_ERROR_NOTES,
+                                   (408, "no part of the body came for DataHarbourApp.upload_idle_timeout seconds"),
                                    (413, "the body is larger than DataHarbourApp.max_object_bytes"))),
             Operation("delete", "Delete the object", status=204, errors=(400, 404, 502), action="write",
                       error_notes=STORAGE_ERROR_NOTES),

@@ -17,7 +17,7 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import DataHarbourError, InvalidInput, PayloadTooLarge
 from ..models import ObjectQuery, PresignRequest
-from ..services.storage import ObjectHead, UploadBody
+from ..services.storage import ObjectHead, UploadAborted, UploadBody
 from .base import DataHarbourHandler
 from .notebooks import attachment
 
@@ -90,6 +90,8 @@ class PresignHandler(StorageBaseHandler):
 @web.stream_request_body
 class ObjectHandler(StorageBaseHandler):
     _body: UploadBody | None = None
+    _body_complete = False  # the whole body came: `put` answers, whatever the upload's outcome
+    _client_gone = False
     _upload = None
 
     # ---- download ---------------------------------------------------------------------
@@ -143,9 +145,9 @@ class ObjectHandler(StorageBaseHandler):
             await reader.close()
 
     def _not_satisfiable(self, head: ObjectHead, problem: str) -> None:
-        self._client_error_message = f"Range {self.request.headers.get('Range')!r}: {problem}"
+        self._error_message = f"Range {self.request.headers.get('Range')!r}: {problem}"
         self.set_header("Content-Range", f"bytes */{head.size}")
-        self.write_json(json.dumps({"message": self._client_error_message, "reason": "Range Not Satisfiable"})
+        self.write_json(json.dumps({"message": self._error_message, "reason": "Range Not Satisfiable"})
                         .encode(), 416)
 
     # ---- upload -----------------------------------------------------------------------
@@ -165,10 +167,9 @@ class ObjectHandler(StorageBaseHandler):
         await self.storage.check_writable(bucket, key)
         self.request.connection.set_max_body_size(limit + CHUNKED_SLACK_BYTES)
         content_type = self.request.headers.get("Content-Type") or "application/octet-stream"
-        self._body = UploadBody(asyncio.get_running_loop())
+        self._body = UploadBody(asyncio.get_running_loop(), idle_timeout=self.storage.upload_idle_timeout)
         self._upload = self.storage.start_upload(bucket, key, self._body, length, content_type)
-        # A failed upload whose request ended first still has its error looked at.
-        self._upload.add_done_callback(lambda upload: upload.cancelled() or upload.exception())
+        self._upload.add_done_callback(self._upload_ended)
 
     def _declared_length(self) -> int | None:
         if "Content-Length" not in self.request.headers:
@@ -190,24 +191,33 @@ class ObjectHandler(StorageBaseHandler):
             except PayloadTooLarge:
                 self.send_error(413, exc_info=sys.exc_info())  # now, not after the rest has come
             return
-        if self._upload.done():  # S3 failed mid-way: say so now, not after the rest of the body
-            error = None if self._upload.cancelled() else self._upload.exception()
-            if error is not None:
-                self._body.abort("the upload failed")
-                try:
-                    raise error
-                except Exception:
-                    self.send_error(getattr(error, "status", 500), exc_info=sys.exc_info())
+        if self._upload.done():  # failed mid-way: answered by `_upload_ended`, now or just before
+            self._upload_ended(self._upload)
+            if self._finished:
                 return
         await self._body.feed(chunk)
+
+    def _upload_ended(self, upload: asyncio.Future) -> None:
+        """An upload that failed while its body was still coming in (S3 failed, or the client
+        sent nothing for upload_idle_timeout seconds) is answered now, not after the rest of
+        the body, which may never come; Tornado then closes the connection, the rest unread."""
+        error = None if upload.cancelled() else upload.exception()  # (always looked at: never "unretrieved")
+        if error is None or isinstance(error, UploadAborted) or self._body_complete or self._finished \
+                or self._client_gone:
+            return  # a success, a body refused (answered already), nobody to answer, or `put` answers
+        exc_info = (type(error), error, error.__traceback__)
+        self.log_exception(*exc_info)  # as Tornado does: a bug's traceback; a domain error logs one line
+        self.send_error(getattr(error, "status", 500), exc_info=exc_info)
 
     @web.authenticated
     @authorized(WRITE)
     async def put(self, bucket: str, key: str):
+        self._body_complete = True
         await self._body.end()
         self.write_model(await self._upload)
 
     def on_connection_close(self) -> None:
+        self._client_gone = True
         if self._body is not None and not self._finished:
             self._body.abort("the client closed the connection")
             self.log.warning("%s %s: the client closed the connection; the upload was abandoned",

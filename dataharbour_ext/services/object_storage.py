@@ -8,6 +8,7 @@ credentials or an unreachable endpoint 502 with the reason, never a 500 and neve
 
 import asyncio
 import functools
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -107,7 +108,8 @@ class ObjectStorage:
                 timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
                 maxsize=10,
                 cert_reqs="CERT_REQUIRED",
-                ca_certs=certifi.where(),
+                # As the SDK's own default: a storage with a private CA is trusted through SSL_CERT_FILE.
+                ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
                 # The SDK retries itself; urllib3 retries connections only, twice, quickly.
                 retries=urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, backoff_factor=0.2),
             )

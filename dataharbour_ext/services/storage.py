@@ -7,6 +7,7 @@ ways; neither a download nor an upload is ever held whole in memory.
 """
 
 import asyncio
+import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from minio.error import S3Error
 from minio.helpers import MAX_MULTIPART_COUNT, MIN_PART_SIZE
 from minio.xml import findall, findtext
 
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound, RequestTimeout
 from ..models import (
     BucketInfo,
     BucketList,
@@ -63,10 +64,13 @@ class UploadBody:
     The event loop `feed`s chunks into a bounded queue, and Tornado reads no more of the
     socket until `feed` returns: a client is slowed to the upload's pace and memory stays
     bounded. The thread `read`s them; `abort` makes its next read fail, so that the SDK
-    abandons a multipart upload instead of completing a truncated object."""
+    abandons a multipart upload instead of completing a truncated object. A body that
+    stops coming for `idle_timeout` seconds (0: no limit) fails the read the same way, with
+    `RequestTimeout`: a stalled client must not hold a storage thread forever."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle_timeout: float = 0.0):
         self._loop = loop
+        self.idle_timeout = idle_timeout
         self._queue: asyncio.Queue = asyncio.Queue(UPLOAD_QUEUE_CHUNKS)
         self._leftover = b""
         self._ended = False
@@ -125,15 +129,23 @@ class UploadBody:
         if self._loop.is_closed():
             raise UploadAborted("the server is stopping")
         waiting = asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop)
+        deadline = time.monotonic() + self.idle_timeout if self.idle_timeout else None
         while True:
+            left = deadline - time.monotonic() if deadline is not None else THREAD_WAIT_SECONDS
             try:
-                chunk = waiting.result(THREAD_WAIT_SECONDS)
+                chunk = waiting.result(max(0.0, min(left, THREAD_WAIT_SECONDS)))
                 break
             except FutureTimeout:
                 # A slow client: wait on (never cancel: a chunk taken just then would be lost),
-                # unless the loop that feeds the queue has stopped.
+                # unless the loop that feeds the queue has stopped or the client went quiet.
                 if self._loop.is_closed() or not self._loop.is_running():
                     raise UploadAborted("the server is stopping") from None
+                if deadline is not None and time.monotonic() >= deadline and waiting.cancel():
+                    # (A chunk the cancelled wait took just then is lost with the whole upload.)
+                    self._aborted = "the request body stopped coming"
+                    raise RequestTimeout(
+                        f"no part of the request body came for {self.idle_timeout:g} s; the upload was abandoned "
+                        "(DataHarbourApp.upload_idle_timeout)") from None
         if chunk is None:
             raise UploadAborted(self._aborted or "aborted")
         return chunk
@@ -156,9 +168,10 @@ class ObjectReader:
 
 
 class StorageService:
-    def __init__(self, storage: ObjectStorage, *, max_object_bytes: int):
+    def __init__(self, storage: ObjectStorage, *, max_object_bytes: int, upload_idle_timeout: float = 0.0):
         self.storage = storage
         self.max_object_bytes = max_object_bytes
+        self.upload_idle_timeout = upload_idle_timeout
 
     def require(self) -> ObjectStorage:
         """The storage, or the clear 404 when none is configured."""
