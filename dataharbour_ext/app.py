@@ -249,6 +249,17 @@ class DataHarbourApp(ExtensionApp):
         help="Bytes a job's input objects (`inputs`, downloaded from the object storage before each run) may hold "
         "together; a run whose inputs are larger fails before it starts.",
     ).tag(config=True)
+    run_folder_retention_days = Float(
+        0.0, min=0.0,
+        help="Remove the run folders of runs that ended this many days ago once their files are archived in the "
+        "object storage (the job stays; its log is then read from the archive); 0: never. Runs whose log was not "
+        "archived keep their folders.",
+    ).tag(config=True)
+    keep_archives_of_deleted_jobs = Bool(
+        False,
+        help="Keep a deleted job's archived files (s3://<MINIO_BUCKET_NAME>/jobs/<job id>/) in the object storage; "
+        "by default deleting a job, by hand or by job_retention_days, deletes them too.",
+    ).tag(config=True)
 
     # ---- monitoring -------------------------------------------------------------------
     metrics_interval = Float(
@@ -353,6 +364,11 @@ class DataHarbourApp(ExtensionApp):
         5 * 1024**3, min=1,
         help="Largest object PUT /api/v1/storage/objects/{bucket}/{key} writes, in bytes (413 above); the body "
         "streams to the object storage, so this bounds the upload, not the server's memory.",
+    ).tag(config=True)
+    upload_idle_timeout = Float(
+        120.0, min=0.0,
+        help="Seconds an upload (PUT /api/v1/storage/objects/{bucket}/{key}) waits for the next part of its body "
+        "before it is abandoned and answered 408; 0: no limit (a stalled client then holds a storage thread).",
     ).tag(config=True)
 
     # ---- storage ----------------------------------------------------------------------
@@ -500,6 +516,8 @@ class DataHarbourApp(ExtensionApp):
             spark_local_ip=self.spark_local_ip,
             job_retention_days=self.job_retention_days,
             max_input_bytes=self.max_input_bytes,
+            keep_archives_of_deleted_jobs=self.keep_archives_of_deleted_jobs,
+            run_folder_retention_days=self.run_folder_retention_days,
         )
         self.jobs = self.job_service_class(
             self.store, self.clusters, self.hub, self.serverapp.contents_manager, config, backends, modes,
@@ -588,7 +606,8 @@ class DataHarbourApp(ExtensionApp):
         return {"cluster_views": self.cluster_views, "cluster_launcher": self.cluster_launcher}
 
     def _build_storage(self) -> dict:
-        return {"storage": StorageService(self.object_storage, max_object_bytes=self.max_object_bytes)}
+        return {"storage": StorageService(self.object_storage, max_object_bytes=self.max_object_bytes,
+                                          upload_idle_timeout=self.upload_idle_timeout)}
 
     def _build_notebooks(self) -> dict:
         # Looked up at each call, not now: extensions load in name order, so the File ID service

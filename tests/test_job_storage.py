@@ -9,7 +9,9 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
+from dataclasses import replace
 
 import nbformat
 import pytest
@@ -30,6 +32,8 @@ print("OUTPUT EMPTY", list(out.iterdir()) == [])
 (out / "sub" / "result.txt").write_text(text.upper())
 print("CWD", os.getcwd())
 """
+
+WRITE_ONE_FILE = "import os, pathlib\npathlib.Path(os.environ['DATAHARBOUR_OUTPUT_DIR'], 'r.txt').write_text('r')\n"
 
 
 @pytest.fixture(autouse=True)
@@ -216,6 +220,104 @@ async def test_a_kill_while_an_input_hangs_ends_the_run_at_once(api, extension):
     assert not os.path.exists(f"{extension.state_dir}/runs/{job['id']}/1/command.json")  # nothing was launched
 
 
+def objects_under(weed, prefix: str, bucket: str = ARCHIVE) -> list[str]:
+    return sorted(item.object_name for item in weed.client().list_objects(bucket, prefix, recursive=True))
+
+
+async def until(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(condition):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s")
+
+
+@storage()
+async def test_runs_a_stopped_server_left_unarchived_are_archived_by_the_next_one(api, extension, seaweedfs):
+    store, me = extension.jobs.store, extension.jobs.engine.owner
+    first = await api.submit(name="left unarchived", code="print('left behind')\n")
+    second = await api.submit(name="its server lives", code="print('still owned')\n")
+    for job in (first, second):
+        assert (await api.wait(job["id"]))["state"] == "succeeded"
+        await archived(api, job["id"])
+        assert not (await store.get_run(job["id"], 1)).archive_pending
+    # As a server that stopped before archiving leaves its runs: pending, nothing in the bucket.
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    gone = replace(me, instance="a-server-that-stopped", pid=ended.pid)  # no such process any more
+    alive = replace(me, instance="a-server-that-lives")  # this process: provably alive
+    for job, owner in ((first, gone), (second, alive)):
+        await store.update_run(job["id"], 1, artifacts=None, artifacts_error=None, archive_pending=True, owner=owner)
+        seaweedfs.client().remove_object(ARCHIVE, f"jobs/{job['id']}/1/output.log")
+
+    assert await extension.jobs.artifacts.resume(me) == 1
+    done = await archived(api, first["id"])
+    assert [a["name"] for a in done["artifacts"]] == ["output.log"]
+    assert b"left behind" in read(seaweedfs, f"s3://{ARCHIVE}/jobs/{first['id']}/1/output.log")
+    run = await store.get_run(first["id"], 1)
+    assert not run.archive_pending and run.owner.instance == me.instance  # adopted, once
+    # The living server's run is its own to archive.
+    run = await store.get_run(second["id"], 1)
+    assert run.archive_pending and run.artifacts is None
+    assert objects_under(seaweedfs, f"jobs/{second['id']}/") == []
+
+
+@storage()
+async def test_deleting_a_job_deletes_its_archive_unless_told_to_keep_it(api, extension, seaweedfs):
+    jobs = []
+    for name in ("deleted with its archive", "archive kept"):
+        job = await api.submit(name=name, code=WRITE_ONE_FILE)
+        assert (await api.wait(job["id"]))["state"] == "succeeded"
+        await archived(api, job["id"])
+        assert objects_under(seaweedfs, f"jobs/{job['id']}/") == [f"jobs/{job['id']}/1/output.log",
+                                                                   f"jobs/{job['id']}/1/output/r.txt"]
+        jobs.append(job)
+
+    status, _ = await api.call("DELETE", f"jobs/{jobs[0]['id']}")
+    assert status == 204
+    await until(lambda: objects_under(seaweedfs, f"jobs/{jobs[0]['id']}/") == [])
+
+    extension.jobs.config.keep_archives_of_deleted_jobs = True
+    try:
+        status, _ = await api.call("DELETE", f"jobs/{jobs[1]['id']}")
+    finally:
+        extension.jobs.config.keep_archives_of_deleted_jobs = False
+    assert status == 204
+    await asyncio.sleep(1)
+    assert len(objects_under(seaweedfs, f"jobs/{jobs[1]['id']}/")) == 2
+
+
+@storage(run_folder_retention_days=1.0)
+async def test_folders_of_archived_runs_are_removed_after_their_retention(api, extension, seaweedfs):
+    from sqlalchemy import text
+
+    archived_job = await api.submit(name="archived", code="print('from the archive')\n")
+    unarchived_job = await api.submit(name="not archived", code="print('only here')\n")
+    recent_job = await api.submit(name="recent", code="print('recent')\n")
+    for job in (archived_job, unarchived_job, recent_job):
+        assert (await api.wait(job["id"]))["state"] == "succeeded"
+        await archived(api, job["id"])
+    store = extension.jobs.store
+    await store.update_run(unarchived_job["id"], 1, artifacts=[], artifacts_error="the upload failed")
+    with store.engine.begin() as connection:
+        for job in (archived_job, unarchived_job):
+            connection.execute(text("UPDATE runs SET finished_at = '2020-01-01 00:00:00' WHERE job_id = :id"),
+                               {"id": job["id"]})
+
+    assert await extension.jobs.retention.remove_archived_folders() == 1
+    runs_dir = f"{extension.state_dir}/runs"
+    assert not os.path.exists(f"{runs_dir}/{archived_job['id']}/1")
+    assert os.path.exists(f"{runs_dir}/{unarchived_job['id']}/1/output.log")  # its only copy
+    assert os.path.exists(f"{runs_dir}/{recent_job['id']}/1/output.log")
+    assert [(await store.get_run(job["id"], 1)).folder_state for job in (archived_job, unarchived_job, recent_job)] \
+        == ["removed", "kept", None]
+    # The job stays, and its log is read from the archive.
+    assert (await api.job(archived_job["id"]))["state"] == "succeeded"
+    assert "from the archive" in await api.full_log(archived_job["id"])
+    assert await extension.jobs.retention.remove_archived_folders() == 0  # each run is looked at once
+
+
 @storage(bucket="no-such-archive")
 async def test_a_failed_upload_shows_on_the_job_and_leaves_its_state_alone(api, seaweedfs):
     job = await api.submit(name="nowhere to archive", code="print('done')\n")
@@ -231,7 +333,7 @@ async def test_a_failed_upload_shows_on_the_job_and_leaves_its_state_alone(api, 
 
 
 @storage()
-async def test_a_notebook_jobs_executed_notebook_is_archived(api, seaweedfs, jp_root_dir):
+async def test_a_notebook_jobs_executed_notebook_is_archived(api, extension, seaweedfs, jp_root_dir):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import os, pathlib\n"
         "pathlib.Path(os.environ['DATAHARBOUR_OUTPUT_DIR'], 'table.csv').write_text('a,b\\n1,2\\n')\n"
@@ -246,6 +348,11 @@ async def test_a_notebook_jobs_executed_notebook_is_archived(api, seaweedfs, jp_
     executed = nbformat.reads(read(seaweedfs, f"s3://{ARCHIVE}/jobs/{job['id']}/1/output.ipynb").decode(), 4)
     assert "wrote the table" in executed.cells[0].outputs[0]["text"]
     assert read(seaweedfs, f"s3://{ARCHIVE}/jobs/{job['id']}/1/output/table.csv") == b"a,b\n1,2\n"
+
+    # Once its run folder is gone, the executed notebook is read from the archive.
+    shutil.rmtree(f"{extension.state_dir}/runs/{job['id']}/1")
+    status, output = await api.call("GET", f"jobs/{job['id']}/output")
+    assert status == 200 and "wrote the table" in "".join(output["cells"][0]["outputs"][0]["text"]), output
 
 
 @pytest.mark.timeout(300)

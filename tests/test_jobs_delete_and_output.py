@@ -105,7 +105,7 @@ async def test_retention_removes_jobs_that_ended_long_ago(api, extension):
         await api.wait(job["id"])
     with extension.store.engine.begin() as connection:
         connection.execute(text("UPDATE jobs SET updated_at = '2020-01-01 00:00:00' WHERE id = :id"), {"id": old["id"]})
-    assert await extension.jobs.remove_expired() == 1
+    assert await extension.jobs.retention.remove_expired() == 1
     status, _ = await api.call("GET", f"jobs/{old['id']}")
     assert status == 404
     assert (await api.job(recent["id"]))["state"] == "succeeded"

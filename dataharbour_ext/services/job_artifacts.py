@@ -9,14 +9,18 @@ When a run ends (any terminal state), a background task uploads, under
                     links are not followed)
 
 and records them on the run (`artifacts`), or why it could not (`artifacts_error`). The job's
-end state never waits for it. Each file is tried a few times with a growing pause; a failure
-that outlasts them stops the upload. Only with object storage and MINIO_BUCKET_NAME
-configured; the bucket is not created here (a missing one is the storage's setup to fix, and
-the monitoring page says so): the upload fails with that reason.
+end state never waits for it, but records that the archive is pending: a server that stops
+before it is done leaves the run to the next server started on its host (the run folder is
+on that host), which archives it at its start or within `resume_interval`. Each file is
+tried a few times with a growing pause; a failure that outlasts them stops the upload. Only
+with object storage and MINIO_BUCKET_NAME configured; the bucket is not created here (a
+missing one is the storage's setup to fix, and the monitoring page says so): the upload
+fails with that reason.
 
 Archived files are downloaded through the API, streamed from the storage in chunks on a
 thread; a run whose log is gone from its folder is read from its archived log, restored
-beside the job's run folders on first read.
+beside the job's run folders on first read. Deleting a job deletes its archive too, unless
+the server is told to keep them.
 """
 
 import asyncio
@@ -28,11 +32,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from minio.deleteobjects import DeleteObject
+
 from ..errors import DataHarbourError, NotFound, ServiceUnavailable
 from ..runs import folder
-from ..store import JobStore, RunRecord
+from ..store import JobStore, Owner, RunRecord
+from .clock import utcnow
 from .job_inputs import OUTPUT_DIR
 from .object_storage import ObjectStorage, StorageNotConfigured, check_key, parse_uri
+from .run_engine import owner_is_gone
 
 log = logging.getLogger("dataharbour_ext.jobs")
 
@@ -42,7 +50,7 @@ ARCHIVE_PREFIX = "jobs"
 MAX_FILES = 1000  # output files archived per run
 CHUNK_BYTES = 1024 * 1024
 CONCURRENT_UPLOADS = 2  # runs archived at once: uploads are I/O, but each holds a thread
-ARCHIVED_LOGS = "archived"  # <runs_dir>/<job id>/archived/<attempt>/output.log: logs read back from the archive
+ARCHIVED_LOGS = "archived"  # <runs_dir>/<job id>/archived/<attempt>/<name>: files read back from the archive
 CONTENT_TYPES = {LOG_ARTIFACT: "text/plain; charset=utf-8", NOTEBOOK_ARTIFACT: "application/x-ipynb+json"}
 
 
@@ -50,6 +58,7 @@ CONTENT_TYPES = {LOG_ARTIFACT: "text/plain; charset=utf-8", NOTEBOOK_ARTIFACT: "
 class ArchiveConfig:
     attempts: int = 3  # per file
     first_pause: float = 1.0  # seconds before the second attempt; doubled for each further one
+    resume_interval: float = 300.0  # seconds between two looks for runs a stopped server left unarchived
 
 
 @dataclass
@@ -93,7 +102,8 @@ class JobArtifacts:
         self.runs_dir = runs_dir
         self.on_change = on_change
         self.config = config or ArchiveConfig()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[tuple[str, int], asyncio.Task] = {}  # by (job id, attempt)
+        self._resumer: asyncio.Task | None = None
         self._slots = asyncio.Semaphore(CONCURRENT_UPLOADS)
         self._fetching: dict[str, asyncio.Lock] = {}  # archived logs being fetched, by local path
 
@@ -103,33 +113,103 @@ class JobArtifacts:
 
     # ---- archiving -------------------------------------------------------------------
 
+    def end_values(self, run: RunRecord) -> dict:
+        """What a run's end records, in the same write: that its files are to be archived."""
+        return {"archive_pending": True} if self.enabled and run.run_dir else {}
+
     def archive_soon(self, run: RunRecord) -> None:
         """The run has ended: archive its files in the background (on the event loop)."""
-        if not self.enabled or not run.run_dir:
+        key = (run.job_id, run.attempt)
+        if not self.enabled or not run.run_dir or not run.archive_pending or key in self._tasks:
             return
         task = asyncio.create_task(self._archive(run), name=f"dataharbour-archive-{run.job_id}-{run.attempt}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    def start(self, me: Owner) -> None:
+        """Archive, now and every `resume_interval`, what servers that stopped left pending."""
+        if self.enabled:
+            self._resumer = asyncio.create_task(self._resume_loop(me), name="dataharbour-archive-resume")
 
     async def stop(self) -> None:
-        """Stop uploading (the server stops): runs not archived yet stay without `artifacts`."""
-        tasks = list(self._tasks)
+        """Stop uploading (the server stops): runs not archived yet stay pending for the next start."""
+        tasks = [*self._tasks.values(), *([self._resumer] if self._resumer else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def forget(self, job_id: str, *, delete_archive: bool) -> None:
+        """The job is deleted: stop archiving it and delete its archive in the background."""
+        for (task_job, _attempt), task in list(self._tasks.items()):
+            if task_job == job_id:
+                task.cancel()
+        if not self.enabled or not delete_archive:
+            return
+        task = asyncio.create_task(self._delete_archive(job_id), name=f"dataharbour-archive-delete-{job_id}")
+        self._tasks[(job_id, 0)] = task  # attempt 0: no run's; stopped with the others
+        task.add_done_callback(lambda _: self._tasks.pop((job_id, 0), None))
+
+    async def _delete_archive(self, job_id: str) -> None:
+        bucket, prefix = self.storage.default_bucket, f"{ARCHIVE_PREFIX}/{job_id}/"
+        try:
+            with self.storage.errors(f"deleting s3://{bucket}/{prefix}"):
+                removed, failures = await self.storage.run(self._remove_prefix, bucket, prefix)
+        except DataHarbourError as error:
+            log.warning("DataHarbour: job %s is deleted but its archive is not: %s", job_id, error.message)
+            return
+        if failures:
+            log.warning("DataHarbour: job %s is deleted but %d of its archived files are not, e.g. %s: %s",
+                        job_id, len(failures), failures[0].name, failures[0].code)
+        elif removed:
+            log.info("DataHarbour: job %s: deleted its %d archived files", job_id, removed)
+
+    def _remove_prefix(self, bucket: str, prefix: str) -> tuple[int, list]:
+        """Every object under `prefix` through S3's multi-object delete: (how many, their failures). Blocking."""
+        client = self.storage.client
+        names = [DeleteObject(item.object_name) for item in client.list_objects(bucket, prefix, recursive=True)]
+        failures = list(client.remove_objects(bucket, names))  # a lazy iterator: it deletes as it is read
+        return len(names) - len(failures), failures
+
+    async def _resume_loop(self, me: Owner) -> None:
+        while True:
+            try:
+                await self.resume(me)
+            except Exception:
+                log.exception("DataHarbour: looking for runs left unarchived failed")
+            await asyncio.sleep(self.config.resume_interval)
+
+    async def resume(self, me: Owner) -> int:
+        """Archive the pending runs of servers on this host that stopped first (and this one's
+        that are not being archived); returns how many were started."""
+        started = 0
+        for run in await self.store.runs_to_archive():
+            if (run.job_id, run.attempt) in self._tasks:
+                continue
+            ours = run.owner is not None and run.owner.instance == me.instance
+            if not ours:
+                if not owner_is_gone(run.owner, me):
+                    continue  # its server is alive, or on another host (which has the run folder)
+                previous = run.owner.instance if run.owner else None
+                if not await self.store.adopt(run.job_id, run.attempt, previous, me, now=utcnow()):
+                    continue  # another server on this host took it first
+            self.archive_soon(run)
+            started += 1
+        return started
 
     async def _archive(self, run: RunRecord) -> None:
         try:
             async with self._slots:
                 files, skipped = await asyncio.to_thread(self._files_of, run)
-                if files is None:
-                    return  # it never had a folder: killed or failed while queued
+                if files is None:  # it never had a folder (killed or failed while queued), or it is gone
+                    await self.store.update_run(run.job_id, run.attempt, archive_pending=False)
+                    return
                 artifacts, error = await self._upload_all(run, files)
             if skipped:
                 note = f"{skipped} files of the output folder were not archived (more than {MAX_FILES} files, " \
                        "or names that are not valid UTF-8)"
                 error = f"{error}; {note}" if error else note
-            await self.store.update_run(run.job_id, run.attempt, artifacts=artifacts, artifacts_error=error)
+            await self.store.update_run(run.job_id, run.attempt, artifacts=artifacts, artifacts_error=error,
+                                        archive_pending=False)
             if error:
                 log.warning("DataHarbour: job %s attempt %s: archiving its files: %s", run.job_id, run.attempt, error)
             await self.on_change(run.job_id)
@@ -138,8 +218,9 @@ class JobArtifacts:
         except Exception:
             log.exception("DataHarbour: archiving the files of job %s attempt %s failed", run.job_id, run.attempt)
             try:
-                await self.store.update_run(run.job_id, run.attempt, artifacts_error="archiving the run's files "
-                                            "failed unexpectedly (the server's log has the details)")
+                await self.store.update_run(run.job_id, run.attempt, archive_pending=False,
+                                            artifacts_error="archiving the run's files failed unexpectedly "
+                                                            "(the server's log has the details)")
                 await self.on_change(run.job_id)
             except Exception:
                 pass  # the store is failing too: the log above is all there is
@@ -221,22 +302,23 @@ class JobArtifacts:
         return ArtifactDownload(name, int(length) if length and length.isdigit() else None, content_type(name),
                                 response, self.storage)
 
-    async def archived_log(self, run: RunRecord) -> str | None:
-        """The local copy of the run's archived log (fetched on first use), or None if it has none."""
-        if not any(a.get("name") == LOG_ARTIFACT for a in run.artifacts or () if isinstance(a, dict)):
+    async def archived_copy(self, run: RunRecord, name: str = LOG_ARTIFACT) -> str | None:
+        """The local copy of an archived file of the run (its log, a notebook job's executed
+        notebook; fetched on first use), or None if the run has no such file archived."""
+        if not any(a.get("name") == name for a in run.artifacts or () if isinstance(a, dict)):
             return None
         if self.storage is None or not self.storage.configured:
             return None
-        path = Path(self.runs_dir) / run.job_id / ARCHIVED_LOGS / str(run.attempt) / LOG_ARTIFACT
-        # One fetch at a time per log: readers arriving meanwhile wait for it, then read the copy.
+        path = Path(self.runs_dir) / run.job_id / ARCHIVED_LOGS / str(run.attempt) / name
+        # One fetch at a time per file: readers arriving meanwhile wait for it, then read the copy.
         async with self._fetching.setdefault(str(path), asyncio.Lock()):
             if not await asyncio.to_thread(path.exists):
-                bucket, key = parse_uri(_find(run, LOG_ARTIFACT)["uri"])
+                bucket, key = parse_uri(_find(run, name)["uri"])
                 try:
-                    with self.storage.errors("the archived log"):
+                    with self.storage.errors(f"the archived {name}"):
                         await self.storage.run(self._fetch, bucket, key, path)
                 except OSError as error:
-                    raise ServiceUnavailable(f"the archived log could not be stored locally: "
+                    raise ServiceUnavailable(f"the archived {name} could not be stored locally: "
                                              f"{error.strerror or error}") from None  # fmt: skip
         return str(path)
 

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 
 from ..errors import Conflict, Gone, InvalidInput, NotFound, ServiceUnavailable
 from ..events import EventHub, job_topics
@@ -40,9 +39,10 @@ from ..store.log_files import read_page, read_tail
 from . import job_notebooks
 from .clock import utcnow
 from .clusters import Cluster, ClusterService
-from .job_artifacts import ArchiveConfig, ArtifactDownload, JobArtifacts
+from .job_artifacts import NOTEBOOK_ARTIFACT, ArchiveConfig, ArtifactDownload, JobArtifacts
 from .job_inputs import JobInputs
 from .job_modes import JobModes
+from .job_retention import JobRetention
 from .job_sources import JobSources
 from .job_states import ACTIVE, TERMINAL
 from .job_views import job_summary_view, job_view
@@ -61,6 +61,8 @@ class JobServiceConfig(EngineConfig):
     max_name_length: int = 200
     job_retention_days: float = 0.0  # 0: keep finished jobs for ever
     max_input_bytes: int = 10 * 1024**3  # a job's input objects together
+    keep_archives_of_deleted_jobs: bool = False
+    run_folder_retention_days: float = 0.0  # 0: keep run folders as long as their jobs
 
 
 STARTUP_WAIT_SECONDS = 30.0
@@ -124,9 +126,10 @@ class JobService:
         self.backends = backends
         # One config object: a change to the limits (tests, a future settings API) reaches the engine.
         self.engine = RunEngine(store, clusters, backends, config, self._publish, self._publish_progress,
-                                stage=self.inputs.stage, on_end=self.artifacts.archive_soon)
+                                stage=self.inputs.stage, on_end=self.artifacts.archive_soon,
+                                end_values=self.artifacts.end_values)
         self._killing: set[str] = set()  # jobs whose kill waits for the run's processes to end
-        self._retention: asyncio.Task | None = None
+        self.retention = JobRetention(store, config, self.delete)
         self._started = asyncio.Event()
         # CPU work (log pages, views of long lists) on one thread: every extra busy thread is
         # one more contender for the GIL that Jupyter's event loop needs back after each
@@ -141,13 +144,12 @@ class JobService:
             await self.engine.start()
         finally:
             self._started.set()
-        if self.config.job_retention_days > 0:
-            self._retention = asyncio.create_task(self._retention_loop())
+        self.artifacts.start(self.engine.owner)
+        self.retention.start()
 
     async def stop(self) -> None:
         """Stop watching. Runs keep going; the next start re-attaches to them."""
-        if self._retention:
-            self._retention.cancel()
+        self.retention.stop()
         await self.engine.stop()
         await self.artifacts.stop()
         self._cpu.shutdown(wait=False)
@@ -200,7 +202,7 @@ class JobService:
         path = self._backend(run).log_path(run.run_dir, query.stream)
         final = JobState(run.state).is_terminal
         if final and query.stream == "all" and run.artifacts and not await asyncio.to_thread(os.path.exists, path):
-            path = await self.artifacts.archived_log(run) or path  # its run folder is gone: the archived copy
+            path = await self.artifacts.archived_copy(run) or path  # its run folder is gone: the archived copy
         if query.before is not None and not query.tail:
             raise InvalidInput("before", "goes with tail: the last N lines before that offset")
         if query.tail:
@@ -253,6 +255,9 @@ class JobService:
             raise NotFound(f"job {job_id} has no attempt {attempt} (latest is {job.attempt})")
         path = self._backend(run).output_path(run.run_dir)
         body = await self._on_cpu_thread(job_notebooks.executed_notebook, path, query.format)
+        if body is None and JobState(run.state).is_terminal and (archived := await self.artifacts.archived_copy(
+                run, NOTEBOOK_ARTIFACT)):  # its run folder was removed: the archived notebook
+            body = await self._on_cpu_thread(job_notebooks.executed_notebook, archived, query.format)
         if body is None:
             if JobState(run.state).is_terminal:
                 raise NotFound(f"job {job_id} attempt {attempt} {run.state} before its notebook started running")
@@ -361,6 +366,7 @@ class JobService:
         if not await self.store.delete_job(job_id, from_states=TERMINAL):
             raise Conflict(f"job {job_id} is {job.state}; it can be deleted once it has ended")
         await asyncio.to_thread(shutil.rmtree, os.path.join(self.config.runs_dir, job_id), True)
+        self.artifacts.forget(job_id, delete_archive=not self.config.keep_archives_of_deleted_jobs)
         self.hub.publish("job_deleted", {"id": job_id}, job_topics(job_id))
         log.info("DataHarbour: job %s deleted", job_id)
 
@@ -401,24 +407,3 @@ class JobService:
     def _publish_progress(self, job_id: str, progress: dict) -> None:
         self.hub.publish("job_progress", {"job_id": job_id, **progress}, job_topics(job_id))
 
-    async def remove_expired(self) -> int:
-        """Delete jobs that ended more than `job_retention_days` ago; returns how many."""
-        cutoff = utcnow() - timedelta(days=self.config.job_retention_days)
-        removed = 0
-        for job_id in await self.store.jobs_finished_before(cutoff, TERMINAL):
-            try:
-                await self.delete(job_id)
-                removed += 1
-            except (Conflict, NotFound):
-                pass  # restarted or deleted meanwhile
-        return removed
-
-    async def _retention_loop(self) -> None:
-        while True:
-            try:
-                if removed := await self.remove_expired():
-                    log.info("DataHarbour: removed %d jobs older than %s days", removed,
-                             self.config.job_retention_days)
-            except Exception:
-                log.exception("DataHarbour: removing expired jobs failed")
-            await asyncio.sleep(3600)

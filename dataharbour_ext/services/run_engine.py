@@ -119,11 +119,13 @@ class RunEngine:
         on_progress: Callable[[str, dict], None] = lambda job_id, progress: None,
         stage: Callable[[JobRecord, RunRecord, threading.Event], JobRecord] | None = None,
         on_end: Callable[[RunRecord], None] | None = None,
+        end_values: Callable[[RunRecord], dict] | None = None,
     ):
         """`stage`: before the backend prepares a run, in the same thread (the run is `starting`):
         its input and output folders, and the job as the backend should run it; it stops with a
         LaunchError once the Event is set (the run was killed). `on_end`: a run this server
-        settled has ended (on the event loop; must not block)."""
+        settled has ended (on the event loop; must not block). `end_values`: more columns the
+        run's end sets in the same write (what `on_end` still has to do, should the server stop)."""
         self.store = store
         self.clusters = clusters
         self.backends = backends
@@ -139,6 +141,7 @@ class RunEngine:
         # their own: never in the default pool that the engine's file reads share.
         self._prepares = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="dataharbour-prepare")
         self.on_end = on_end
+        self.end_values = end_values
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
 
@@ -489,6 +492,8 @@ class RunEngine:
                    from_states: tuple[str, ...] | None = None, progress: dict | None = None) -> bool:
         error = redact_text(error) if error else None  # a log line may quote a credential
         extra = {"progress": progress} if progress is not None else {}
+        if self.end_values is not None:
+            extra.update(self.end_values(run))
         changed = await self.store.transition(
             run.job_id, run.attempt, from_states or sources(state), state.value, now=utcnow(),
             finished_at=ended or utcnow(), exit_code=exit_code, error=error, **extra,

@@ -127,6 +127,8 @@ def _run_values(run: RunRecord) -> dict:
         "progress": run.progress,
         "artifacts": run.artifacts,
         "artifacts_error": run.artifacts_error,
+        "archive_pending": run.archive_pending,
+        "folder_state": run.folder_state,
     }
     values.update(Owner.columns(run.owner))
     return values
@@ -157,6 +159,8 @@ def _run_record(row) -> RunRecord:
         progress=m["progress"],
         artifacts=m["artifacts"],
         artifacts_error=m["artifacts_error"],
+        archive_pending=bool(m["archive_pending"]),
+        folder_state=m["folder_state"],
     )
 
 
@@ -385,6 +389,29 @@ class JobStore:
             query = query.where(runs.c.owner_instance == owner_instance)
         with self.read_connection() as db:
             rows = db.execute(query.order_by(runs.c.queued_at, runs.c.job_id)).all()
+        return [_run_record(row) for row in rows]
+
+    @in_store_thread
+    def runs_to_archive(self, limit: int = 500) -> list[RunRecord]:
+        """Ended runs whose files are still to be archived, oldest first."""
+        with self.read_connection() as db:
+            rows = db.execute(
+                select(runs).where(runs.c.tenant == self.tenant, runs.c.archive_pending.is_(True))
+                .order_by(runs.c.finished_at, runs.c.job_id).limit(limit)
+            ).all()
+        return [_run_record(row) for row in rows]
+
+    @in_store_thread
+    def run_folders_ended_before(self, cutoff: datetime, states: Iterable[str], limit: int = 500) -> list[RunRecord]:
+        """Ended runs whose folders are still there (nothing decided about them yet), archived
+        or not, that ended before `cutoff`, oldest first."""
+        with self.read_connection() as db:
+            rows = db.execute(
+                select(runs).where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)),
+                                   runs.c.finished_at < cutoff, runs.c.folder_state.is_(None),
+                                   runs.c.archive_pending.is_(False))
+                .order_by(runs.c.finished_at, runs.c.job_id).limit(limit)
+            ).all()
         return [_run_record(row) for row in rows]
 
     @in_store_thread

@@ -61,6 +61,8 @@ class RunRecord:
     progress: dict | None = None
     artifacts: list[dict] | None = None  # [{"name", "uri", "size"}] once archived
     artifacts_error: str | None = None
+    archive_pending: bool = False  # ended; its files are still to be archived
+    folder_state: str | None = None  # None: present; "removed" (archived, then removed); "kept"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -97,6 +98,12 @@ runs = Table(
     # then, or without storage), and why archiving failed.
     Column("artifacts", JSON),
     Column("artifacts_error", Text),
+    # Ended, its files not archived yet: the next server on its host archives them if its own
+    # stopped first.
+    Column("archive_pending", Boolean, nullable=False, server_default=false()),
+    # NULL: the run folder is there; "removed" by run_folder_retention_days once archived;
+    # "kept": past that age but not archived, so it holds the only copy of the run's log.
+    Column("folder_state", String(16)),
 )
 Index("ix_runs_state_queued", runs.c.state, runs.c.queued_at)
 Index("ix_runs_tenant_state", runs.c.tenant, runs.c.state)
