@@ -247,7 +247,11 @@ async def test_runs_a_stopped_server_left_unarchived_are_archived_by_the_next_on
     ended.wait()
     gone = replace(me, instance="a-server-that-stopped", pid=ended.pid)  # no such process any more
     alive = replace(me, instance="a-server-that-lives")  # this process: provably alive
-    for job, owner in ((first, gone), (second, alive)):
+    third = await api.submit(name="another host's", code="print('elsewhere')\n")
+    assert (await api.wait(third["id"]))["state"] == "succeeded"
+    await archived(api, third["id"])
+    elsewhere = replace(gone, host="another-machine/1", instance="a-server-elsewhere")
+    for job, owner in ((first, gone), (second, alive), (third, elsewhere)):
         await store.update_run(job["id"], 1, artifacts=None, artifacts_error=None, archive_pending=True, owner=owner)
         seaweedfs.client().remove_object(ARCHIVE, f"jobs/{job['id']}/1/output.log")
 
@@ -257,10 +261,11 @@ async def test_runs_a_stopped_server_left_unarchived_are_archived_by_the_next_on
     assert b"left behind" in read(seaweedfs, f"s3://{ARCHIVE}/jobs/{first['id']}/1/output.log")
     run = await store.get_run(first["id"], 1)
     assert not run.archive_pending and run.owner.instance == me.instance  # adopted, once
-    # The living server's run is its own to archive.
-    run = await store.get_run(second["id"], 1)
-    assert run.archive_pending and run.artifacts is None
-    assert objects_under(seaweedfs, f"jobs/{second['id']}/") == []
+    # The living server's run is its own to archive; the other host's, that host's.
+    for job in (second, third):
+        run = await store.get_run(job["id"], 1)
+        assert run.archive_pending and run.artifacts is None
+        assert objects_under(seaweedfs, f"jobs/{job['id']}/") == []
 
 
 @storage()
@@ -293,25 +298,29 @@ async def test_folders_of_archived_runs_are_removed_after_their_retention(api, e
     from sqlalchemy import text
 
     archived_job = await api.submit(name="archived", code="print('from the archive')\n")
-    unarchived_job = await api.submit(name="not archived", code="print('only here')\n")
+    unarchived_job = await api.submit(name="partly archived", code="print('only here')\n")
+    elsewhere_job = await api.submit(name="another host's", code="print('elsewhere')\n")
     recent_job = await api.submit(name="recent", code="print('recent')\n")
-    for job in (archived_job, unarchived_job, recent_job):
+    jobs = (archived_job, unarchived_job, elsewhere_job, recent_job)
+    for job in jobs:
         assert (await api.wait(job["id"]))["state"] == "succeeded"
         await archived(api, job["id"])
-    store = extension.jobs.store
-    await store.update_run(unarchived_job["id"], 1, artifacts=[], artifacts_error="the upload failed")
+    store, me = extension.jobs.store, extension.jobs.engine.owner
+    # Its log is archived, but not all of its outputs: the folder holds the only copy of those.
+    await store.update_run(unarchived_job["id"], 1, artifacts_error="uploading output/x.csv: it failed")
+    await store.update_run(elsewhere_job["id"], 1, owner=replace(me, host="another-machine/1"))
     with store.engine.begin() as connection:
-        for job in (archived_job, unarchived_job):
+        for job in jobs[:3]:
             connection.execute(text("UPDATE runs SET finished_at = '2020-01-01 00:00:00' WHERE job_id = :id"),
                                {"id": job["id"]})
 
     assert await extension.jobs.retention.remove_archived_folders() == 1
     runs_dir = f"{extension.state_dir}/runs"
     assert not os.path.exists(f"{runs_dir}/{archived_job['id']}/1")
-    assert os.path.exists(f"{runs_dir}/{unarchived_job['id']}/1/output.log")  # its only copy
+    assert os.path.exists(f"{runs_dir}/{unarchived_job['id']}/1/output.log")
     assert os.path.exists(f"{runs_dir}/{recent_job['id']}/1/output.log")
-    assert [(await store.get_run(job["id"], 1)).folder_state for job in (archived_job, unarchived_job, recent_job)] \
-        == ["removed", "kept", None]
+    # Another host's run is left to that host, whose folder it is.
+    assert [(await store.get_run(job["id"], 1)).folder_state for job in jobs] == ["removed", "kept", None, None]
     # The job stays, and its log is read from the archive.
     assert (await api.job(archived_job["id"]))["state"] == "succeeded"
     assert "from the archive" in await api.full_log(archived_job["id"])

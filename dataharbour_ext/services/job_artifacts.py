@@ -49,6 +49,7 @@ NOTEBOOK_ARTIFACT = "output.ipynb"
 ARCHIVE_PREFIX = "jobs"
 MAX_FILES = 1000  # output files archived per run
 CHUNK_BYTES = 1024 * 1024
+DELETION_GRACE_SECONDS = 5.0  # a stopping server waits this long for archives being deleted
 CONCURRENT_UPLOADS = 2  # runs archived at once: uploads are I/O, but each holds a thread
 ARCHIVED_LOGS = "archived"  # <runs_dir>/<job id>/archived/<attempt>/<name>: files read back from the archive
 CONTENT_TYPES = {LOG_ARTIFACT: "text/plain; charset=utf-8", NOTEBOOK_ARTIFACT: "application/x-ipynb+json"}
@@ -104,6 +105,8 @@ class JobArtifacts:
         self.config = config or ArchiveConfig()
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}  # by (job id, attempt)
         self._resumer: asyncio.Task | None = None
+        self._forgotten: set[str] = set()  # deleted jobs whose archiving stops before its next file
+        self._deletions: set[asyncio.Task] = set()  # deleted jobs' archives being deleted
         self._slots = asyncio.Semaphore(CONCURRENT_UPLOADS)
         self._fetching: dict[str, asyncio.Lock] = {}  # archived logs being fetched, by local path
 
@@ -132,22 +135,38 @@ class JobArtifacts:
             self._resumer = asyncio.create_task(self._resume_loop(me), name="dataharbour-archive-resume")
 
     async def stop(self) -> None:
-        """Stop uploading (the server stops): runs not archived yet stay pending for the next start."""
-        tasks = [*self._tasks.values(), *([self._resumer] if self._resumer else [])]
+        """Stop uploading (the server stops): runs not archived yet stay pending for the next
+        start. Deleted jobs' archives get a few seconds to be deleted: nothing records them."""
+        if self._deletions:
+            await asyncio.wait(list(self._deletions), timeout=DELETION_GRACE_SECONDS)
+        tasks = [*self._tasks.values(), *self._deletions, *([self._resumer] if self._resumer else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def forget(self, job_id: str, *, delete_archive: bool) -> None:
-        """The job is deleted: stop archiving it and delete its archive in the background."""
-        for (task_job, _attempt), task in list(self._tasks.items()):
-            if task_job == job_id:
-                task.cancel()
-        if not self.enabled or not delete_archive:
+        """The job is deleted: its archiving stops before its next file, then (when asked) its
+        archive is deleted, in the background; after the upload under way, so none is left."""
+        archiving = [task for (task_job, _attempt), task in self._tasks.items() if task_job == job_id]
+        if not archiving and not (self.enabled and delete_archive):
             return
-        task = asyncio.create_task(self._delete_archive(job_id), name=f"dataharbour-archive-delete-{job_id}")
-        self._tasks[(job_id, 0)] = task  # attempt 0: no run's; stopped with the others
-        task.add_done_callback(lambda _: self._tasks.pop((job_id, 0), None))
+        self._forgotten.add(job_id)
+        task = asyncio.create_task(self._after_delete(job_id, archiving, self.enabled and delete_archive),
+                                   name=f"dataharbour-archive-delete-{job_id}")
+        self._deletions.add(task)
+        task.add_done_callback(self._deletions.discard)
+
+    async def _after_delete(self, job_id: str, archiving: list[asyncio.Task], delete_archive: bool) -> None:
+        try:
+            await asyncio.gather(*archiving, return_exceptions=True)
+            if delete_archive:
+                await self._delete_archive(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("DataHarbour: deleting the archive of job %s failed", job_id)
+        finally:
+            self._forgotten.discard(job_id)
 
     async def _delete_archive(self, job_id: str) -> None:
         bucket, prefix = self.storage.default_bucket, f"{ARCHIVE_PREFIX}/{job_id}/"
@@ -179,19 +198,17 @@ class JobArtifacts:
             await asyncio.sleep(self.config.resume_interval)
 
     async def resume(self, me: Owner) -> int:
-        """Archive the pending runs of servers on this host that stopped first (and this one's
-        that are not being archived); returns how many were started."""
+        """Archive the pending runs of servers on this host that stopped first; returns how
+        many were started. This server's own are being archived (or failed to record it)."""
         started = 0
-        for run in await self.store.runs_to_archive():
-            if (run.job_id, run.attempt) in self._tasks:
+        for run in await self.store.runs_to_archive(me.host):
+            if run.owner is not None and run.owner.instance == me.instance:
                 continue
-            ours = run.owner is not None and run.owner.instance == me.instance
-            if not ours:
-                if not owner_is_gone(run.owner, me):
-                    continue  # its server is alive, or on another host (which has the run folder)
-                previous = run.owner.instance if run.owner else None
-                if not await self.store.adopt(run.job_id, run.attempt, previous, me, now=utcnow()):
-                    continue  # another server on this host took it first
+            if not owner_is_gone(run.owner, me):
+                continue  # its server on this host is alive: its runs are its own to archive
+            previous = run.owner.instance if run.owner else None
+            if not await self.store.adopt(run.job_id, run.attempt, previous, me, now=utcnow()):
+                continue  # another server on this host took it first
             self.archive_soon(run)
             started += 1
         return started
@@ -263,6 +280,8 @@ class JobArtifacts:
         bucket = self.storage.default_bucket
         artifacts: list[dict] = []
         for name, path in files:
+            if run.job_id in self._forgotten:
+                return artifacts, "the job was deleted while its files were being archived"
             key = archive_key(run.job_id, run.attempt, name)
             pause = self.config.first_pause
             for attempt in range(1, self.config.attempts + 1):

@@ -3,8 +3,9 @@
 - `job_retention_days`: jobs that ended that long ago are deleted, with their runs, their
   folders and (unless `keep_archives_of_deleted_jobs`) their archive.
 - `run_folder_retention_days`: the folders of runs that ended that long ago are removed once
-  their files are archived in the object storage; the job stays, and its log is read from the
-  archive. A run whose log was not archived keeps its folder (it holds the only copy).
+  all their files are archived in the object storage; the job stays, and its log is read from
+  the archive. A run whose archiving failed or left files out keeps its folder (it holds the
+  only copy). Only this host's runs: their folders are here.
 """
 
 import asyncio
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from ..errors import Conflict, NotFound
-from ..store import JobStore, RunRecord
+from ..store import JobStore, Owner, RunRecord
 from .clock import utcnow
 from .job_artifacts import LOG_ARTIFACT
 from .job_states import TERMINAL
@@ -27,8 +28,9 @@ FOLDER_KEPT = "kept"
 
 
 class JobRetention:
-    def __init__(self, store: JobStore, config, delete_job: Callable[[str], Awaitable[None]]):
+    def __init__(self, store: JobStore, config, delete_job: Callable[[str], Awaitable[None]], me: Owner):
         self.store = store
+        self.me = me
         self.config = config  # the job service's: job_retention_days, run_folder_retention_days
         self.delete_job = delete_job
         self._task: asyncio.Task | None = None
@@ -71,8 +73,8 @@ class JobRetention:
         ago; returns how many."""
         cutoff = utcnow() - timedelta(days=self.config.run_folder_retention_days)
         removed = 0
-        for run in await self.store.run_folders_ended_before(cutoff, TERMINAL):
-            if not _log_archived(run):
+        for run in await self.store.run_folders_ended_before(cutoff, TERMINAL, self.me.host):
+            if not _wholly_archived(run):
                 await self.store.update_run(run.job_id, run.attempt, folder_state=FOLDER_KEPT)
                 continue
             await asyncio.to_thread(shutil.rmtree, run.run_dir, True)
@@ -81,5 +83,7 @@ class JobRetention:
         return removed
 
 
-def _log_archived(run: RunRecord) -> bool:
-    return any(isinstance(a, dict) and a.get("name") == LOG_ARTIFACT for a in run.artifacts or ())
+def _wholly_archived(run: RunRecord) -> bool:
+    """Its log and every file archived: nothing failed, nothing was left out."""
+    return run.artifacts_error is None and any(
+        isinstance(a, dict) and a.get("name") == LOG_ARTIFACT for a in run.artifacts or ())

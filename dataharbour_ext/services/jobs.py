@@ -129,7 +129,7 @@ class JobService:
                                 stage=self.inputs.stage, on_end=self.artifacts.archive_soon,
                                 end_values=self.artifacts.end_values)
         self._killing: set[str] = set()  # jobs whose kill waits for the run's processes to end
-        self.retention = JobRetention(store, config, self.delete)
+        self.retention = JobRetention(store, config, self.delete, self.engine.owner)
         self._started = asyncio.Event()
         # CPU work (log pages, views of long lists) on one thread: every extra busy thread is
         # one more contender for the GIL that Jupyter's event loop needs back after each
@@ -365,8 +365,8 @@ class JobService:
             job = await self._require(job_id, detail=False)
         if not await self.store.delete_job(job_id, from_states=TERMINAL):
             raise Conflict(f"job {job_id} is {job.state}; it can be deleted once it has ended")
-        await asyncio.to_thread(shutil.rmtree, os.path.join(self.config.runs_dir, job_id), True)
         self.artifacts.forget(job_id, delete_archive=not self.config.keep_archives_of_deleted_jobs)
+        await asyncio.to_thread(shutil.rmtree, os.path.join(self.config.runs_dir, job_id), True)
         self.hub.publish("job_deleted", {"id": job_id}, job_topics(job_id))
         log.info("DataHarbour: job %s deleted", job_id)
 

@@ -32,6 +32,7 @@ from .job_states import ACTIVE, sources
 log = logging.getLogger("dataharbour_ext.jobs")
 
 ERROR_SCAN_LINES = 400  # enough log to find the program's traceback
+# A killed run's download blocked on a hung storage keeps its thread until the read timeout.
 PREPARE_THREADS = 8
 PROGRESS_INTERVAL = 0.25  # seconds between two progress reads of one run (a few messages a second at most)
 FORCE_STOP_MARGIN = 15.0  # seconds past the grace before the supervisor itself is killed
@@ -279,8 +280,9 @@ class RunEngine:
             await asyncio.wait({prepared, killed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             killed.cancel()
-        if not prepared.done():
-            prepared.add_done_callback(lambda future: future.exception())  # its end is of no interest now
+            # Abandoned (killed, or the server stops): its end, an error or not, is of no interest.
+            prepared.add_done_callback(lambda future: future.cancelled() or future.exception())
+        if preparing.cancelled.is_set():  # killed, even if the preparing ended in the same turn
             raise LaunchError("the run was killed while it was being prepared")
         prepared.result()
 

@@ -214,6 +214,9 @@ class StorageService:
         root = ET.fromstring(response.data.decode())
         encoding = findtext(root, "EncodingType")
         objects = [Object.fromxml(element, bucket, encoding_type=encoding) for element in findall(root, "Contents")]
+        if query.delimiter and query.prefix.endswith(query.delimiter):
+            # The folder's own marker (`folder/`, as S3 consoles create folders) is not in it.
+            objects = [o for o in objects if o.object_name != query.prefix]
         folders = [findtext(element, "Prefix", True) or "" for element in findall(root, "CommonPrefixes")]
         if encoding == "url":
             folders = [unquote_plus(folder) for folder in folders]
@@ -225,10 +228,10 @@ class StorageService:
             next_cursor=(findtext(root, "NextContinuationToken") or None) if truncated else None,
         )
 
-    async def head(self, bucket: str, key: str) -> ObjectHead:
+    async def head(self, bucket: str, key: str, action: str = "read") -> ObjectHead:
         storage = self.require()
         bucket, key = check_bucket(bucket), check_key(key)
-        found = await self._call(f"read {bucket}/{key}", lambda: storage.client.stat_object(bucket, key))
+        found = await self._call(f"{action} {bucket}/{key}", lambda: storage.client.stat_object(bucket, key))
         return ObjectHead(bucket, key, found.size or 0, found.etag or None, found.last_modified,
                           found.content_type or "application/octet-stream")
 
@@ -282,7 +285,7 @@ class StorageService:
 
     async def delete(self, bucket: str, key: str) -> None:
         """Deletes an object; 404 when there is none (S3 itself would answer 204 either way)."""
-        head = await self.head(bucket, key)
+        head = await self.head(bucket, key, "delete")
         storage = self.storage
         await self._call(f"delete {bucket}/{key}", lambda: storage.client.remove_object(head.bucket, head.key))
 

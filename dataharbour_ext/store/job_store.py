@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Select, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Select, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
@@ -392,22 +392,26 @@ class JobStore:
         return [_run_record(row) for row in rows]
 
     @in_store_thread
-    def runs_to_archive(self, limit: int = 500) -> list[RunRecord]:
-        """Ended runs whose files are still to be archived, oldest first."""
+    def runs_to_archive(self, host: str, limit: int = 500) -> list[RunRecord]:
+        """Ended runs of `host` (where their folders are) or of no known owner whose files are
+        still to be archived, oldest first."""
         with self.read_connection() as db:
             rows = db.execute(
-                select(runs).where(runs.c.tenant == self.tenant, runs.c.archive_pending.is_(True))
+                select(runs).where(runs.c.tenant == self.tenant, runs.c.archive_pending.is_(True),
+                                   or_(runs.c.owner_host == host, runs.c.owner_instance.is_(None)))
                 .order_by(runs.c.finished_at, runs.c.job_id).limit(limit)
             ).all()
         return [_run_record(row) for row in rows]
 
     @in_store_thread
-    def run_folders_ended_before(self, cutoff: datetime, states: Iterable[str], limit: int = 500) -> list[RunRecord]:
-        """Ended runs whose folders are still there (nothing decided about them yet), archived
-        or not, that ended before `cutoff`, oldest first."""
+    def run_folders_ended_before(self, cutoff: datetime, states: Iterable[str], host: str,
+                                 limit: int = 500) -> list[RunRecord]:
+        """Ended runs of `host` (where their folders are) or of no known owner, whose folders
+        are still there (nothing decided about them yet), that ended before `cutoff`, oldest first."""
         with self.read_connection() as db:
             rows = db.execute(
                 select(runs).where(runs.c.tenant == self.tenant, runs.c.state.in_(list(states)),
+                                   or_(runs.c.owner_host == host, runs.c.owner_instance.is_(None)),
                                    runs.c.finished_at < cutoff, runs.c.folder_state.is_(None),
                                    runs.c.archive_pending.is_(False))
                 .order_by(runs.c.finished_at, runs.c.job_id).limit(limit)
