@@ -3,6 +3,7 @@ server (SeaweedFS): browse, upload, download, use as a job's input, delete; and 
 shown where object storage is not configured. Screenshots go to test-artifacts/lab_ui/."""
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import expect
@@ -11,6 +12,7 @@ from server_process import ServerProcess, stop_runs_under
 from test_lab_ui import _browser_on, _open_sidebar, _shot, _type_code
 
 BUCKET = "lab-storage-ui"
+PAGE_SIZE = 200  # the panel's page (storage.ts)
 JOB_TIMEOUT_MS = 120_000
 # Needs no Spark: the job only reads the object it was given.
 PRINT_INPUT = (
@@ -109,6 +111,91 @@ def test_upload_download_use_as_job_input_and_delete(storage_lab, seaweedfs, pag
     expect(storage.locator(".dh-Object[data-key='raw/seed.csv']")).to_be_visible()
     assert [o.object_name for o in client.list_objects(BUCKET, prefix="raw/")] == ["raw/seed.csv"]
     _shot(page, "storage-6-deleted.png")
+
+
+def test_a_long_folder_loads_page_by_page(storage_lab, seaweedfs, page_on_storage_lab):
+    page = page_on_storage_lab
+    client = seaweedfs.client()
+    count = PAGE_SIZE + 5
+    keys = [f"many/object-{i:03d}.txt" for i in range(count)]
+    with ThreadPoolExecutor(8) as pool:  # 205 small puts: a few seconds one by one
+        list(pool.map(lambda key: client.put_object(BUCKET, key, io.BytesIO(b"x"), 1), keys))
+
+    _open_storage(page)
+    storage = page.locator("#dataharbour-storage")
+    storage.locator(".dh-FolderName", has_text="many/").click(timeout=30_000)
+    rows = storage.locator(".dh-Object")
+    expect(rows).to_have_count(PAGE_SIZE, timeout=30_000)
+    more = storage.locator(".dh-LoadMore")
+    expect(more).to_be_visible()
+    expect(rows.last).to_have_attribute("data-key", keys[PAGE_SIZE - 1])
+    more.scroll_into_view_if_needed()
+    _shot(page, "storage-7-load-more.png")
+
+    more.click()
+    expect(rows).to_have_count(count, timeout=30_000)
+    expect(more).to_have_count(0)
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.key)") == keys  # in order, none twice
+    rows.last.scroll_into_view_if_needed()
+    expect(storage.locator(".dh-StorageBar")).to_be_in_viewport()  # the head stays over a long listing
+    _shot(page, "storage-8-all-loaded.png")
+
+    # An error far down the listing shows where the user is, in the head.
+    client.remove_object(BUCKET, keys[-1])
+    rows.last.locator(".dh-DeleteObject").click()
+    page.locator(".jp-Dialog button:has-text('Delete')").click()
+    alert = storage.get_by_role("alert")
+    expect(alert).to_contain_text(f"Deleting {keys[-1].split('/')[-1]}:", timeout=30_000)
+    expect(alert).to_be_in_viewport()
+    _shot(page, "storage-8b-error-far-down.png")
+    expect(rows).to_have_count(PAGE_SIZE, timeout=30_000)  # listed again from its first page
+    more.click()
+    expect(rows).to_have_count(count - 1, timeout=30_000)
+
+
+def test_a_failed_action_is_said_in_words_and_the_panel_goes_on(storage_lab, seaweedfs, page_on_storage_lab):
+    page = page_on_storage_lab
+    client = seaweedfs.client()
+    for name in ("stale.txt", "keep.txt", "next.txt"):
+        client.put_object(BUCKET, f"gone/{name}", io.BytesIO(b"bytes"), 5)
+
+    _open_storage(page)
+    storage = page.locator("#dataharbour-storage")
+    storage.locator(".dh-FolderName", has_text="gone/").click(timeout=30_000)
+    stale = storage.locator(".dh-Object[data-key='gone/stale.txt']")
+    expect(stale).to_be_visible(timeout=30_000)
+
+    # Another client deletes it while the panel still lists it; deleting it here is a 404.
+    client.remove_object(BUCKET, "gone/stale.txt")
+    stale.locator(".dh-DeleteObject").click()
+    page.locator(".jp-Dialog button:has-text('Delete')").click()
+    alert = storage.get_by_role("alert")
+    expect(alert).to_have_count(1, timeout=30_000)
+    expect(alert).to_contain_text("Deleting stale.txt:")
+    expect(alert).to_contain_text("does not exist")
+    # The folder is listed again: what is shown is what is there.
+    expect(stale).to_have_count(0, timeout=30_000)
+    expect(storage.locator(".dh-Object")).to_have_count(2)
+    _shot(page, "storage-9-delete-error.png")
+
+    # Still usable: the next delete works, and the old error goes away.
+    storage.locator(".dh-Object[data-key='gone/next.txt'] .dh-DeleteObject").click()
+    page.locator(".jp-Dialog button:has-text('Delete')").click()
+    expect(storage.locator(".dh-Object[data-key='gone/next.txt']")).to_have_count(0, timeout=30_000)
+    expect(alert).to_have_count(0)
+    assert [o.object_name for o in client.list_objects(BUCKET, prefix="gone/")] == ["gone/keep.txt"]
+
+    # Moving to another folder drops an error that is about what was shown before.
+    client.remove_object(BUCKET, "gone/keep.txt")
+    storage.locator(".dh-Object[data-key='gone/keep.txt'] .dh-DeleteObject").click()
+    page.locator(".jp-Dialog button:has-text('Delete')").click()
+    expect(alert).to_contain_text("Deleting keep.txt:", timeout=30_000)
+    # SeaweedFS still lists the emptied folder's own `gone/` marker: the panel shows no nameless row.
+    expect(storage.locator(".dh-Empty")).to_have_text("This folder is empty.")
+    _shot(page, "storage-10-emptied-with-error.png")
+    storage.locator(".dh-Crumb", has_text=BUCKET).click()
+    expect(alert).to_have_count(0)
+    expect(storage.locator(".dh-Crumb.dh-mod-current")).to_have_text(BUCKET)
 
 
 @pytest.fixture

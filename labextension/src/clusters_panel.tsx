@@ -3,14 +3,13 @@
  * standalone cluster, register an external master, delete one, open its master UI.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
-import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { ClustersModel } from './clusters';
 import { IClusterInfo, capacitySummary, connectSummary } from './clusters_model';
 import { JobsModel } from './jobs';
 import { ACTIVE_STATES, IJob } from './model';
+import { ModelPanel } from './model_panel';
 import { formatBytes } from './platform_model';
 
 export interface IClustersPanelOptions {
@@ -21,26 +20,17 @@ export interface IClustersPanelOptions {
 
 const formatMb = (mb: number) => formatBytes(mb * 1024 * 1024);
 
-export class ClustersPanel extends ReactWidget {
+export class ClustersPanel extends ModelPanel<ClustersModel> {
   constructor(private readonly options: IClustersPanelOptions) {
-    super();
-    this.id = 'dataharbour-clusters';
-    this.addClass('dh-Panel');
-    this.title.label = 'Clusters';
-    this.title.caption = 'Spark clusters: launch, register, delete';
+    super(options.model, {
+      id: 'dataharbour-clusters',
+      label: 'Clusters',
+      caption: 'Spark clusters: launch, register, delete'
+    });
   }
 
-  protected onAfterShow(msg: Message): void {
-    super.onAfterShow(msg);
-    this.options.model.start();
-  }
-
-  render(): JSX.Element {
-    return (
-      <UseSignal signal={this.options.model.changed}>
-        {() => <Clusters {...this.options} />}
-      </UseSignal>
-    );
+  protected renderContent(): JSX.Element {
+    return <Clusters {...this.options} />;
   }
 }
 

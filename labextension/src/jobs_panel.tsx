@@ -1,7 +1,6 @@
 /**
  * The sidebar's Jobs panel: submit a job, the live job list, a job's details and its log.
  */
-import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { ISubmitRequest } from './api';
@@ -12,6 +11,7 @@ import {
   modeDescription, modeLabel, parseConf, progressLabel, visibleJobs
 } from './model';
 import { JobsModel } from './jobs';
+import { ModelPanel } from './model_panel';
 import { IJobInput, addInputs } from './storage_model';
 import { LiveStream } from './stream';
 
@@ -31,13 +31,9 @@ export interface IPanelOptions {
   settings: () => { defaultCluster: string; logLinesKept: number };
 }
 
-export class JobsPanel extends ReactWidget {
+export class JobsPanel extends ModelPanel<JobsModel> {
   constructor(private readonly options: IPanelOptions) {
-    super();
-    this.id = 'dataharbour-jobs';
-    this.addClass('dh-Panel');
-    this.title.label = 'Jobs';
-    this.title.caption = 'Submit Spark jobs and watch them';
+    super(options.model, { id: 'dataharbour-jobs', label: 'Jobs', caption: 'Submit Spark jobs and watch them' });
   }
 
   /** Show one job's details (after a notification's "Show details"). */
@@ -64,26 +60,22 @@ export class JobsPanel extends ReactWidget {
     this.update();
   }
 
-  render(): JSX.Element {
+  protected renderContent(): JSX.Element {
     return (
-      <UseSignal signal={this.options.model.changed}>
-        {() => (
-          <Sidebar
-            {...this.options}
-            selected={this._selected}
-            formRequests={this._formRequests}
-            inputs={this._inputs}
-            onInputsChange={inputs => {
-              this._inputs = inputs;
-              this.update();
-            }}
-            onSelect={id => {
-              this._selected = id;
-              this.update();
-            }}
-          />
-        )}
-      </UseSignal>
+      <Sidebar
+        {...this.options}
+        selected={this._selected}
+        formRequests={this._formRequests}
+        inputs={this._inputs}
+        onInputsChange={inputs => {
+          this._inputs = inputs;
+          this.update();
+        }}
+        onSelect={id => {
+          this._selected = id;
+          this.update();
+        }}
+      />
     );
   }
 

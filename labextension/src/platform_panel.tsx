@@ -3,33 +3,25 @@
  * of every platform service with its logs a click away, and how jobs have been going.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
-import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { Chart } from './chart';
 import { ALL_STATES, formatDuration } from './model';
+import { ModelPanel } from './model_panel';
 import { PlatformModel, WINDOW_MINUTES } from './platform';
 import { IServiceStatus, formatBytes, formatPercent, formatRate, trendBars } from './platform_model';
 
-export class PlatformPanel extends ReactWidget {
-  constructor(private readonly model: PlatformModel) {
-    super();
-    this.id = 'dataharbour-platform';
-    this.addClass('dh-Panel');
-    this.title.label = 'Platform';
-    this.title.caption = 'Machine metrics, platform services and job statistics';
+export class PlatformPanel extends ModelPanel<PlatformModel> {
+  constructor(model: PlatformModel) {
+    super(model, {
+      id: 'dataharbour-platform',
+      label: 'Platform',
+      caption: 'Machine metrics, platform services and job statistics'
+    });
   }
 
-  protected onAfterShow(msg: Message): void {
-    super.onAfterShow(msg);
-    this.model.start(); // nothing is loaded until someone looks
-  }
-
-  render(): JSX.Element {
-    return (
-      <UseSignal signal={this.model.changed}>{() => <Platform model={this.model} />}</UseSignal>
-    );
+  protected renderContent(): JSX.Element {
+    return <Platform model={this.model} />;
   }
 }
 

@@ -3,10 +3,12 @@
  * download or delete an object, and hand picked objects to the Jobs form as inputs.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { ReactWidget, UseSignal, deleteIcon, downloadIcon, folderIcon } from '@jupyterlab/ui-components';
-import { Message } from '@lumino/messaging';
+import { deleteIcon, downloadIcon, folderIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { ModelPanel } from './model_panel';
+
+import { ApiError } from './api';
 import { formatBytes } from './platform_model';
 import { StorageModel } from './storage';
 import { breadcrumbs, formatModified, nameIn } from './storage_model';
@@ -17,26 +19,17 @@ export interface IStoragePanelOptions {
   useAsInputs: (bucket: string, keys: string[]) => void;
 }
 
-export class StoragePanel extends ReactWidget {
+export class StoragePanel extends ModelPanel<StorageModel> {
   constructor(private readonly options: IStoragePanelOptions) {
-    super();
-    this.id = 'dataharbour-storage';
-    this.addClass('dh-Panel');
-    this.title.label = 'Storage';
-    this.title.caption = 'Object storage: browse, upload, download, use as job input';
+    super(options.model, {
+      id: 'dataharbour-storage',
+      label: 'Storage',
+      caption: 'Object storage: browse, upload, download, use as job input'
+    });
   }
 
-  protected onAfterShow(msg: Message): void {
-    super.onAfterShow(msg);
-    this.options.model.start();
-  }
-
-  render(): JSX.Element {
-    return (
-      <UseSignal signal={this.options.model.changed}>
-        {() => <Storage {...this.options} />}
-      </UseSignal>
-    );
+  protected renderContent(): JSX.Element {
+    return <Storage {...this.options} />;
   }
 }
 
@@ -80,6 +73,13 @@ function Storage(props: IStoragePanelOptions): JSX.Element {
     }
   };
 
+  /** An earlier action's error is about what was shown before: it goes once the user moves on. */
+  const moveOn = (next: () => Promise<void>) => {
+    setActionError(null);
+    void next();
+  };
+  const go = (bucket: string, prefix: string) => moveOn(() => model.open(bucket, prefix));
+
   const remove = async (key: string) => {
     const result = await showDialog({
       title: 'Delete object?',
@@ -87,66 +87,79 @@ function Storage(props: IStoragePanelOptions): JSX.Element {
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
     });
     if (result.button.accept) {
-      await act(`Deleting ${nameIn(model.prefix, key)}`, () => model.remove(key));
+      await act(`Deleting ${nameIn(model.prefix, key)}`, async () => {
+        try {
+          await model.remove(key);
+        } catch (e) {
+          if (e instanceof ApiError && e.status === 404) {
+            void model.open(model.bucket, model.prefix); // gone meanwhile: show the folder as it is now
+          }
+          throw e;
+        }
+      });
     }
   };
 
   const listing = model.listing;
+  const objects = listing?.objects ?? []; // without the folder's own marker (the server leaves it out)
   const selected = [...model.selected];
   return (
     <div className="dh-Storage">
-      <div className="dh-StorageBar">
-        <select className="jp-mod-styled dh-BucketSelect" value={model.bucket} title="Bucket"
-          onChange={e => void model.open(e.target.value, '')}>
-          {model.bucket === '' && <option value="">No bucket</option>}
-          {model.buckets.map(bucket => <option key={bucket.name} value={bucket.name}>{bucket.name}</option>)}
-        </select>
-        <button className="jp-mod-styled" title="List again" onClick={() => void model.reload()}>Refresh</button>
-      </div>
-      <nav className="dh-Breadcrumbs" aria-label="Folder">
-        {breadcrumbs(model.bucket, model.prefix).map((crumb, i, all) => (
-          <React.Fragment key={crumb.prefix}>
-            {i > 0 && <span className="dh-Muted">/</span>}
-            {i === all.length - 1 ? (
-              <span className="dh-Crumb dh-mod-current">{crumb.label}</span>
-            ) : (
-              <button className="dh-Crumb" onClick={() => void model.open(model.bucket, crumb.prefix)}>{crumb.label}</button>
-            )}
-          </React.Fragment>
-        ))}
-      </nav>
-      {model.bucket && (
-        <div className="dh-Buttons">
-          <input ref={fileInput} type="file" multiple className="dh-UploadInput" hidden
-            onChange={e => void onFiles(e.target.files)} />
-          <button className="jp-mod-styled dh-Upload" disabled={busy !== null} onClick={() => fileInput.current?.click()}>
-            Upload…
-          </button>
-          <button className="jp-mod-styled jp-mod-accept dh-UseAsInput" disabled={selected.length === 0}
-            title="Add the picked objects to the New job form as inputs"
-            onClick={() => props.useAsInputs(model.bucket, selected)}>
-            Use as job input{selected.length ? ` (${selected.length})` : ''}
-          </button>
+      {/* Stays in view over a long listing: an action's error shows where the eye is. */}
+      <div className="dh-StorageHead">
+        <div className="dh-StorageBar">
+          <select className="jp-mod-styled dh-BucketSelect" value={model.bucket} title="Bucket"
+            onChange={e => go(e.target.value, '')}>
+            {model.bucket === '' && <option value="">No bucket</option>}
+            {model.buckets.map(bucket => <option key={bucket.name} value={bucket.name}>{bucket.name}</option>)}
+          </select>
+          <button className="jp-mod-styled" title="List again" onClick={() => moveOn(() => model.reload())}>Refresh</button>
         </div>
-      )}
-      {busy && <p className="dh-Muted">{busy}…</p>}
-      {actionError && <div className="dh-Error" role="alert">{actionError}</div>}
-      {model.error && <div className="dh-Error" role="alert">{model.error}</div>}
+        <nav className="dh-Breadcrumbs" aria-label="Folder">
+          {breadcrumbs(model.bucket, model.prefix).map((crumb, i, all) => (
+            <React.Fragment key={crumb.prefix}>
+              {i > 0 && <span className="dh-Muted">/</span>}
+              {i === all.length - 1 ? (
+                <span className="dh-Crumb dh-mod-current">{crumb.label}</span>
+              ) : (
+                <button className="dh-Crumb" onClick={() => go(model.bucket, crumb.prefix)}>{crumb.label}</button>
+              )}
+            </React.Fragment>
+          ))}
+        </nav>
+        {model.bucket && (
+          <div className="dh-Buttons">
+            <input ref={fileInput} type="file" multiple className="dh-UploadInput" hidden
+              onChange={e => void onFiles(e.target.files)} />
+            <button className="jp-mod-styled dh-Upload" disabled={busy !== null} onClick={() => fileInput.current?.click()}>
+              Upload…
+            </button>
+            <button className="jp-mod-styled jp-mod-accept dh-UseAsInput" disabled={selected.length === 0}
+              title="Add the picked objects to the New job form as inputs"
+              onClick={() => props.useAsInputs(model.bucket, selected)}>
+              Use as job input{selected.length ? ` (${selected.length})` : ''}
+            </button>
+          </div>
+        )}
+        {busy && <p className="dh-Muted">{busy}…</p>}
+        {actionError && <div className="dh-Error" role="alert">{actionError}</div>}
+        {model.error && <div className="dh-Error" role="alert">{model.error}</div>}
+      </div>
       {!model.bucket && !model.error && <p className="dh-Empty">The credentials see no bucket.</p>}
-      {listing && listing.folders.length === 0 && listing.objects.length === 0 && (
+      {listing && listing.folders.length === 0 && objects.length === 0 && (
         <p className="dh-Empty">This folder is empty.</p>
       )}
       {listing && (
         <ul className="dh-ObjectList">
           {listing.folders.map(folder => (
             <li key={folder} className="dh-Folder">
-              <button className="dh-FolderName" onClick={() => void model.open(model.bucket, folder)}>
+              <button className="dh-FolderName" onClick={() => go(model.bucket, folder)}>
                 <folderIcon.react tag="span" className="dh-FolderIcon" />
                 {nameIn(model.prefix, folder)}/
               </button>
             </li>
           ))}
-          {listing.objects.map(object => (
+          {objects.map(object => (
             <li key={object.key} className="dh-Object" data-key={object.key}>
               <label className="dh-ObjectName" title={object.key}>
                 <input type="checkbox" checked={model.selected.has(object.key)} onChange={() => model.toggle(object.key)} />
