@@ -337,6 +337,11 @@ async def test_a_failed_upload_shows_on_the_job_and_leaves_its_state_alone(api, 
     assert done["artifacts_error"].startswith(
         f"uploading output.log to s3://no-such-archive/jobs/{job['id']}/1/output.log: NoSuchBucket"), done
     assert done["runs"][0]["artifacts_error"] == done["artifacts_error"]
+    assert done["archiving"] is False and done["runs"][0]["archiving"] is False
+    status, page = await api.call("GET", "jobs/")  # the list says so too (the sidebar reads the files then)
+    listed = next(item for item in page["jobs"] if item["id"] == job["id"])
+    assert (listed["artifacts_error"], listed["archiving"]) == (done["artifacts_error"], False)
+    assert "artifacts" not in listed
     status, body = await api.call("GET", f"jobs/{job['id']}/artifacts/output.log")
     assert status == 404 and "NoSuchBucket" in body["message"]
 

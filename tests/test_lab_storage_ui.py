@@ -19,6 +19,7 @@ PRINT_INPUT = (
     "import os, pathlib\n"
     "path = pathlib.Path(os.environ['DATAHARBOUR_INPUT_DIR'], 'hello.txt')\n"
     "print('input says:', path.read_text().strip())\n"
+    "pathlib.Path(os.environ['DATAHARBOUR_OUTPUT_DIR'], 'result.txt').write_text(path.read_text().upper())\n"
 )
 
 
@@ -98,7 +99,18 @@ def test_upload_download_use_as_job_input_and_delete(storage_lab, seaweedfs, pag
     expect(page.locator(".dh-Details h3")).to_contain_text("reads its input", timeout=30_000)
     expect(page.locator(".dh-Details .dh-State")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
     expect(page.locator(".dh-Log-lines")).to_contain_text("input says: hello from the storage tab", timeout=30_000)
+    details = page.locator(".dh-Details")
+    expect(details.locator(".dh-JobInputs")).to_contain_text(f"hello.txt ← s3://{BUCKET}/raw/hello.txt")
+    # Its archived files, once uploaded, each a download.
+    result = details.locator(".dh-Artifacts a", has_text="output/result.txt")
+    expect(result).to_be_visible(timeout=60_000)
+    expect(details.locator(".dh-Artifacts a", has_text="output.log")).to_be_visible()
     _shot(page, "storage-4-job-read-input.png")
+    with page.expect_download() as download:
+        result.click()
+    saved = tmp_path / "result.txt"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == b"HELLO FROM THE STORAGE TAB\n"
 
     # Delete, after saying yes.
     _storage_tab(page)

@@ -386,6 +386,7 @@ class JobRun(BaseModel):
         "is done, and when storage or MINIO_BUCKET_NAME is not configured).",
     )
     artifacts_error: str | None = Field(None, description="Why archiving the run's files failed (after retries).")
+    archiving: bool = Field(False, description="The run has ended and its files are being archived.")
 
 
 class JobSummary(BaseModel):
@@ -416,6 +417,11 @@ class JobSummary(BaseModel):
     progress: JobProgress | None = Field(
         None, description="The latest run's Spark progress: live while it runs on this server, final once it ended."
     )
+    archiving: bool = Field(
+        False, description="The latest run has ended and its files are being archived in the object storage; "
+        "GET /jobs/{id} lists them as `artifacts` once they are."
+    )
+    artifacts_error: str | None = Field(None, description="Why archiving the latest run's files failed.")
 
 
 class Job(JobSummary):
@@ -428,7 +434,6 @@ class Job(JobSummary):
     runs: list[JobRun] = Field(description="All attempts, oldest first.")
     inputs: list[JobInput] = Field(default_factory=list, description="Objects downloaded before each run.")
     artifacts: list[JobArtifact] | None = Field(None, description="The latest run's archived files.")
-    artifacts_error: str | None = Field(None, description="Why archiving the latest run's files failed.")
 
 
 class JobSort(str, Enum):

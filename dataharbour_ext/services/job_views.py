@@ -47,6 +47,7 @@ def run_view(run: RunRecord) -> JobRun:
         progress=progress_view(run.progress),
         artifacts=artifacts_view(run.artifacts),
         artifacts_error=run.artifacts_error,
+        archiving=run.archive_pending,
     )
 
 
@@ -82,6 +83,8 @@ def _summary_fields(job: JobRecord, latest: JobRun | None, live_progress: dict |
         spark_app_id=latest.spark_app_id if latest else None,
         error=latest.error if latest else None,
         progress=progress_view(live_progress) or (latest.progress if latest else None),
+        archiving=latest.archiving if latest else False,
+        artifacts_error=latest.artifacts_error if latest else None,
     )
 
 
@@ -103,5 +106,4 @@ def job_view(job: JobRecord, live_progress: dict | None = None) -> Job:
     latest = next((run for run in runs if run.attempt == job.attempt), None)
     return Job(**_summary_fields(job, latest, live_progress), code=job.code, runs=runs,
                inputs=[JobInput.model_construct(uri=item.get("uri"), as_=item.get("as")) for item in job.inputs],
-               artifacts=latest.artifacts if latest else None,
-               artifacts_error=latest.artifacts_error if latest else None)
+               artifacts=latest.artifacts if latest else None)

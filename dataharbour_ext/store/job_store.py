@@ -49,7 +49,7 @@ _SUMMARY_JOB_COLUMNS = [jobs.c[name] for name in (
 )]
 _SUMMARY_RUN_COLUMNS = [runs.c[name].label("latest_" + name) for name in (
     "attempt", "state", "queued_at", "started_at", "finished_at", "exit_code", "error", "spark_app_id",
-    "spark_ui_url", "backend",
+    "spark_ui_url", "backend", "archive_pending", "artifacts_error",
 )]
 _JOB_SUMMARY_FROM = jobs.outerjoin(runs, and_(runs.c.job_id == jobs.c.id, runs.c.attempt == jobs.c.attempt))
 
@@ -191,7 +191,7 @@ def job_summary_record(row) -> JobRecord:
     """A row of `select_job_summaries()` as a record: the job without its program, its latest run only."""
     (job_id, name, cluster_id, state, file, args, conf, env, attempt, created_at, updated_at, log_level, mode,
      notebook, run_attempt, run_state, queued_at, started_at, finished_at, exit_code, error, app_id, ui_url,
-     backend) = row
+     backend, archive_pending, artifacts_error) = row
     job = JobRecord(id=job_id, name=name, cluster_id=cluster_id, state=state, file=file, args=list(args or []),
                     conf=dict(conf or {}), env=dict(env or {}), attempt=attempt, created_at=created_at,
                     updated_at=updated_at, log_level=log_level, mode=mode, notebook=notebook)
@@ -199,7 +199,8 @@ def job_summary_record(row) -> JobRecord:
         job.runs = [RunRecord(job_id=job_id, attempt=run_attempt, cluster_id=cluster_id, state=run_state,
                               run_dir="", queued_at=queued_at, started_at=started_at, finished_at=finished_at,
                               exit_code=exit_code, error=error, spark_app_id=app_id, spark_ui_url=ui_url,
-                              backend=backend or "spark-submit")]
+                              backend=backend or "spark-submit", archive_pending=bool(archive_pending),
+                              artifacts_error=artifacts_error)]
     return job
 
 

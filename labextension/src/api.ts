@@ -145,6 +145,12 @@ export class DataHarbourApi {
     await this.send<void>(this.storageObjectUrl(bucket, key), { method: 'DELETE' });
   }
 
+  /** Where a run's archived file downloads from, through this server (the login cookie authenticates it). */
+  jobArtifactUrl(id: string, attempt: number, name: string): string {
+    const path = URLExt.join('api/v1/jobs', encodeURIComponent(id), 'artifacts', ...name.split('/').map(encodeURIComponent));
+    return `${URLExt.join(this.settings.baseUrl, path)}?attempt=${attempt}`;
+  }
+
   /** Where the driver UI of a running job is proxied on this server. */
   sparkUiUrl(id: string): string {
     return URLExt.join(this.settings.baseUrl, 'api/v1/jobs', encodeURIComponent(id), 'spark-ui/proxy/');

@@ -12,6 +12,7 @@ import {
 } from './model';
 import { JobsModel } from './jobs';
 import { ModelPanel } from './model_panel';
+import { formatBytes } from './platform_model';
 import { IJobInput, addInputs } from './storage_model';
 import { LiveStream } from './stream';
 
@@ -390,8 +391,26 @@ function ProgressBar(props: { job: IJob }): JSX.Element {
   );
 }
 
+/** The whole job (inputs, archived files), read again when what the list says of them changes. */
+function useFullJob(model: JobsModel, job: IJob): IJob | null {
+  const [full, setFull] = React.useState<IJob | null>(null);
+  const key = `${job.id}/${job.attempt}/${job.state}/${job.archiving}/${job.artifacts_error}`;
+  React.useEffect(() => {
+    let current = true;
+    model.api.getJob(job.id).then(
+      loaded => current && setFull(loaded),
+      () => undefined // deleted meanwhile, or offline: the list's view is all there is
+    );
+    return () => {
+      current = false;
+    };
+  }, [key]);
+  return full?.id === job.id ? full : null;
+}
+
 function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): JSX.Element {
   const { job, model } = props;
+  const full = useFullJob(model, job);
   const [error, setError] = React.useState<string | null>(null);
   const act = (what: () => Promise<void>) => async () => {
     setError(null);
@@ -421,6 +440,13 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
       </dl>
       {hasProgress(job.progress) && <ProgressBar job={job} />}
       {job.error && <div className="dh-Error dh-JobError">{job.error}</div>}
+      {full?.inputs && full.inputs.length > 0 && (
+        <div className="dh-JobInputs">
+          <div className="dh-Log-title">Inputs</div>
+          <ul>{full.inputs.map(input => <li key={input.as}><code>{input.as}</code> ← {input.uri}</li>)}</ul>
+        </div>
+      )}
+      <Artifacts {...props} job={{ ...job, artifacts: full?.artifacts }} />
       <div className="dh-Buttons">
         {active && <button className="jp-mod-styled jp-mod-warn" onClick={act(() => model.kill(job.id))}>Kill</button>}
         {!active && <button className="jp-mod-styled" onClick={act(() => model.restart(job.id))}>Restart</button>}
@@ -436,6 +462,29 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
       </div>
       {error && <div className="dh-Error" role="alert">{error}</div>}
       <LogView key={`${job.id}/${job.attempt}`} {...props} />
+    </div>
+  );
+}
+
+/** The latest run's files archived in the object storage, each a download through this server. */
+function Artifacts(props: ISidebarProps & { job: IJob }): JSX.Element | null {
+  const { job } = props;
+  if (!job.artifacts?.length && !job.artifacts_error && !job.archiving) {
+    return null; // not archived, or no object storage
+  }
+  return (
+    <div className="dh-Artifacts">
+      <div className="dh-Log-title">Archived files</div>
+      {job.archiving && <div className="dh-Muted">Archiving the run's files…</div>}
+      {job.artifacts_error && <div className="dh-Warning">{job.artifacts_error}</div>}
+      <ul>
+        {(job.artifacts ?? []).map(artifact => (
+          <li key={artifact.name} title={artifact.uri}>
+            <a href={props.model.api.jobArtifactUrl(job.id, job.attempt, artifact.name)} download>{artifact.name}</a>
+            <span className="dh-Muted"> {formatBytes(artifact.size)}</span>
+          </li>
+        ))}
+      </ul>
     </div>
   );
 }

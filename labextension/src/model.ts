@@ -63,6 +63,20 @@ export interface IJob {
   error?: string | null;
   progress?: IProgress | null;
   code?: string;
+  /** Objects downloaded into the run before it starts (object storage): `as` under DATAHARBOUR_INPUT_DIR. */
+  inputs?: { uri: string; as: string }[] | null;
+  /** The latest run ended and its files are being archived in the object storage. */
+  archiving?: boolean;
+  artifacts_error?: string | null;
+  /** GET /jobs/{id} only: the latest run's archived files. */
+  artifacts?: IJobArtifact[] | null;
+}
+
+/** A file of a run archived once it ended: `output.log`, `output.ipynb` or `output/<path>`. */
+export interface IJobArtifact {
+  name: string;
+  uri: string;
+  size: number;
 }
 
 export interface IJobList {
