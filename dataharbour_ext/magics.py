@@ -3,7 +3,8 @@
     %load_ext dataharbour_ext
 
     %%spark_submit [--name N] [--cluster C] [--mode batch|connect|auto] [--conf k=v ...]
-                   [--env K=V ...] [--log-level L] [--no-wait] [--keep-on-interrupt] [-- args...]
+                   [--env K=V ...] [--input s3://bucket/key [AS] ...] [--log-level L]
+                   [--no-wait] [--keep-on-interrupt] [-- args...]
     %spark_jobs [--state S] [--limit N]
     %spark_status ID    %spark_logs ID [--tail N]    %spark_kill ID    %spark_restart ID
     %spark_clusters
@@ -12,7 +13,9 @@ They call the server through dataharbour_ext.client, which finds it from the ker
 environment (DATAHARBOUR_URL and DATAHARBOUR_TOKEN, set by the server for kernels it starts).
 `%%spark_submit` waits by default: a progress display and the job's log as it grows, until the
 job ends; a failed job raises in the cell with its error. Interrupting the cell kills the job
-(unless --keep-on-interrupt). The job's id goes into `_spark_job`.
+(unless --keep-on-interrupt). The job's id goes into `_spark_job`. Each `--input` object is
+downloaded before the job starts, to AS (default: the key's last part) under
+$DATAHARBOUR_INPUT_DIR.
 """
 
 import argparse
@@ -80,10 +83,20 @@ def _submit_parser() -> _Parser:
     parser.add_argument("--mode", choices=("batch", "connect", "auto"))
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--input", action="append", default=[], nargs="+", metavar=("URI", "AS"))
     parser.add_argument("--log-level")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--keep-on-interrupt", action="store_true")
     return parser
+
+
+def _inputs(items: list[list[str]]) -> list[dict]:
+    inputs = []
+    for item in items:
+        if len(item) > 2:
+            raise UsageError(f"--input takes URI [AS], not {' '.join(item)!r}")
+        inputs.append({"uri": item[0], **({"as": item[1]} if len(item) == 2 else {})})
+    return inputs
 
 
 def _split(line: str) -> tuple[list[str], list[str]]:
@@ -168,6 +181,8 @@ class SparkMagics(Magics):
             "conf": _key_values(parsed.conf, "conf"),
             "env": _key_values(parsed.env, "env"),
         }
+        if parsed.input:
+            request["inputs"] = _inputs(parsed.input)
         for field, value in (("cluster_id", parsed.cluster), ("mode", parsed.mode), ("log_level", parsed.log_level)):
             if value:
                 request[field] = value

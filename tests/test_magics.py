@@ -108,6 +108,12 @@ async def test_no_wait_then_status_jobs_logs_and_a_usage_error(api, kernel):
     assert error(refused)["ename"] == "SparkApiError" and "spark.master" in error(refused)["evalue"]
     bad = await kernel.run("%%spark_submit --conf nokey\nprint(1)\n")
     assert "UsageError: --conf takes KEY=VALUE" in text(bad)  # IPython shows usage errors on stderr
+    # Inputs reach the server, which has no object storage here.
+    no_storage = await kernel.run("%%spark_submit --input s3://raw/a.csv sales.csv --input s3://raw/b.csv\nprint(1)\n")
+    assert error(no_storage)["ename"] == "SparkApiError"
+    assert "inputs: object storage is not configured" in error(no_storage)["evalue"]
+    too_many = await kernel.run("%%spark_submit --input s3://raw/a.csv a b\nprint(1)\n")
+    assert "UsageError: --input takes URI [AS]" in text(too_many)
 
 
 async def test_interrupting_a_waiting_cell_kills_its_job(api, kernel):
