@@ -15,6 +15,7 @@ DataHarbourError subclasses carrying the server's status, message and reason.
 from .async_client import AsyncDataHarbourClient
 from .discovery import ServerAddress, find_server
 from .errors import (
+    BadGateway,
     Conflict,
     ConnectionFailed,
     DataHarbourError,
@@ -23,12 +24,15 @@ from .errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    RangeNotSatisfiable,
+    RequestTimeout,
     ServerError,
     ServerNotFound,
     ServiceUnavailable,
     StreamClosed,
     Unauthorized,
 )
+from .groups import ObjectHead
 from .stream import AsyncStream, StreamMessage
 from .sync_client import DataHarbourClient, SyncStream
 from .transport import RetryPolicy
@@ -36,6 +40,7 @@ from .transport import RetryPolicy
 __all__ = [
     "AsyncDataHarbourClient",
     "AsyncStream",
+    "BadGateway",
     "Conflict",
     "ConnectionFailed",
     "DataHarbourClient",
@@ -44,7 +49,10 @@ __all__ = [
     "Gone",
     "InvalidRequest",
     "NotFound",
+    "ObjectHead",
     "PayloadTooLarge",
+    "RangeNotSatisfiable",
+    "RequestTimeout",
     "RetryPolicy",
     "ServerAddress",
     "ServerError",

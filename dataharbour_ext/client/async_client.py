@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from ..models import Job
+from ..models import Job, ObjectInfo
 from .discovery import ServerAddress, find_server
-from .groups import Clusters, Dashboard, Jobs, Monitoring, Notebooks, openapi_call
+from .groups import Clusters, Dashboard, Jobs, Monitoring, Notebooks, Storage, openapi_call
 from .job_watch import follow_job, wait_for_job
 from .stream import AsyncStream, StreamMessage
 from .transport import DEFAULT_TIMEOUT, AsyncTransport, RetryPolicy
@@ -29,13 +29,31 @@ class AsyncJobs(Jobs):
         return follow_job(self._client, job_id, stream=stream, offset=offset)
 
 
+class AsyncStorage(Storage):
+    async def list_all(self, bucket: str | None = None, prefix: str = "", delimiter: str = "/", *,
+                       page_size: int | None = None) -> AsyncIterator[str | ObjectInfo]:
+        """`async for entry in client.storage.list_all(bucket, "raw/")`: every folder (its prefix,
+        a str) and object (an ObjectInfo) under `prefix`, page after page as they are read; each
+        page's folders come before its objects."""
+        cursor = None
+        while True:
+            page = await self.list(bucket, prefix, delimiter, limit=page_size, cursor=cursor)
+            for folder in page.folders:
+                yield folder
+            for item in page.objects:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+
 class AsyncDataHarbourClient:
     """`async with AsyncDataHarbourClient() as client: job = await client.jobs.submit(...)`.
 
     The server is `url` / `token`, else $DATAHARBOUR_URL / $DATAHARBOUR_TOKEN (set in kernels
     the server starts) or $JUPYTER_BASE_URL / $JUPYTER_TOKEN, else the running Jupyter server
     whose root holds the working directory (or the most recent one). Groups: `jobs`,
-    `clusters`, `notebooks`, `monitoring`, `dashboard`; every call is awaited and returns the
+    `clusters`, `notebooks`, `monitoring`, `dashboard`, `storage`; every call is awaited and returns the
     server's pydantic model."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
@@ -51,6 +69,7 @@ class AsyncDataHarbourClient:
         self.notebooks = Notebooks(run)
         self.monitoring = Monitoring(run)
         self.dashboard = Dashboard(run)
+        self.storage = AsyncStorage(run)
 
     @property
     def url(self) -> str:

@@ -3,13 +3,15 @@ it may be retried. The sync and the async transport both execute these, so every
 written once (groups.py)."""
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from .errors import DataHarbourError, api_error
+from .transfer import UploadBody
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 # Answer kinds besides a model class: the raw bytes (downloads) or the parsed JSON.
@@ -26,6 +28,10 @@ class Call:
     response: type[BaseModel] | str | None = None  # a model, BYTES, JSON, or None (no content)
     timeout: float | None = None  # seconds for this call, when it may take longer than the client's default
     idempotent: bool | None = None  # None: from the method (GET, PUT, DELETE)
+    headers: Sequence[tuple[str, str]] = ()  # request headers of this call (Range)
+    upload: UploadBody | None = None  # a raw body (an object's bytes, maybe streamed from a file), not `body`
+    save_to: str | os.PathLike | None = None  # a successful answer's body is streamed into this file
+    from_headers: Callable[[Mapping[str, str]], Any] | None = None  # the answer is read from its headers (HEAD)
 
     @property
     def retryable(self) -> bool:
@@ -63,6 +69,8 @@ def decode(call: Call, status: int, content: bytes, headers: Mapping[str, str]):
     """The answer to `call` as its kind says, or the API error it is."""
     if status >= 400:
         raise error_from(status, content, headers)
+    if call.from_headers is not None:
+        return call.from_headers(headers)
     if call.response is None or (status == 204 or not content):
         return content if call.response == BYTES else None
     if call.response == BYTES:

@@ -43,6 +43,12 @@ class NotFound(DataHarbourError):
     status = 404
 
 
+class RequestTimeout(DataHarbourError):
+    """408: the server waited too long for the request's body (an upload that stalled)."""
+
+    status = 408
+
+
 class Conflict(DataHarbourError):
     """409: the resource's state does not allow it (kill a finished job, a taken name)."""
 
@@ -56,13 +62,28 @@ class Gone(DataHarbourError):
 
 
 class PayloadTooLarge(DataHarbourError):
+    """413: a body larger than the server takes (an object over `max_object_bytes`)."""
+
     status = 413
+
+
+class RangeNotSatisfiable(DataHarbourError):
+    """416: a download's range starts beyond the object's end."""
+
+    status = 416
 
 
 class ServerError(DataHarbourError):
     """5xx."""
 
     status = 500
+
+
+class BadGateway(ServerError):
+    """502: a service behind the server (the object storage) refused or could not be reached;
+    the message says which and why."""
+
+    status = 502
 
 
 class ServiceUnavailable(ServerError):
@@ -94,9 +115,12 @@ ERRORS_BY_STATUS: dict[int, type[DataHarbourError]] = {
     401: Unauthorized,
     403: Forbidden,
     404: NotFound,
+    408: RequestTimeout,
     409: Conflict,
     410: Gone,
     413: PayloadTooLarge,
+    416: RangeNotSatisfiable,
+    502: BadGateway,
     503: ServiceUnavailable,
 }
 

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
 from ..models import (
+    DEFAULT_PRESIGN_SECONDS,
+    ArtifactQuery,
+    BucketList,
     Cell,
     CellCreate,
     CellExecuteRequest,
@@ -48,15 +54,21 @@ from ..models import (
     NotebookQuery,
     NotebookSummary,
     NotebookUpdate,
+    ObjectList,
+    ObjectQuery,
     OutputQuery,
+    PresignedUrl,
+    PresignRequest,
     ServiceList,
     ServiceLogs,
     ServiceLogsQuery,
     SparkUi,
     StandaloneClusterCreate,
+    StoredObject,
     TrendsQuery,
 )
 from .calls import BYTES, JSON, Call, as_model, body_data, query_params
+from .transfer import UploadBody
 
 # A cell execute answers when the cell ends: the HTTP wait is the cell's timeout plus this.
 # Without a timeout the server's own (`cell_timeout`, 60 s by default) applies; the client
@@ -68,6 +80,11 @@ DEFAULT_CELL_WAIT = 600.0
 def segment(value: str) -> str:
     """An id as one path segment."""
     return quote(str(value), safe="")
+
+
+def key_path(key: str) -> str:
+    """An object key (or an artifact name) as path segments: each part escaped, its slashes kept."""
+    return "/".join(quote(part, safe="") for part in str(key).split("/"))
 
 
 def query(model_class: type[BaseModel], **values: Any) -> list[tuple[str, str]]:
@@ -134,6 +151,15 @@ class Jobs(Group):
         """A notebook job's executed notebook: `ipynb` (nbformat JSON) or `html` bytes."""
         params = query(OutputQuery, format=format, attempt=attempt)
         return self._run(Call("GET", f"jobs/{segment(job_id)}/output", params=params, response=BYTES))
+
+    def artifact(self, job_id: str, name: str, *, attempt: int | None = None, to: str | os.PathLike | None = None
+                 ) -> bytes | Path:
+        """A file of a run archived in the object storage (`name` as the job's `artifacts` list it:
+        `output.log`, `output.ipynb`, `output/<path>`; the latest run unless `attempt`): its bytes,
+        or, with `to`, streamed into that file (never whole in memory) and its path returned."""
+        params = query(ArtifactQuery, attempt=attempt)
+        return self._run(Call("GET", f"jobs/{segment(job_id)}/artifacts/{key_path(name)}", params=params,
+                              response=BYTES, save_to=to))
 
     def spark_ui(self, job_id: str) -> SparkUi:
         """The live driver UI's address and its proxy path (409 before it is up, 410 after the end)."""
@@ -279,6 +305,86 @@ class Dashboard(Group):
     def overview(self, *, days: int | None = None, tz: str | None = None) -> DashboardOverview:
         params = query(TrendsQuery, days=days, tz=tz)
         return self._run(Call("GET", "dashboard/overview", params=params, response=DashboardOverview))
+
+
+class ObjectHead(BaseModel):
+    """What `HEAD /storage/objects/{bucket}/{key}` says about an object."""
+
+    bucket: str
+    key: str
+    size: int
+    content_type: str
+    etag: str | None = None
+    last_modified: datetime | None = None
+
+
+def object_head(bucket: str, key: str) -> Callable[[Mapping[str, str]], ObjectHead]:
+    def from_headers(headers: Mapping[str, str]) -> ObjectHead:
+        modified = headers.get("Last-Modified")
+        return ObjectHead(bucket=bucket, key=key, size=int(headers.get("Content-Length") or 0),
+                          content_type=headers.get("Content-Type") or "application/octet-stream",
+                          etag=(headers.get("ETag") or "").strip('"') or None,
+                          last_modified=parsedate_to_datetime(modified) if modified else None)
+    return from_headers
+
+
+class Storage(Group):
+    """`/api/v1/storage/`: buckets and objects of the object storage (MinIO / S3) the server is
+    configured with. `bucket=None` is the server's default bucket (MINIO_BUCKET_NAME) where a
+    route allows it. Every route is NotFound when the server has no object storage, and
+    BadGateway when the storage refuses the server or cannot be reached."""
+
+    def buckets(self) -> BucketList:
+        return self._run(Call("GET", "storage/buckets", response=BucketList))
+
+    def list(self, bucket: str | None = None, prefix: str = "", delimiter: str = "/", *, limit: int | None = None,
+             cursor: str | None = None) -> ObjectList:
+        """One page of `folders` (common prefixes, at `delimiter`; "" for every key, no folders)
+        and `objects` under `prefix`; pass `next_cursor` as `cursor` for the next page
+        (`list_all` goes through every page)."""
+        params = query(ObjectQuery, bucket=bucket, prefix=prefix, delimiter=delimiter, limit=limit, cursor=cursor)
+        return self._run(Call("GET", "storage/objects", params=params, response=ObjectList))
+
+    def head(self, bucket: str, key: str) -> ObjectHead:
+        """The object's size, content type, ETag and last change, without its bytes."""
+        return self._run(Call("HEAD", _object_path(bucket, key), from_headers=object_head(bucket, key)))
+
+    def download(self, bucket: str, key: str, to: str | os.PathLike | None = None, *,
+                 range: tuple[int, int | None] | None = None) -> bytes | Path:
+        """The object's bytes, or, with `to`, streamed into that file (never whole in memory; the
+        file appears once complete) and its path returned. `range=(first, last)`: only those
+        bytes, both included (`last` None: to the end); RangeNotSatisfiable past the end."""
+        headers = (("Range", f"bytes={range[0]}-{'' if range[1] is None else range[1]}"),) if range else ()
+        return self._run(Call("GET", _object_path(bucket, key), headers=headers, response=BYTES, save_to=to))
+
+    def upload(self, bucket: str, key: str, data_or_path: Any, *, content_type: str | None = None
+               ) -> StoredObject:
+        """Write the object from `bytes`, a file path (`str` or `os.PathLike`, streamed from disk a
+        chunk at a time), a binary file object or an iterable of bytes chunks (async client: an
+        async iterable too). Bytes are retried as any PUT; a file path only when the connection
+        could not be made; a file object or an iterator never (it is read once). PayloadTooLarge
+        past the server's `max_object_bytes`."""
+        upload = UploadBody.of(data_or_path, content_type)
+        return self._run(Call("PUT", _object_path(bucket, key), upload=upload, response=StoredObject))
+
+    def delete(self, bucket: str, key: str) -> None:
+        return self._run(Call("DELETE", _object_path(bucket, key)))
+
+    def presign(self, bucket: str | None, key: str, method: str = "GET", *,
+                expires: float | timedelta = DEFAULT_PRESIGN_SECONDS) -> PresignedUrl:
+        """A URL that downloads (`GET`) or uploads (`PUT`, needs `write`) the object without a
+        Jupyter token for `expires` seconds (at most 7 days), signed for the storage's own address."""
+        seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
+        fields = {"key": key, "method": method, "expires_seconds": int(seconds)}
+        if bucket is not None:
+            fields["bucket"] = bucket
+        body = body_data(as_model(PresignRequest, None, fields))
+        # Signing changes nothing on the server: asked again when the answer was lost.
+        return self._run(Call("POST", "storage/presign", body=body, response=PresignedUrl, idempotent=True))
+
+
+def _object_path(bucket: str, key: str) -> str:
+    return f"storage/objects/{segment(bucket)}/{key_path(key)}"
 
 
 def openapi_call() -> Call:

@@ -7,10 +7,10 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ..models import Job
+from ..models import Job, ObjectInfo
 from .async_client import AsyncDataHarbourClient
 from .discovery import ServerAddress, find_server
-from .groups import Clusters, Dashboard, Jobs, Monitoring, Notebooks, openapi_call
+from .groups import Clusters, Dashboard, Jobs, Monitoring, Notebooks, Storage, openapi_call
 from .loop_thread import LoopThread
 from .stream import AsyncStream, StreamMessage
 from .transport import DEFAULT_TIMEOUT, RetryPolicy, SyncTransport
@@ -33,6 +33,22 @@ class SyncJobs(Jobs):
         `job_log` messages until it has ended and its whole log has come."""
         loop, client = self._client._background()
         return loop.iterate(client.jobs.follow(job_id, stream=stream, offset=offset))
+
+
+class SyncStorage(Storage):
+    def list_all(self, bucket: str | None = None, prefix: str = "", delimiter: str = "/", *,
+                 page_size: int | None = None) -> Iterator[str | ObjectInfo]:
+        """`for entry in client.storage.list_all(bucket, "raw/")`: every folder (its prefix, a
+        str) and object (an ObjectInfo) under `prefix`, page after page as they are read; each
+        page's folders come before its objects."""
+        cursor = None
+        while True:
+            page = self.list(bucket, prefix, delimiter, limit=page_size, cursor=cursor)
+            yield from page.folders
+            yield from page.objects
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
 
 class SyncStream:
@@ -89,7 +105,7 @@ class DataHarbourClient:
     The server is `url` / `token`, else $DATAHARBOUR_URL / $DATAHARBOUR_TOKEN (set in kernels
     the server starts) or $JUPYTER_BASE_URL / $JUPYTER_TOKEN, else the running Jupyter server
     whose root holds the working directory (or the most recent one). Groups: `jobs`,
-    `clusters`, `notebooks`, `monitoring`, `dashboard`; each call returns the server's
+    `clusters`, `notebooks`, `monitoring`, `dashboard`, `storage`; each call returns the server's
     pydantic model and raises a DataHarbourError (NotFound, Conflict, InvalidRequest, ...) for
     an error answer, ConnectionFailed when the server cannot be reached."""
 
@@ -106,6 +122,7 @@ class DataHarbourClient:
         self.notebooks = Notebooks(run)
         self.monitoring = Monitoring(run)
         self.dashboard = Dashboard(run)
+        self.storage = SyncStorage(run)
         self._loop: LoopThread | None = None
         self._async: AsyncDataHarbourClient | None = None
         self._lock = threading.Lock()

@@ -1,9 +1,14 @@
 """Executing Calls over HTTP (httpx), blocking or async, with the one retry policy: only
 idempotent calls (GET, PUT, DELETE) are retried, on a connection that failed or broke and on
-502/503/504, after a short backoff. A POST (submit, kill, restart, execute) is never sent twice."""
+502/503/504, after a short backoff. A POST (submit, kill, restart, execute) is never sent twice.
+
+Every answer is received as a stream: read whole (a model, bytes), or, for a call with
+`save_to`, written to that file a chunk at a time. An upload's body streams from its source
+(transfer.UploadBody)."""
 
 import asyncio
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +17,7 @@ import httpx
 from .calls import Call, decode, retry_after_seconds
 from .discovery import ServerAddress
 from .errors import ConnectionFailed
+from .transfer import save_async, save_sync
 
 RETRIED_STATUSES = frozenset({502, 503, 504})
 # The request may not have reached the server, or its answer was cut off. A read timeout is not
@@ -35,6 +41,12 @@ class RetryPolicy:
         """Seconds to wait before trying `call` again after `attempt` ended so, or None: don't."""
         if not call.retryable or attempt > self.retries:
             return None
+        if call.upload is not None and not call.upload.replayable:
+            # A streamed upload is sent once: after its first byte the server may have taken
+            # part of it, and an iterator cannot be read again. A file path can be, from its
+            # start, so a PUT from a path is sent again when the connection was never made.
+            if not (call.upload.path is not None and isinstance(error, NOT_SENT_ERRORS)):
+                return None
         if error is not None and not isinstance(error, RETRIED_ERRORS):
             return None
         if call.method == "DELETE" and error is not None and not isinstance(error, NOT_SENT_ERRORS):
@@ -50,10 +62,17 @@ def http_timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
 
 
-def _request_options(call: Call) -> dict[str, Any]:
+def _request_options(call: Call, content: Any = None, content_headers: dict[str, str] | None = None
+                     ) -> dict[str, Any]:
     options: dict[str, Any] = {"params": list(call.params)}
+    headers = dict(call.headers)
     if call.body is not None:
         options["json"] = call.body
+    if call.upload is not None:
+        options["content"] = content
+        headers.update(content_headers or {})
+    if headers:
+        options["headers"] = headers
     if call.timeout is not None:
         options["timeout"] = http_timeout(call.timeout)
     return options
@@ -68,6 +87,14 @@ def _connection_failed(address: ServerAddress, call: Call, error: Exception) -> 
     return ConnectionFailed(f"the Jupyter server at {address.url} {what} ({call.method} {call.path}: {detail})")
 
 
+def _sync_upload(call: Call):
+    return call.upload.sync_content() if call.upload is not None else nullcontext((None, None))
+
+
+def _async_upload(call: Call):
+    return call.upload.async_content() if call.upload is not None else nullcontext((None, None))
+
+
 class SyncTransport:
     def __init__(self, address: ServerAddress, *, timeout: float = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
                  verify: bool | str = True):
@@ -80,18 +107,33 @@ class SyncTransport:
         while True:
             attempt += 1
             try:
-                response = self.http.request(call.method, self.address.api_url(call.path),
-                                             **_request_options(call))
+                answer = self._attempt(call)
             except httpx.TransportError as error:
                 delay = self.retry.delay(call, attempt, error=error)
                 if delay is None:
                     raise _connection_failed(self.address, call, error) from error
                 time.sleep(delay)
                 continue
-            delay = self.retry.delay(call, attempt, status=response.status_code, headers=response.headers)
+            if not isinstance(answer, httpx.Response):
+                return answer  # saved to its file
+            delay = self.retry.delay(call, attempt, status=answer.status_code, headers=answer.headers)
             if delay is None:
-                return decode(call, response.status_code, response.content, response.headers)
+                return decode(call, answer.status_code, answer.content, answer.headers)
             time.sleep(delay)
+
+    def _attempt(self, call: Call):
+        """One request: its answer read whole, or the file `call.save_to` once the body is in it."""
+        with _sync_upload(call) as (content, content_headers):
+            request = self.http.build_request(call.method, self.address.api_url(call.path),
+                                              **_request_options(call, content, content_headers))
+            response = self.http.send(request, stream=True)
+        try:
+            if call.save_to is not None and response.is_success:
+                return save_sync(response.iter_bytes(), call.save_to)  # the pieces as they arrive
+            response.read()
+            return response
+        finally:
+            response.close()
 
     def close(self) -> None:
         self.http.close()
@@ -109,18 +151,33 @@ class AsyncTransport:
         while True:
             attempt += 1
             try:
-                response = await self.http.request(call.method, self.address.api_url(call.path),
-                                                   **_request_options(call))
+                answer = await self._attempt(call)
             except httpx.TransportError as error:
                 delay = self.retry.delay(call, attempt, error=error)
                 if delay is None:
                     raise _connection_failed(self.address, call, error) from error
                 await asyncio.sleep(delay)
                 continue
-            delay = self.retry.delay(call, attempt, status=response.status_code, headers=response.headers)
+            if not isinstance(answer, httpx.Response):
+                return answer  # saved to its file
+            delay = self.retry.delay(call, attempt, status=answer.status_code, headers=answer.headers)
             if delay is None:
-                return decode(call, response.status_code, response.content, response.headers)
+                return decode(call, answer.status_code, answer.content, answer.headers)
             await asyncio.sleep(delay)
+
+    async def _attempt(self, call: Call):
+        """One request: its answer read whole, or the file `call.save_to` once the body is in it."""
+        async with _async_upload(call) as (content, content_headers):
+            request = self.http.build_request(call.method, self.address.api_url(call.path),
+                                              **_request_options(call, content, content_headers))
+            response = await self.http.send(request, stream=True)
+        try:
+            if call.save_to is not None and response.is_success:
+                return await save_async(response.aiter_bytes(), call.save_to)
+            await response.aread()
+            return response
+        finally:
+            await response.aclose()
 
     async def close(self) -> None:
         await self.http.aclose()
