@@ -331,6 +331,12 @@ async def test_range_reads(http, seaweedfs, prefix):
 
     response = await http.head(object_path(key))
     assert response.status_code == 200 and response.headers["Content-Length"] == "1024" and response.content == b""
+    assert response.headers["Content-Type"] == "application/octet-stream"  # the object's, not Jupyter's JSON
+    seaweedfs.client().put_object(BUCKET, f"{prefix}empty.csv", io.BytesIO(b""), 0, content_type="text/csv")
+    for request in (http.head, http.get):
+        response = await request(object_path(f"{prefix}empty.csv"))
+        assert response.status_code == 200 and response.content == b"", request
+        assert (response.headers["Content-Type"], response.headers["Content-Length"]) == ("text/csv", "0")
     response = await http.head(object_path(key), headers={"Range": "bytes=-0"})
     assert response.status_code == 416 and response.headers["Content-Range"] == "bytes */1024"
 

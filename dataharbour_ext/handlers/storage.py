@@ -126,7 +126,8 @@ class ObjectHandler(StorageBaseHandler):
         self.set_header("Content-Disposition", attachment(head.key.rsplit("/", 1)[-1] or "object"))
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
         self.set_header("X-Content-Type-Options", "nosniff")
-        if reader is None:
+        if reader is None:  # HEAD, or an empty object: Jupyter's own finish would say JSON
+            self.finish(set_content_type=head.content_type)
             return
         try:
             while chunk := await reader.read():
