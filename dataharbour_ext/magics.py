@@ -76,14 +76,19 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
     return found
 
 
+SUBMIT_USAGE = """%(prog)s [--name N] [--cluster C] [--mode batch|connect|auto] [--conf k=v ...]
+                      [--env K=V ...] [--input s3://bucket/key [AS] ...] [--log-level L]
+                      [--no-wait] [--keep-on-interrupt] [-- args...]"""
+
+
 def _submit_parser() -> _Parser:
-    parser = _Parser(prog="%%spark_submit", add_help=False)
+    parser = _Parser(prog="%%spark_submit", add_help=False, usage=SUBMIT_USAGE)
     parser.add_argument("--name")
     parser.add_argument("--cluster")
     parser.add_argument("--mode", choices=("batch", "connect", "auto"))
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--input", action="append", default=[], nargs="+", metavar=("URI", "AS"))
+    parser.add_argument("--input", action="append", default=[], nargs="+", metavar="URI [AS]")
     parser.add_argument("--log-level")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--keep-on-interrupt", action="store_true")

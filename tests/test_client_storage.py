@@ -3,6 +3,7 @@ against a real `jupyter server` with the extension and a real S3 server (Seaweed
 pages, uploads and downloads streamed from and to files, ranges, presigned URLs, the error
 classes, the async client, and which uploads the client sends again."""
 
+import gzip
 import hashlib
 import io
 import os
@@ -149,11 +150,26 @@ def test_upload_download_head_range_and_delete(client, seaweedfs, prefix, tmp_pa
     assert target.read_bytes() == content[MIB:2 * MIB]
     with pytest.raises(RangeNotSatisfiable):
         client.storage.download(BUCKET, key, range=(len(content) + 10, None))
+    for bad in ((5, 2), (-10, None)):  # the server would ignore them and send it all
+        with pytest.raises(ValueError, match="range="):
+            client.storage.download(BUCKET, key, range=bad)
+    with pytest.raises(ValueError, match="`.` or `..`"):  # HTTP would fold them: another object
+        client.storage.delete(BUCKET, f"{prefix}x/../{key.rsplit('/', 1)[-1]}")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file written, not mkstemp's 0600
+
+    # A compressed file object: its descriptor's size is not what it reads, so it goes chunked.
+    with gzip.open(tmp_path / "packed.gz", "wb") as packed:
+        packed.write(content[:MIB] * 3)
+    with gzip.open(tmp_path / "packed.gz", "rb") as packed:
+        client.storage.upload(BUCKET, f"{prefix}unpacked.bin", packed)
+    assert client.storage.download(BUCKET, f"{prefix}unpacked.bin") == content[:MIB] * 3
 
     head = client.storage.head(BUCKET, key)
     assert isinstance(head, ObjectHead)
-    # (Not its content_type: the server's HEAD answers application/json for now, see the report.)
     assert (head.bucket, head.key, head.size, head.etag) == (BUCKET, key, len(content), stat.etag)
+    assert head.content_type == "application/x-test"
     assert head.last_modified is not None and abs(head.last_modified.timestamp() - stat.last_modified.timestamp()) < 2
 
     # From bytes, and from a file object of unknown length (sent chunked).

@@ -83,8 +83,13 @@ def segment(value: str) -> str:
 
 
 def key_path(key: str) -> str:
-    """An object key (or an artifact name) as path segments: each part escaped, its slashes kept."""
-    return "/".join(quote(part, safe="") for part in str(key).split("/"))
+    """An object key (or an artifact name) as path segments: each part escaped, its slashes kept.
+    `.` and `..` segments are refused, as the server does: HTTP clients fold them away, so the
+    request would name another object."""
+    parts = str(key).split("/")
+    if any(part in (".", "..") for part in parts):
+        raise ValueError(f"{key!r}: an object key with `.` or `..` path segments cannot be named over HTTP")
+    return "/".join(quote(part, safe="") for part in parts)
 
 
 def query(model_class: type[BaseModel], **values: Any) -> list[tuple[str, str]]:
@@ -354,6 +359,8 @@ class Storage(Group):
         """The object's bytes, or, with `to`, streamed into that file (never whole in memory; the
         file appears once complete) and its path returned. `range=(first, last)`: only those
         bytes, both included (`last` None: to the end); RangeNotSatisfiable past the end."""
+        if range is not None and (range[0] < 0 or (range[1] is not None and range[1] < range[0])):
+            raise ValueError(f"range={range!r}: give (first, last) with 0 <= first <= last, or (first, None)")
         headers = (("Range", f"bytes={range[0]}-{'' if range[1] is None else range[1]}"),) if range else ()
         return self._run(Call("GET", _object_path(bucket, key), headers=headers, response=BYTES, save_to=to))
 

@@ -5,6 +5,7 @@ from or goes to a file; the sync and the async transport both use these."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import stat
 import tempfile
@@ -110,11 +111,15 @@ async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 
 def _remaining_bytes(file: BinaryIO) -> int | None:
-    """Bytes left in a regular file from its position; None for a pipe, a socket, a BytesIO..."""
+    """Bytes left in a plain file on disk from its position; None for anything else (a pipe, a
+    BytesIO, a gzip.GzipFile: its descriptor's size is not what it reads), which goes chunked."""
+    raw = file.raw if isinstance(file, (io.BufferedReader, io.BufferedRandom)) else file
+    if not isinstance(raw, io.FileIO):
+        return None
     try:
         status = os.fstat(file.fileno())
-        return status.st_size - file.tell() if stat.S_ISREG(status.st_mode) else None
-    except (AttributeError, OSError, ValueError):  # no file descriptor (io.BytesIO has fileno() raising)
+        return max(status.st_size - file.tell(), 0) if stat.S_ISREG(status.st_mode) else None
+    except (OSError, ValueError):
         return None
 
 
@@ -126,7 +131,14 @@ def _remaining_bytes(file: BinaryIO) -> int | None:
 
 def _temporary_beside(target: Path) -> tuple[BinaryIO, str]:
     descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.chmod(name, 0o666 & ~_umask())  # as a file opened for writing would be, not mkstemp's 0600
     return os.fdopen(descriptor, "wb"), name
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: there is no other way
+    os.umask(mask)
+    return mask
 
 
 def save_sync(chunks: Iterable[bytes], target: str | os.PathLike) -> Path:

@@ -219,6 +219,7 @@ class JobArtifacts:
                 files, skipped = await asyncio.to_thread(self._files_of, run)
                 if files is None:  # it never had a folder (killed or failed while queued), or it is gone
                     await self.store.update_run(run.job_id, run.attempt, archive_pending=False)
+                    await self.on_change(run.job_id)  # no longer `archiving`
                     return
                 artifacts, error = await self._upload_all(run, files)
             if skipped:

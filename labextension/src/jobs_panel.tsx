@@ -446,7 +446,7 @@ function JobDetails(props: ISidebarProps & { job: IJob; onBack: () => void }): J
           <ul>{full.inputs.map(input => <li key={input.as}><code>{input.as}</code> ← {input.uri}</li>)}</ul>
         </div>
       )}
-      <Artifacts {...props} job={{ ...job, artifacts: full?.artifacts }} />
+      {full?.attempt === job.attempt && <Artifacts {...props} job={{ ...job, artifacts: full.artifacts }} />}
       <div className="dh-Buttons">
         {active && <button className="jp-mod-styled jp-mod-warn" onClick={act(() => model.kill(job.id))}>Kill</button>}
         {!active && <button className="jp-mod-styled" onClick={act(() => model.restart(job.id))}>Restart</button>}
