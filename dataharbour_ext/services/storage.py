@@ -32,8 +32,9 @@ from ..models import (
 )
 from .object_storage import ObjectStorage, check_bucket, check_key, require
 
-# An upload holds a thread for as long as its body comes in; reads hold one per S3 call.
-DOWNLOAD_CHUNK_BYTES = 256 * 1024
+# An upload holds a thread for as long as its body comes in; reads hold one per S3 call. A
+# download holds two chunks: the one being written out and the next, read meanwhile.
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 # Tornado hands a body over in 64 KiB pieces: at most 1 MiB of it waits for the upload thread.
 UPLOAD_QUEUE_CHUNKS = 16
 # One part of a multipart upload in flight at a time: an upload holds about two parts in
@@ -152,17 +153,28 @@ class UploadBody:
 
 
 class ObjectReader:
-    """An object's bytes as S3 sends them, chunk by chunk, each read in a storage thread."""
+    """An object's bytes as S3 sends them, chunk by chunk, each read in a storage thread; the
+    next chunk is read while the caller writes out the last, so S3 and the client overlap."""
 
     def __init__(self, service: "StorageService", response):
         self._service = service
         self._response = response
+        self._ahead: asyncio.Future | None = None
 
     async def read(self) -> bytes:
         """The next chunk; b"" at the end."""
-        return await self._service._call("read the object", self._response.read, DOWNLOAD_CHUNK_BYTES)
+        ahead, self._ahead = self._ahead, None
+        chunk = await (ahead or self._fetch())
+        if chunk:
+            self._ahead = asyncio.ensure_future(self._fetch())
+        return chunk
+
+    def _fetch(self):
+        return self._service._call("read the object", self._response.read, DOWNLOAD_CHUNK_BYTES)
 
     async def close(self) -> None:
+        if self._ahead is not None:  # the response is not thread-safe: its read ends first
+            await asyncio.gather(self._ahead, return_exceptions=True)
         response = self._response
         await self._service._run(lambda: (response.close(), response.release_conn()))
 
