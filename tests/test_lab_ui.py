@@ -224,6 +224,7 @@ def test_run_the_open_notebook_from_its_toolbar(lab, page):
     dialog.locator("button.jp-mod-accept").click()
     expect(page.locator(".Toastify__toast").filter(has_text='Spark job "pipeline.ipynb" submitted')).to_be_visible(
         timeout=30_000)
+    page.reload()  # the follow-up outlives a reload: the job is remembered in the browser
     # When the run ends, its executed notebook opens in a tab of its own, saved next to the notebook.
     output_name = re.compile(r"pipeline\.output-[0-9a-f]{8}\.ipynb")
     tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=output_name)

@@ -20,7 +20,7 @@ import { DataHarbourApi } from './api';
 import { ClustersModel } from './clusters';
 import { IClusterInfo } from './clusters_model';
 import { ClustersPanel } from './clusters_panel';
-import { JobsModel } from './jobs';
+import { JobsModel, localFollowedStore } from './jobs';
 import { ACTIVE_STATES as ACTIVE, IJob } from './model';
 import { EditorFactory, JobsPanel } from './jobs_panel';
 import { NotebookJobs, isNotebookJob } from './notebook_job';
@@ -72,7 +72,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const serverSettings = ServerConnection.makeSettings();
     const api = new DataHarbourApi(serverSettings);
     const stream = new LiveStream(serverSettings, `lab-${randomId()}`);
-    const model = new JobsModel(api, stream);
+    const model = new JobsModel(api, stream, localFollowedStore(`dataharbour:followed:${serverSettings.baseUrl}`));
     const clusters = new ClustersModel(api, stream);
 
     /** A proxied Spark UI (a driver's or a master's) in a JupyterLab tab; the open one comes to the front. */

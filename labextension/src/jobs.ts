@@ -9,14 +9,46 @@ import { ACTIVE_STATES, IJob, IStreamMessage, applyMessage, mergeListing } from 
 import { LiveStream } from './stream';
 
 const LIST_LIMIT = 200;
+const FOLLOWED_MAX = 200;
+
+/** Where the ids of the jobs this JupyterLab waits for are kept across reloads. */
+export interface IFollowedStore {
+  load(): string[];
+  save(ids: string[]): void;
+}
+
+/** The browser's localStorage under `key` (nothing kept where it is unavailable). */
+export function localFollowedStore(key: string): IFollowedStore {
+  return {
+    load: () => {
+      try {
+        const ids = JSON.parse(window.localStorage.getItem(key) ?? '[]');
+        return Array.isArray(ids) ? ids.filter(id => typeof id === 'string') : [];
+      } catch {
+        return [];
+      }
+    },
+    save: ids => {
+      try {
+        window.localStorage.setItem(key, JSON.stringify(ids));
+      } catch {
+        // private mode or full: the follow-up then lasts as long as the page
+      }
+    }
+  };
+}
 
 export class JobsModel {
   constructor(
     readonly api: DataHarbourApi,
-    readonly stream: LiveStream
+    readonly stream: LiveStream,
+    private readonly followed: IFollowedStore | null = null
   ) {
     stream.message.connect((_, message) => this._onMessage(message));
     stream.statusChanged.connect(() => this._changed.emit());
+    // Jobs submitted before a reload are still this JupyterLab's: their end is told (a notebook
+    // job's output opened) once the first listing shows it, however long ago it came.
+    followed?.load().forEach(id => this._mine.add(id));
   }
 
   get jobs(): Map<string, IJob> {
@@ -72,18 +104,18 @@ export class JobsModel {
 
   async submit(request: ISubmitRequest): Promise<IJob> {
     const job = await this.api.submit(request);
-    this._mine.add(job.id);
+    this._follow(job.id);
     this._onMessage({ type: 'job_update', data: job, timestamp: '', seq: 0 });
     const known = this._jobs.get(job.id);
-    if (known && !ACTIVE_STATES.has(known.state)) {
-      this._ended.emit(known); // it ended before the answer came back
+    if (known && !ACTIVE_STATES.has(known.state) && this._mine.has(job.id)) {
+      this._endedOnce(known); // it ended before the answer came back
     }
     return job;
   }
 
   async restart(id: string): Promise<void> {
     const job = await this.api.restart(id);
-    this._mine.add(id);
+    this._follow(id);
     this._onMessage({ type: 'job_update', data: job, timestamp: '', seq: 0 });
   }
 
@@ -108,6 +140,9 @@ export class JobsModel {
       this._touched?.add(message.data.id ?? message.data.job_id);
     } else if (message.type === 'job_deleted') {
       this._deleted?.add(message.data.id);
+      if (this._mine.delete(message.data.id)) {
+        this._saveFollowed();
+      }
     } else if (message.type === 'snapshot') {
       (message.data.jobs as IJob[]).forEach(job => this._touched?.add(job.id));
     }
@@ -121,14 +156,34 @@ export class JobsModel {
       return;
     }
     this._jobs = next;
-    for (const id of this._mine) {
+    for (const id of [...this._mine]) {
       const was = before.get(id);
       const now = next.get(id);
       if (now && !ACTIVE_STATES.has(now.state) && (!was || ACTIVE_STATES.has(was.state))) {
-        this._ended.emit(now);
+        this._endedOnce(now);
       }
     }
     this._changed.emit();
+  }
+
+  private _follow(id: string): void {
+    this._mine.delete(id); // the newest last: the oldest go first past the limit
+    this._mine.add(id);
+    while (this._mine.size > FOLLOWED_MAX) {
+      this._mine.delete(this._mine.values().next().value as string);
+    }
+    this._saveFollowed();
+  }
+
+  /** Told once: a restart follows it again. */
+  private _endedOnce(job: IJob): void {
+    this._mine.delete(job.id);
+    this._saveFollowed();
+    this._ended.emit(job);
+  }
+
+  private _saveFollowed(): void {
+    this.followed?.save([...this._mine]);
   }
 
   private _jobs = new Map<string, IJob>();
