@@ -5,11 +5,10 @@ finds the server, and which calls it retries."""
 import json
 import os
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nbformat
 import pytest
+from loopback_http import LoopbackHttp, QuietHandler
 from pydantic import ValidationError
 from server_process import ServerProcess, stop_runs_under
 
@@ -356,7 +355,7 @@ def test_the_running_server_is_picked_by_root_then_by_age(tmp_path):
 # ---- retries ---------------------------------------------------------------------------
 
 
-class FlakyServer:
+class FlakyServer(LoopbackHttp):
     """A plain HTTP server on loopback that answers each request from a script of statuses."""
 
     def __init__(self, statuses):
@@ -364,7 +363,7 @@ class FlakyServer:
         self.requests = []
         flaky = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 self._answer()
 
@@ -377,23 +376,9 @@ class FlakyServer:
                 status = flaky.statuses.pop(0) if flaky.statuses else 200
                 body = (json.dumps({"message": "busy", "reason": "Restarting"}) if status >= 400
                         else json.dumps({"jobs": [], "total": 0, "limit": 50, "offset": 0})).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer_json(status, body)
 
-            def log_message(self, *args):
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/"
-
-    def close(self):
-        self.http.shutdown()
-        self.http.server_close()
+        super().__init__(Handler)
 
 
 def test_only_idempotent_calls_are_retried():

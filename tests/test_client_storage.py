@@ -8,15 +8,14 @@ import hashlib
 import io
 import os
 import socket
-import threading
 import time
 import tracemalloc
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from loopback_http import LoopbackHttp, QuietHandler
 from seaweedfs import seaweedfs_fixture  # noqa: F401  (the `seaweedfs` fixture)
 from server_process import ServerProcess, stop_runs_under
 
@@ -275,34 +274,19 @@ def test_a_jobs_archived_output_downloads(client, tmp_path):
 # ---- which uploads are sent again --------------------------------------------------------
 
 
-class FailingServer:
+class FailingServer(LoopbackHttp):
     """A plain HTTP server on loopback that reads each PUT's body whole and answers `status`."""
 
     def __init__(self, status: int):
         self.bodies: list[bytes] = []
         failing = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self):
                 failing.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                body = b'{"message": "storage unreachable", "reason": "BadGateway"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer_json(status, b'{"message": "storage unreachable", "reason": "BadGateway"}')
 
-            def log_message(self, *args):
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/"
-
-    def close(self):
-        self.http.shutdown()
-        self.http.server_close()
+        super().__init__(Handler)
 
 
 def test_bytes_are_uploaded_again_a_stream_only_once(tmp_path):
