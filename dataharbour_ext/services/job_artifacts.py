@@ -27,7 +27,6 @@ import asyncio
 import logging
 import mimetypes
 import os
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,22 +342,8 @@ class JobArtifacts:
         return str(path)
 
     def _fetch(self, bucket: str, key: str, path: Path) -> None:
-        """An object into an owner-only file (a log may quote credentials), whole or not at all."""
         folder.create(path.parent)
-        response = self.storage.client.get_object(bucket, key)
-        partial = None
-        try:
-            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")  # 0600
-            partial = Path(name)
-            with os.fdopen(fd, "wb") as out:
-                for chunk in response.stream(CHUNK_BYTES):
-                    out.write(chunk)
-            os.replace(partial, path)
-        finally:
-            if partial is not None:
-                partial.unlink(missing_ok=True)
-            response.close()
-            response.release_conn()
+        self.storage.download_file(bucket, key, path)
 
 
 def _find(run: RunRecord, name: str) -> dict:

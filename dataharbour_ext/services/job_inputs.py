@@ -15,7 +15,6 @@ is missing, too large, or the disk too full, with the reason.
 import os
 import posixpath
 import shutil
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,7 +29,6 @@ from .object_storage import ObjectStorage, parse_uri
 
 INPUT_DIR = "inputs"
 OUTPUT_DIR = "output"
-CHUNK_BYTES = 1024 * 1024
 
 
 class StagingCancelled(LaunchError):
@@ -129,32 +127,16 @@ class JobInputs:
         if not os.path.realpath(target).startswith(os.path.realpath(input_dir) + os.sep):
             raise LaunchError(f"input {item['uri']}: its path {item['as']!r} leads out of the input folder")
         target.parent.mkdir(mode=folder.FOLDER_MODE, parents=True, exist_ok=True)
-        written = 0
+
+        def before_chunk(written: int) -> None:
+            if cancelled.is_set():
+                raise StagingCancelled("the run was killed while its inputs were downloading")
+            if written > room:  # it grew since it was looked at
+                raise LaunchError(f"input {item['uri']}: it grew past the limit of "
+                                  f"{self.config.max_input_bytes} bytes (DataHarbourApp.max_input_bytes)")
+
         with self._errors(item["uri"]):
-            response = self.storage.client.get_object(bucket, key)
-            partial = None
-            try:
-                # A fresh, exclusive name (0600): never another input's file, whatever its name.
-                fd, name = tempfile.mkstemp(dir=target.parent, prefix=".dataharbour-", suffix=".partial")
-                partial = Path(name)
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in response.stream(CHUNK_BYTES):
-                        if cancelled.is_set():
-                            raise StagingCancelled("the run was killed while its inputs were downloading")
-                        written += len(chunk)
-                        if written > room:  # it grew since it was looked at
-                            raise LaunchError(f"input {item['uri']}: it grew past the limit of "
-                                              f"{self.config.max_input_bytes} bytes (DataHarbourApp.max_input_bytes)")
-                        out.write(chunk)
-                os.replace(partial, target)
-            except BaseException:
-                if partial is not None:
-                    partial.unlink(missing_ok=True)
-                raise
-            finally:
-                response.close()
-                response.release_conn()
-        return written
+            return self.storage.download_file(bucket, key, target, before_chunk)
 
     @contextmanager
     def _errors(self, uri: str):

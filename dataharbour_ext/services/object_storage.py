@@ -10,8 +10,11 @@ import asyncio
 import functools
 import os
 import re
+import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import certifi
 import urllib3
@@ -25,6 +28,7 @@ NOT_CONFIGURED = "object storage is not configured: set MINIO_ENDPOINT (and MINI
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 MAX_KEY_BYTES = 1024
+FILE_CHUNK_BYTES = 1024 * 1024  # read from S3 and written to a file at a time
 # Threads of their own for every blocking storage call (the API's, inputs', artifacts'): a hung
 # or slow S3 holds up storage work only, never the default pool that file and log reads use.
 STORAGE_THREADS = 32
@@ -116,6 +120,32 @@ class ObjectStorage:
             self._client = Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
                                  secure=settings.secure, http_client=http)
         return self._client
+
+    def download_file(self, bucket: str, key: str, target: Path,
+                      before_chunk: Callable[[int], None] | None = None) -> int:
+        """The object streamed into `target` through a fresh owner-only partial file renamed into
+        place (never another file's name; a log may quote credentials): whole or not at all.
+        `before_chunk(bytes so far)` may raise to stop. Its size; blocking (a storage thread)."""
+        response = self.client.get_object(bucket, key)
+        partial = None
+        written = 0
+        try:
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=".dataharbour-", suffix=".partial")  # 0600
+            partial = Path(name)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.stream(FILE_CHUNK_BYTES):
+                    written += len(chunk)
+                    if before_chunk is not None:
+                        before_chunk(written)
+                    out.write(chunk)
+            os.replace(partial, target)
+            partial = None
+            return written
+        finally:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            response.close()
+            response.release_conn()
 
     @contextmanager
     def errors(self, what: str):
